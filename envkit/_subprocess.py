@@ -1,0 +1,148 @@
+"""One helper runs every child process: timeout, captured output, explicit environment.
+
+Process execution is request -> :class:`Outcome`; callers decide whether a non-zero exit is an
+error (``Outcome.check``). Values of secret-looking environment variables are never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from envkit.errors import SubprocessError
+
+logger = logging.getLogger(__name__)
+
+_SECRET_NAME = re.compile(
+    r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|PRIVATE|SESSION)", re.IGNORECASE
+)
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether an environment variable's value must never be shown."""
+    return bool(_SECRET_NAME.search(name))
+
+
+def redact_env(env: Mapping[str, str]) -> dict[str, str]:
+    """A copy of ``env`` with the values of secret-looking names replaced by ``***``."""
+    return {k: ("***" if is_secret_name(k) else v) for k, v in env.items()}
+
+
+def redact_url(url: str) -> str:
+    """Strip ``user:password@`` credentials from a URL."""
+    return re.sub(r"(?<=://)[^/@\s]+@", "", url)
+
+
+@dataclass
+class Outcome:
+    """What a finished (or timed-out) child process did."""
+
+    argv: list[str]
+    returncode: int | None
+    stdout: str
+    stderr: str
+    duration: float
+    timed_out: bool = False
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+    def check(self, what: str) -> Outcome:
+        """Raise :class:`SubprocessError` (``"<what> failed ..."``) unless the process succeeded."""
+        if not self.ok:
+            reason = (
+                f"timed out after {self.duration:.0f}s"
+                if self.timed_out
+                else f"exited with code {self.returncode}"
+            )
+            last = last_error_line(self.stderr) or last_error_line(self.stdout)
+            message = f"{what} failed: {reason}" + (f": {last}" if last else "")
+            raise SubprocessError(
+                message,
+                argv=self.argv,
+                returncode=self.returncode,
+                stdout=self.stdout,
+                stderr=self.stderr,
+            )
+        return self
+
+
+def last_error_line(text: str) -> str:
+    """The most informative line of a tool's output: the last ``error``-ish line, else the last."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    for line in reversed(lines):
+        lowered = line.lower()
+        if lowered.startswith(("error", "×", "x ")) or "error:" in lowered:
+            return line[:300]
+    return lines[-1][:300] if lines else ""
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    timeout: float | None = None,
+    input: str | None = None,
+    stream: bool = False,
+) -> Outcome:
+    """Run ``argv``; capture its output; kill its whole process group on timeout.
+
+    ``env`` is the complete environment of the child (``None`` inherits ours). With ``stream``
+    the child's output also goes to our logger line by line (``--verbose``).
+    """
+    argv = [str(a) for a in argv]
+    logger.debug("running: %s", " ".join(argv))
+    if env is not None:
+        logger.debug("environment: %s", redact_env(env))
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(env) if env is not None else None,
+        cwd=cwd,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        start_new_session=True,
+    )
+    timed_out = False
+    try:
+        stdout, stderr = proc.communicate(input=input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_group(proc)
+        stdout, stderr = proc.communicate()
+    except BaseException:
+        _kill_group(proc)
+        proc.wait()
+        raise
+    duration = time.perf_counter() - start
+    if stream:
+        for line in (stdout + stderr).splitlines():
+            logger.info("  | %s", line)
+    return Outcome(
+        argv=argv,
+        returncode=None if timed_out else proc.returncode,
+        stdout=stdout or "",
+        stderr=stderr or "",
+        duration=duration,
+        timed_out=timed_out,
+    )
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()

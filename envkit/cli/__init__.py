@@ -1,0 +1,112 @@
+"""The ``envkit`` command line: parse, call one library function, render, map errors to exits.
+
+Each command lives in its own module under ``envkit.cli`` with two functions:
+``register(subparsers)`` adds its parser (and sets ``func``), and the function it sets runs it
+and returns an exit code. Command modules import heavy libraries only inside that function.
+This module is the only place that turns exceptions into exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+
+from envkit._version import __version__
+from envkit.errors import EXIT_BAD_INPUT, EXIT_MODEL_FAILED, EnvkitError
+
+# Order is the order of `envkit --help`.
+COMMAND_MODULES = [
+    "envkit.cli.validate",
+    "envkit.cli.predict",
+    "envkit.cli.info",
+    "envkit.cli.deps",
+    "envkit.cli.serve",
+    "envkit.cli.docker",
+    "envkit.cli.env",
+]
+
+logger = logging.getLogger("envkit")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="envkit",
+        description=(
+            "Package ML models in the MLflow Models format, capture their environments, and "
+            "prove they run in a rebuilt sandbox before deployment."
+        ),
+        epilog=(
+            "exit codes: 0 ok; 1 the model failed (load/predict error, timeout, schema error, "
+            "failed --check); 2 bad usage or unreadable model; 3 the environment could not be "
+            "built"
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"envkit {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show details and tracebacks on errors"
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue  # a command that is not part of this build
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def _configure_output(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logger.propagate = False
+
+    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        print(f"warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    verbose = bool(getattr(args, "verbose", False))
+    _configure_output(verbose)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        return int(func(args) or 0)
+    except EnvkitError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if verbose:
+            if exc.detail:
+                print(exc.detail, file=sys.stderr)
+            import traceback
+
+            traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+        elif exc.detail:
+            print("(run with --verbose for details)", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug or an unexpected failure: still one line without --verbose
+        print(f"error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        else:
+            print("(run with --verbose for the traceback)", file=sys.stderr)
+        return EXIT_MODEL_FAILED

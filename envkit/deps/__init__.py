@@ -1,0 +1,1 @@
+"""Capture, record and check a model's environment (requirements, env var names)."""

@@ -1,0 +1,242 @@
+"""Read and write a model's environment files in MLflow's exact formats.
+
+``requirements.txt`` (one requirement per line, no trailing newline), ``python_env.yaml``,
+``conda.yaml``, ``constraints.txt``; see ``shared/reference/samples`` for what MLflow writes.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from envkit.errors import InvalidRequirementError
+
+REQUIREMENTS_FILE = "requirements.txt"
+CONSTRAINTS_FILE = "constraints.txt"
+PYTHON_ENV_FILE = "python_env.yaml"
+CONDA_ENV_FILE = "conda.yaml"
+ENV_VARS_FILE = "environment_variables.txt"
+LOCK_FILE = "requirements.lock"
+PROVENANCE_FILE = "requirements.provenance.json"
+
+# Files copied into metadata/ when they exist (MLflow copies the first four).
+METADATA_FILES = (
+    "MLmodel",
+    CONDA_ENV_FILE,
+    PYTHON_ENV_FILE,
+    REQUIREMENTS_FILE,
+    CONSTRAINTS_FILE,
+    ENV_VARS_FILE,
+    LOCK_FILE,
+    PROVENANCE_FILE,
+)
+
+CONDA_ENV_NAME = "envkit-env"
+
+
+def installed_version(distribution: str) -> str | None:
+    """The installed version of ``distribution`` in this interpreter, or None."""
+    try:
+        return importlib_metadata.version(distribution)
+    except importlib_metadata.PackageNotFoundError:
+        return None
+
+
+def _pinned(distribution: str) -> str:
+    version = installed_version(distribution)
+    return f"{distribution}=={version}" if version else distribution
+
+
+@dataclass
+class PythonEnv:
+    """The content of ``python_env.yaml``."""
+
+    python: str
+    build_dependencies: list[str] = field(default_factory=list)
+    dependencies: list[str] = field(default_factory=lambda: [f"-r {REQUIREMENTS_FILE}"])
+
+    @classmethod
+    def current(cls) -> PythonEnv:
+        """This interpreter: full Python version and pip/setuptools/wheel as installed."""
+        return cls(
+            python=platform.python_version(),
+            build_dependencies=[_pinned(name) for name in ("pip", "setuptools", "wheel")],
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "python": self.python,
+            "build_dependencies": list(self.build_dependencies),
+            "dependencies": list(self.dependencies),
+        }
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), default_flow_style=False, sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> PythonEnv:
+        data = _read_yaml_mapping(Path(path))
+        python = data.get("python")
+        if not python:
+            raise InvalidRequirementError(f"{path} does not say which Python to use ('python:')")
+        return cls(
+            python=str(python),
+            build_dependencies=[str(d) for d in data.get("build_dependencies") or []],
+            dependencies=[str(d) for d in data.get("dependencies") or []],
+        )
+
+
+def _read_yaml_mapping(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidRequirementError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise InvalidRequirementError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidRequirementError(f"{path} must be a YAML mapping")
+    return data
+
+
+def conda_env_dict(
+    requirements: Sequence[str], *, python_version: str | None = None, pip_version: str | None = None
+) -> dict[str, Any]:
+    """The ``conda.yaml`` mapping: ``python=``, a ``pip<=`` pin and the pip section."""
+    python_version = python_version or platform.python_version()
+    pip_version = pip_version if pip_version is not None else installed_version("pip")
+    deps: list[Any] = [f"python={python_version}", f"pip<={pip_version}" if pip_version else "pip"]
+    if requirements:
+        deps.append({"pip": list(requirements)})
+    return {"channels": ["conda-forge"], "dependencies": deps, "name": CONDA_ENV_NAME}
+
+
+def read_conda_env(path: str | Path) -> tuple[str | None, list[str]]:
+    """(python version, pip requirements) recorded in a ``conda.yaml``."""
+    data = _read_yaml_mapping(Path(path))
+    python_version = None
+    pip_reqs: list[str] = []
+    for dep in data.get("dependencies") or []:
+        if isinstance(dep, str) and dep.startswith("python") and dep[6:7] in ("=", "<", ">", "~"):
+            python_version = dep.split("=")[-1].strip() or None
+        elif isinstance(dep, dict) and "pip" in dep:
+            pip_reqs.extend(str(r) for r in dep["pip"] or [])
+    return python_version, pip_reqs
+
+
+def format_requirements(requirements: Iterable[str]) -> str:
+    """requirements.txt content as MLflow writes it: one per line, no trailing newline."""
+    return "\n".join(requirements)
+
+
+def parse_requirement_line(line: str, *, source: str = "requirement") -> str | None:
+    """A normalized requirement string from one line, None for blanks/comments.
+
+    Option lines (``-c``, ``-r``, ``--index-url`` ...) are returned as they are; everything else
+    must parse as a PEP 508 requirement or a URL/path requirement.
+    """
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    text = line.split(" #", 1)[0].strip() if not line.lstrip().startswith("#") else ""
+    if not text:
+        return None
+    if text.startswith("-"):
+        return text
+    if "://" in text or text.startswith((".", "/")) or text.endswith((".whl", ".tar.gz", ".zip")):
+        return text
+    try:
+        return str(Requirement(text))
+    except InvalidRequirement as exc:
+        raise InvalidRequirementError(f"invalid {source} {text!r}: {exc}") from exc
+
+
+def read_requirements_file(path: str | Path, *, _seen: set[Path] | None = None) -> list[str]:
+    """Requirements listed in ``path``, following ``-r`` includes (``-c`` lines are kept)."""
+    path = Path(path)
+    seen = _seen if _seen is not None else set()
+    resolved = path.resolve()
+    if resolved in seen:
+        return []
+    seen.add(resolved)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InvalidRequirementError(
+            f"cannot read requirements file {path}: {exc.strerror or exc}"
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidRequirementError(f"requirements file {path} is not UTF-8 text") from exc
+    result: list[str] = []
+    for number, line in enumerate(lines, start=1):
+        parsed = parse_requirement_line(line, source=f"requirement in {path.name}:{number}")
+        if parsed is None:
+            continue
+        if parsed.startswith(("-r ", "--requirement ")):
+            include = path.parent / parsed.split(None, 1)[1].strip()
+            result.extend(read_requirements_file(include, _seen=seen))
+        else:
+            result.append(parsed)
+    return result
+
+
+def requirement_names(requirements: Iterable[str]) -> dict[str, str]:
+    """Map canonical distribution name -> requirement line, for PEP 508 lines."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    names: dict[str, str] = {}
+    for req in requirements:
+        if req.startswith("-"):
+            continue
+        try:
+            names[canonicalize_name(Requirement(req).name)] = req
+        except InvalidRequirement:
+            continue
+    return names
+
+
+def write_environment_files(
+    model_dir: str | Path,
+    requirements: Sequence[str],
+    *,
+    constraints: Sequence[str] | None = None,
+    python_env: PythonEnv | None = None,
+) -> None:
+    """Write requirements.txt, python_env.yaml, conda.yaml (and constraints.txt) into a model."""
+    model_dir = Path(model_dir)
+    reqs = list(requirements)
+    if constraints:
+        (model_dir / CONSTRAINTS_FILE).write_text("\n".join(constraints), encoding="utf-8")
+        line = f"-c {CONSTRAINTS_FILE}"
+        if line not in reqs:
+            reqs.append(line)
+    env = python_env or PythonEnv.current()
+    (model_dir / REQUIREMENTS_FILE).write_text(format_requirements(reqs), encoding="utf-8")
+    (model_dir / PYTHON_ENV_FILE).write_text(env.to_yaml(), encoding="utf-8")
+    pip_version = next(
+        (d.split("==", 1)[1] for d in env.build_dependencies if d.startswith("pip==")), None
+    )
+    conda = conda_env_dict(reqs, python_version=env.python, pip_version=pip_version)
+    (model_dir / CONDA_ENV_FILE).write_text(
+        yaml.safe_dump(conda, default_flow_style=False), encoding="utf-8"
+    )
+
+
+def copy_metadata(model_dir: str | Path) -> None:
+    """Copy MLmodel and the environment files into ``metadata/`` (replacing what was there)."""
+    import shutil
+
+    model_dir = Path(model_dir)
+    meta = model_dir / "metadata"
+    if meta.exists():
+        shutil.rmtree(meta)
+    meta.mkdir()
+    for name in METADATA_FILES:
+        source = model_dir / name
+        if source.is_file():
+            shutil.copy2(source, meta / name)

@@ -1,0 +1,1 @@
+"""Integrations: pytest plugin, tox, spark."""

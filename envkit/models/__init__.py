@@ -1,0 +1,50 @@
+"""The MLflow Model format: MLmodel, signatures, input examples, models-from-code.
+
+Names are imported lazily so that ``import envkit.models`` does not pull in pandas or numpy.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from envkit.models.code import set_model
+    from envkit.models.model import MLMODEL_FILE_NAME, Model, ModelInfo, get_model_info
+
+__all__ = [
+    "MLMODEL_FILE_NAME",
+    "Model",
+    "ModelInfo",
+    "ModelSignature",
+    "get_model_info",
+    "infer_signature",
+    "predict",
+    "set_model",
+    "update_model_requirements",
+    "validate_serving_input",
+]
+
+_LAZY = {
+    "Model": "envkit.models.model",
+    "ModelInfo": "envkit.models.model",
+    "MLMODEL_FILE_NAME": "envkit.models.model",
+    "get_model_info": "envkit.models.model",
+    "set_model": "envkit.models.code",
+    "ModelSignature": "envkit.models.signature",
+    "infer_signature": "envkit.models.signature",
+    "validate_serving_input": "envkit.models.serving_input",
+    "update_model_requirements": "envkit.deps.update",
+    "predict": "envkit.sandbox.validate",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'envkit.models' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,182 @@
+"""A small local run store, so ``log_model`` works without a tracking server.
+
+Layout: ``<tracking dir>/<run_id>/run.json`` and ``<tracking dir>/<run_id>/artifacts/<name>/``.
+The tracking dir is ``./envkit-runs`` unless ``ENVKIT_TRACKING_DIR`` or
+:func:`set_tracking_dir` says otherwise. When MLflow is in use and one of its runs is active,
+models are logged into that run's artifacts instead, so MLflow users keep their UI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from envkit.errors import ModelExistsError, UsageError
+
+if TYPE_CHECKING:
+    from envkit.models.model import Model, ModelInfo
+
+_tracking_dir: Path | None = None
+_active: list[Run] = []
+
+
+def set_tracking_dir(path: str | os.PathLike[str] | None) -> None:
+    """Use ``path`` as the run store (``None`` restores the default)."""
+    global _tracking_dir
+    _tracking_dir = Path(path).absolute() if path is not None else None
+
+
+def get_tracking_dir() -> Path:
+    """Where runs are stored: :func:`set_tracking_dir`, ``ENVKIT_TRACKING_DIR``, ./envkit-runs."""
+    if _tracking_dir is not None:
+        return _tracking_dir
+    env = os.environ.get("ENVKIT_TRACKING_DIR")
+    return Path(env).absolute() if env else Path.cwd() / "envkit-runs"
+
+
+@dataclass
+class Run:
+    """One run in the local store; a context manager that ends the run on exit."""
+
+    run_id: str
+    run_name: str | None
+    tracking_dir: str
+    start_time: float
+    end_time: float | None = None
+    status: str = "RUNNING"
+
+    @property
+    def path(self) -> Path:
+        return Path(self.tracking_dir) / self.run_id
+
+    @property
+    def artifact_dir(self) -> Path:
+        return self.path / "artifacts"
+
+    def _write(self) -> None:
+        from envkit._fs import atomic_write_text
+
+        atomic_write_text(self.path / "run.json", json.dumps(asdict(self), indent=2) + "\n")
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        end_run("FAILED" if exc_type is not None else "FINISHED", run=self)
+
+
+def start_run(
+    run_name: str | None = None, *, tracking_dir: str | os.PathLike[str] | None = None
+) -> Run:
+    """Start a run in the local store; use it as ``with envkit.start_run() as run:``."""
+    root = Path(tracking_dir).absolute() if tracking_dir is not None else get_tracking_dir()
+    run = Run(
+        run_id=uuid.uuid4().hex,
+        run_name=run_name,
+        tracking_dir=str(root),
+        start_time=time.time(),
+    )
+    run.artifact_dir.mkdir(parents=True, exist_ok=False)
+    run._write()
+    _active.append(run)
+    return run
+
+
+def active_run() -> Run | None:
+    """The innermost active envkit run, if any."""
+    return _active[-1] if _active else None
+
+
+def end_run(status: str = "FINISHED", *, run: Run | None = None) -> None:
+    """End ``run`` (default: the active one) with ``status``."""
+    target = run or active_run()
+    if target is None:
+        return
+    target.status = status
+    target.end_time = time.time()
+    target._write()
+    if target in _active:
+        _active.remove(target)
+
+
+def _active_mlflow_run() -> Any:
+    """MLflow's active run when the user is using MLflow tracking (mlflow already imported)."""
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is None or not hasattr(mlflow, "active_run"):
+        return None
+    try:
+        return mlflow.active_run()
+    except Exception:
+        return None
+
+
+def _check_artifact_name(name: str) -> str:
+    clean = name.strip("/")
+    parts = Path(clean).parts
+    if not clean or os.path.isabs(name) or ".." in parts:
+        raise UsageError(f"invalid model name {name!r}: use a relative name such as 'model'")
+    return clean
+
+
+def log_model_directory(
+    model_cls: type[Model], name: str, flavor: Any, save_kwargs: dict[str, Any]
+) -> ModelInfo:
+    """Save a model with ``flavor.save_model`` and put it into the active run's artifacts."""
+    name = _check_artifact_name(name)
+    mlflow_run = _active_mlflow_run()
+    own_run = None
+    if mlflow_run is not None:
+        run_id = mlflow_run.info.run_id
+    else:
+        run = active_run()
+        if run is None:
+            run = own_run = start_run()
+        run_id = run.run_id
+    try:
+        with tempfile.TemporaryDirectory(prefix="envkit-log-") as tmp:
+            local = Path(tmp) / "model"
+            envkit_model = model_cls(artifact_path=name, run_id=run_id)
+            flavor.save_model(path=local, envkit_model=envkit_model, **save_kwargs)
+            if mlflow_run is not None:
+                sys.modules["mlflow"].log_artifacts(str(local), artifact_path=name)
+                dest = None
+            else:
+                dest = run.artifact_dir / name
+                if dest.exists():
+                    raise ModelExistsError(
+                        f"run {run_id} already has a model named {name!r}; choose another name"
+                    )
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+                try:
+                    shutil.copytree(local, staging, dirs_exist_ok=True)
+                    os.replace(staging, dest)
+                except BaseException:
+                    shutil.rmtree(staging, ignore_errors=True)
+                    raise
+            saved = model_cls.load(local)
+        info = saved.get_model_info(dest)
+        info.model_uri = f"runs:/{run_id}/{name}"
+        return info
+    except BaseException:
+        if own_run is not None:
+            end_run("FAILED", run=own_run)
+            own_run = None
+        raise
+    finally:
+        if own_run is not None:
+            end_run("FINISHED", run=own_run)

@@ -1,0 +1,1 @@
+"""Sandboxes: rebuild a model's environment and run it there (``envkit validate``)."""
