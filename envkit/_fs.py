@@ -49,7 +49,7 @@ def publish_directory(staging: Path, target: Path) -> None:
     aside (one rename), then the staged directory is renamed in (a second rename), then the old
     one is deleted. A reader never sees a half-written directory.
     """
-    os.chmod(staging, 0o755)
+    os.chmod(staging, 0o777 & ~_umask())
     if target.exists():
         aside = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
         os.replace(target, aside)
@@ -109,12 +109,16 @@ def copy_into(source: str | os.PathLike[str], dest_dir: Path) -> str:
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / source_path.name
     if source_path.is_dir():
-        shutil.copytree(
-            source_path, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
-        )
+        shutil.copytree(source_path, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     else:
         shutil.copy2(source_path, dest)
     return source_path.name
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -124,6 +128,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -80,7 +80,7 @@ def last_error_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     for line in reversed(lines):
         lowered = line.lower()
-        if lowered.startswith(("error", "×", "x ")) or "error:" in lowered:
+        if lowered.startswith(("error", "\u00d7", "x ")) or "error:" in lowered:
             return line[:300]
     return lines[-1][:300] if lines else ""
 

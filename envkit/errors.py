@@ -152,3 +152,14 @@ class SubprocessError(EnvkitError):
 def tail(text: str, lines: int = 30) -> str:
     """The last ``lines`` lines of ``text``."""
     return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+# --- signatures and serving input (appended with the signature work, issue 6) -------------------
+
+
+class SignatureError(UsageError, ValueError):
+    """A schema or signature cannot be built: unsupported data, or an invalid specification."""
+
+
+class ServingInputError(UsageError):
+    """A scoring payload cannot be read: malformed JSON/CSV, unknown or missing format key."""

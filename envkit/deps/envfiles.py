@@ -48,7 +48,8 @@ def installed_version(distribution: str) -> str | None:
         return None
 
 
-def _pinned(distribution: str) -> str:
+def pin_installed(distribution: str) -> str:
+    """``name==<installed version>``, or the bare name when it is not installed."""
     version = installed_version(distribution)
     return f"{distribution}=={version}" if version else distribution
 
@@ -66,7 +67,7 @@ class PythonEnv:
         """This interpreter: full Python version and pip/setuptools/wheel as installed."""
         return cls(
             python=platform.python_version(),
-            build_dependencies=[_pinned(name) for name in ("pip", "setuptools", "wheel")],
+            build_dependencies=[pin_installed(name) for name in ("pip", "setuptools", "wheel")],
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -105,7 +106,10 @@ def _read_yaml_mapping(path: Path) -> dict[str, Any]:
 
 
 def conda_env_dict(
-    requirements: Sequence[str], *, python_version: str | None = None, pip_version: str | None = None
+    requirements: Sequence[str],
+    *,
+    python_version: str | None = None,
+    pip_version: str | None = None,
 ) -> dict[str, Any]:
     """The ``conda.yaml`` mapping: ``python=``, a ``pip<=`` pin and the pip section."""
     python_version = python_version or platform.python_version()

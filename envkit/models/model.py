@@ -104,9 +104,7 @@ class Model:
         conf = self.flavors.get(name)
         if conf is None:
             have = ", ".join(sorted(self.flavors)) or "none"
-            raise ModelFormatError(
-                f"the model has no {name!r} flavor (its flavors: {have})"
-            )
+            raise ModelFormatError(f"the model has no {name!r} flavor (its flavors: {have})")
         if not isinstance(conf, dict):
             raise ModelFormatError(f"flavor {name!r} in MLmodel is not a mapping")
         return conf

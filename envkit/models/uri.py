@@ -56,7 +56,7 @@ def _download_with_mlflow(uri: str, *, why: str) -> Path:
     mlflow = sys.modules.get("mlflow")
     if mlflow is None:
         try:
-            import mlflow  # noqa: F401  (only when the user's URI needs MLflow)
+            import mlflow
         except ImportError:
             raise ModelUriError(f"cannot resolve {uri}: {why}, and MLflow is not installed")
         mlflow = sys.modules["mlflow"]

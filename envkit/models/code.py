@@ -1,0 +1,79 @@
+"""Models from code: a ``.py`` file that defines a model and calls :func:`set_model`.
+
+The file is executed (never unpickled) at save time, to check it defines a model, and again at
+load time. ``model_config`` is visible to the file through :func:`get_model_config` while it runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from envkit.errors import ModelFailedError, UsageError
+
+_state = threading.local()
+
+
+def set_model(model: Any) -> None:
+    """Declare the model defined by a models-from-code file (a ``PythonModel`` or a callable)."""
+    from envkit.pyfunc.model import PythonModel
+
+    if isinstance(model, (str, os.PathLike)):
+        raise UsageError(
+            "set_model() takes the model object itself (a PythonModel instance or a callable), "
+            "not a path"
+        )
+    if not (isinstance(model, PythonModel) or callable(model)):
+        raise UsageError(
+            f"set_model() takes a PythonModel instance or a callable, got {type(model).__name__}"
+        )
+    _state.model = model
+
+
+def get_model_config() -> dict[str, Any]:
+    """The ``model_config`` the running models-from-code file is being loaded with."""
+    return dict(getattr(_state, "config", None) or {})
+
+
+@contextlib.contextmanager
+def _loading(config: dict[str, Any] | None) -> Iterator[None]:
+    previous = getattr(_state, "model", None), getattr(_state, "config", None)
+    _state.model, _state.config = None, config
+    try:
+        yield
+    finally:
+        _state.model, _state.config = previous
+
+
+def load_model_from_code(code_path: str | os.PathLike[str], config: dict[str, Any] | None) -> Any:
+    """Execute ``code_path`` and return the object it passed to :func:`set_model`."""
+    path = Path(code_path)
+    if not path.is_file():
+        raise UsageError(f"model code file {path} does not exist")
+    module_name = f"envkit_code_model_{uuid.uuid4().hex}"
+    with _loading(config):
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise UsageError(f"cannot import {path} as Python code")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            sys.modules.pop(module_name, None)
+            raise ModelFailedError(
+                f"running the model code {path.name} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        model = _state.model
+    if model is None:
+        raise UsageError(
+            f"{path.name} does not define a model: call envkit.models.set_model(model) in it"
+        )
+    return model

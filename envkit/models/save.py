@@ -1,0 +1,151 @@
+"""The save pipeline every flavor shares.
+
+stage (sibling temp dir) -> code_paths -> flavor writes its model -> input example ->
+check the example predicts + infer the signature -> capture requirements (subprocess) ->
+environment files -> MLmodel + metadata/ -> atomic rename. A failure anywhere leaves nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from envkit._fs import copy_into, directory_size, staged_directory
+from envkit.errors import EnvkitError, ModelFailedError, UsageError
+from envkit.models.model import Model
+
+CODE_DIR = "code"
+
+
+def strict_mode(strict: bool | None) -> bool:
+    """``strict`` if given, else ``ENVKIT_STRICT_CAPTURE`` (1/true/yes)."""
+    if strict is not None:
+        return bool(strict)
+    return os.environ.get("ENVKIT_STRICT_CAPTURE", "").strip().lower() in ("1", "true", "yes")
+
+
+@dataclass
+class FlavorWriter:
+    """What a flavor contributes to a save.
+
+    ``write(staging_dir, model, code_dir)`` serializes the model object into ``staging_dir``
+    and adds the flavor sections (its own and ``python_function``) to ``model``.
+    ``default_requirements()`` are what loading the flavor needs (used when capture is off or
+    fails). ``python_model`` is the user's PythonModel, for signatures from type hints.
+    """
+
+    write: Callable[[Path, Model, str | None], None]
+    default_requirements: Callable[[], list[str]]
+    python_model: Any = None
+
+
+def save_model_directory(
+    path: str | os.PathLike[str],
+    writer: FlavorWriter,
+    *,
+    envkit_model: Model | None = None,
+    code_paths: Sequence[str | os.PathLike[str]] | None = None,
+    input_example: Any = None,
+    signature: Any = None,
+    pip_requirements: Sequence[str] | str | os.PathLike[str] | None = None,
+    extra_pip_requirements: Sequence[str] | str | os.PathLike[str] | None = None,
+    metadata: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    strict: bool | None = None,
+) -> Model:
+    """Write a complete model directory at ``path`` atomically and return its :class:`Model`."""
+    from envkit.deps.capture import capture_environment, check_user_requirements
+
+    strict = strict_mode(strict)
+    if pip_requirements is not None and extra_pip_requirements is not None:
+        raise UsageError("pass pip_requirements or extra_pip_requirements, not both")
+    user_reqs = check_user_requirements(pip_requirements, extra_pip_requirements)
+    for code_path in code_paths or []:
+        if not Path(code_path).exists():
+            raise UsageError(f"code path {code_path} does not exist")
+    model = envkit_model or Model()
+    if metadata is not None:
+        model.metadata = metadata
+    with staged_directory(path, overwrite=overwrite) as staging:
+        code_dir = None
+        if code_paths:
+            code_dir = CODE_DIR
+            for code_path in code_paths:
+                copy_into(code_path, staging / CODE_DIR)
+        writer.write(staging, model, code_dir)
+        pyfunc_conf = model.flavors.get("python_function")
+        if pyfunc_conf is not None:
+            pyfunc_conf.setdefault("python_version", platform.python_version())
+        example_info = None
+        if input_example is not None:
+            from envkit.models.input_example import save_input_example
+
+            example_info = save_input_example(staging, input_example)
+            model.saved_input_example_info = example_info
+        if signature is not None:
+            model.signature = signature
+        model.save(staging)
+        if pyfunc_conf is not None:
+            _check_example_and_signature(
+                staging, model, writer, example_info, signature is not None, strict
+            )
+        model.model_size_bytes = directory_size(staging) - (staging / "MLmodel").stat().st_size
+        env = capture_environment(
+            staging,
+            model,
+            default_requirements=writer.default_requirements(),
+            user_requirements=user_reqs,
+            code_dir=code_dir,
+            has_input_example=example_info is not None,
+            strict=strict,
+        )
+        env.write(staging, model)
+        model.save(staging)
+        from envkit.deps.envfiles import copy_metadata
+
+        copy_metadata(staging)
+    return model
+
+
+def _check_example_and_signature(
+    staging: Path,
+    model: Model,
+    writer: FlavorWriter,
+    example_info: dict[str, Any] | None,
+    has_signature: bool,
+    strict: bool,
+) -> None:
+    """Predict on the input example in-process (it must work) and infer a missing signature."""
+    if example_info is None:
+        if not has_signature and writer.python_model is not None:
+            from envkit.models.signature import infer_signature_from_type_hints
+
+            hinted = infer_signature_from_type_hints(writer.python_model)
+            if hinted is not None:
+                model.signature = hinted
+                model.save(staging)
+        return
+    from envkit.models.input_example import load_input_example
+    from envkit.pyfunc.loading import load_model
+
+    example = load_input_example(staging, example_info)
+    output = None
+    try:
+        loaded = load_model(staging, suppress_warnings=True)
+        output = loaded.predict(example)
+    except Exception as exc:
+        reason = exc.message if isinstance(exc, EnvkitError) else f"{type(exc).__name__}: {exc}"
+        message = f"the model failed to predict on its input example: {reason}"
+        if strict:
+            raise ModelFailedError(message + " (strict mode)") from exc
+        warnings.warn(message, UserWarning, stacklevel=4)
+    if not has_signature:
+        from envkit.models.signature import infer_signature
+
+        model.signature = infer_signature(example, output)
+        model.save(staging)

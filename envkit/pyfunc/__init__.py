@@ -1,0 +1,195 @@
+"""The ``python_function`` flavor: custom models, and loading any model as a pyfunc.
+
+import envkit.pyfunc
+
+class AddN(envkit.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        return model_input + context.model_config["n"]
+
+envkit.pyfunc.save_model("add_n", python_model=AddN(), model_config={"n": 1})
+model = envkit.pyfunc.load_model("add_n")
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Union
+
+from envkit.pyfunc.loading import FLAVOR_NAME, PyFuncModel, load_model
+from envkit.pyfunc.model import PythonModel, PythonModelContext
+
+__all__ = [
+    "FLAVOR_NAME",
+    "PyFuncModel",
+    "PythonModel",
+    "PythonModelContext",
+    "get_model_dependencies",
+    "load_model",
+    "log_model",
+    "save_model",
+]
+
+RequirementsArg = Union[Sequence[str], str, "os.PathLike[str]", None]
+
+
+def _writer(
+    python_model: Any,
+    artifacts: Mapping[str, str | os.PathLike[str]] | None,
+    model_config: dict[str, Any] | None,
+    streamable: bool | None,
+) -> Any:
+    import cloudpickle
+
+    from envkit._fs import copy_into
+    from envkit._version import __version__
+    from envkit.deps.envfiles import pin_installed
+    from envkit.errors import UsageError
+    from envkit.models.model import Model
+    from envkit.models.save import FlavorWriter
+    from envkit.pyfunc import model as pm
+
+    code_file: Path | None = None
+    if isinstance(python_model, (str, os.PathLike)):
+        code_file = Path(python_model)
+        if code_file.suffix != ".py" or not code_file.is_file():
+            raise UsageError(
+                f"python_model={python_model!r}: a path must name an existing .py file that "
+                "calls envkit.models.set_model(...)"
+            )
+        from envkit.models.code import load_model_from_code
+
+        # Executed once now, to check that the file defines a model.
+        instance = pm.as_python_model(load_model_from_code(code_file, model_config))
+    elif python_model is None:
+        raise UsageError("save_model needs python_model: a PythonModel, a callable or a .py path")
+    else:
+        instance = pm.as_python_model(python_model)
+
+    sources = {
+        name: Path(os.fspath(src).removeprefix("file://"))
+        for name, src in (artifacts or {}).items()
+    }
+    for name, src in sources.items():
+        if not src.exists():
+            raise UsageError(f"artifact {name!r}: {src} does not exist")
+    basenames = [src.name for src in sources.values()]
+    if len(set(basenames)) != len(basenames):
+        raise UsageError("artifacts must have distinct file names")
+
+    def write(staging: Path, model: Model, code_dir: str | None) -> None:
+        conf: dict[str, Any] = {
+            "loader_module": pm.LOADER_MODULE,
+            "code": code_dir,
+            "streamable": streamable if streamable is not None else pm.is_streamable(instance),
+        }
+        if code_file is not None:
+            copy_into(code_file, staging)
+            conf[pm.MODEL_CODE_PATH] = code_file.name
+        else:
+            with open(staging / pm.PYTHON_MODEL_FILE, "wb") as handle:
+                cloudpickle.dump(instance, handle)
+            conf[pm.CONFIG_KEY_PYTHON_MODEL] = pm.PYTHON_MODEL_FILE
+            conf[pm.CONFIG_KEY_CLOUDPICKLE_VERSION] = cloudpickle.__version__
+        if model_config:
+            conf[pm.MODEL_CONFIG] = dict(model_config)
+        if sources:
+            conf[pm.CONFIG_KEY_ARTIFACTS] = {}
+            for name, src in sources.items():
+                copy_into(src, staging / pm.ARTIFACTS_DIR)
+                conf[pm.CONFIG_KEY_ARTIFACTS][name] = {
+                    pm.CONFIG_KEY_ARTIFACT_RELATIVE_PATH: f"{pm.ARTIFACTS_DIR}/{src.name}",
+                    pm.CONFIG_KEY_ARTIFACT_URI: os.fspath(src),
+                }
+        model.add_flavor(FLAVOR_NAME, **conf)
+
+    def default_requirements() -> list[str]:
+        reqs = [f"envkit=={__version__}"]
+        if code_file is None:
+            reqs.append(pin_installed("cloudpickle"))
+        return reqs
+
+    return FlavorWriter(
+        write=write, default_requirements=default_requirements, python_model=instance
+    )
+
+
+def save_model(
+    path: str | os.PathLike[str],
+    python_model: Any = None,
+    *,
+    artifacts: Mapping[str, str | os.PathLike[str]] | None = None,
+    code_paths: Sequence[str | os.PathLike[str]] | None = None,
+    model_config: dict[str, Any] | None = None,
+    input_example: Any = None,
+    signature: Any = None,
+    pip_requirements: RequirementsArg = None,
+    extra_pip_requirements: RequirementsArg = None,
+    metadata: dict[str, Any] | None = None,
+    streamable: bool | None = None,
+    overwrite: bool = False,
+    strict: bool | None = None,
+    envkit_model: Any = None,
+) -> Any:
+    """Save a custom model as an MLflow Model directory at ``path``; returns its ``Model``.
+
+    ``python_model`` is a :class:`PythonModel`, a callable, or the path of a ``.py`` file that
+    calls ``envkit.models.set_model(...)`` (models from code: stored as code, never pickled).
+    ``artifacts`` (name -> local path) are copied into the model and handed to the model as
+    ``context.artifacts``. ``code_paths`` are copied and put on ``sys.path`` at load.
+    """
+    from envkit.models.save import save_model_directory
+
+    return save_model_directory(
+        path,
+        _writer(python_model, artifacts, model_config, streamable),
+        envkit_model=envkit_model,
+        code_paths=code_paths,
+        input_example=input_example,
+        signature=signature,
+        pip_requirements=pip_requirements,
+        extra_pip_requirements=extra_pip_requirements,
+        metadata=metadata,
+        overwrite=overwrite,
+        strict=strict,
+    )
+
+
+def log_model(
+    artifact_path: str | None = None,
+    python_model: Any = None,
+    *,
+    name: str | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Save a custom model into the active run (see :func:`envkit.start_run`); returns ModelInfo."""
+    import sys
+
+    from envkit.models.model import Model
+
+    return Model.log(
+        artifact_path, sys.modules[__name__], name=name, python_model=python_model, **kwargs
+    )
+
+
+def get_model_dependencies(model_uri: str | os.PathLike[str], format: str = "pip") -> str:
+    """Path of the model's ``requirements.txt`` (``format="pip"``) or ``conda.yaml``."""
+    from envkit.deps.envfiles import CONDA_ENV_FILE, REQUIREMENTS_FILE
+    from envkit.errors import ModelFormatError, UsageError
+    from envkit.models.uri import resolve_model_uri
+
+    names = {"pip": REQUIREMENTS_FILE, "conda": CONDA_ENV_FILE}
+    if format not in names:
+        raise UsageError(f"format must be 'pip' or 'conda', not {format!r}")
+    path = resolve_model_uri(model_uri) / names[format]
+    if not path.is_file():
+        raise ModelFormatError(f"the model has no {names[format]}")
+    return str(path)
+
+
+def _load_pyfunc(path: str, model_config: dict[str, Any] | None = None) -> Any:
+    """Loader contract for models whose loader_module is ``envkit.pyfunc``."""
+    from envkit.pyfunc.model import _load_pyfunc as load
+
+    return load(path, model_config)

@@ -1,0 +1,253 @@
+"""Load any ``python_function`` model: :func:`load_model` and :class:`PyFuncModel`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from envkit._fs import check_tree_inside, resolve_inside
+from envkit.errors import (
+    EnvkitError,
+    ModelFailedError,
+    ModelFormatError,
+    UnknownFlavorError,
+    UsageError,
+)
+from envkit.models.model import MLMODEL_FILE_NAME, Model
+
+FLAVOR_NAME = "python_function"
+
+
+class PyFuncModel:
+    """A loaded model with a uniform ``predict(data, params=None)`` interface."""
+
+    def __init__(
+        self,
+        model_meta: Model,
+        model_impl: Any,
+        *,
+        predict_fn: str = "predict",
+        predict_stream_fn: str | None = None,
+        model_config: dict[str, Any] | None = None,
+        local_path: str | None = None,
+    ) -> None:
+        if not hasattr(model_impl, predict_fn):
+            raise ModelFormatError(
+                f"the loaded model has no {predict_fn}() method (python_function.predict_fn)"
+            )
+        self._model_meta = model_meta
+        self._model_impl = model_impl
+        self._predict_fn = predict_fn
+        self._predict_stream_fn = predict_stream_fn
+        self._model_config = dict(model_config or {})
+        self._local_path = local_path
+
+    @property
+    def metadata(self) -> Model:
+        """The model's MLmodel description."""
+        return self._model_meta
+
+    @property
+    def model_config(self) -> dict[str, Any]:
+        """The model configuration in effect (saved values with load-time overrides applied)."""
+        return dict(self._model_config)
+
+    @property
+    def loader_module(self) -> str | None:
+        return self._model_meta.flavors.get(FLAVOR_NAME, {}).get("loader_module")
+
+    @property
+    def local_path(self) -> str | None:
+        return self._local_path
+
+    def _prepare(
+        self, data: Any, params: dict[str, Any] | None
+    ) -> tuple[Any, dict[str, Any] | None]:
+        from envkit.models.enforcement import validate_prediction_input
+
+        return validate_prediction_input(data, params, self._model_meta.signature)  # type: ignore[no-any-return]
+
+    def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
+        """Predict on ``data`` (DataFrame, Series, ndarray, scipy sparse, list, dict or str).
+
+        Input is checked against the model signature when there is one; ``params`` are checked
+        against its params schema (missing ones take their defaults).
+        """
+        data, params = self._prepare(data, params)
+        method = getattr(self._model_impl, self._predict_fn)
+        return _call_with_params(method, data, params)
+
+    def predict_stream(self, data: Any, params: dict[str, Any] | None = None) -> Iterator[Any]:
+        """Predictions as a generator, for models that implement ``predict_stream``."""
+        method = (
+            getattr(self._model_impl, self._predict_stream_fn, None)
+            if self._predict_stream_fn
+            else None
+        )
+        if method is None:
+            raise UsageError(
+                "this model does not support predict_stream (its python_function flavor is not "
+                "streamable); call predict() instead"
+            )
+        data, params = self._prepare(data, params)
+        result = _call_with_params(method, data, params)
+        if not isinstance(result, Iterator):
+            raise ModelFailedError(
+                f"the model's predict_stream returned {type(result).__name__}, not a generator"
+            )
+        return result
+
+    def unwrap_python_model(self) -> Any:
+        """The user's :class:`~envkit.pyfunc.PythonModel` instance behind this model."""
+        python_model = getattr(self._model_impl, "python_model", None)
+        if python_model is None:
+            raise UsageError(
+                "unwrap_python_model() works for custom PythonModel models only; this model was "
+                f"loaded by {self.loader_module}"
+            )
+        return python_model
+
+    def get_raw_model(self) -> Any:
+        """The underlying library object (e.g. the scikit-learn estimator)."""
+        getter = getattr(self._model_impl, "get_raw_model", None)
+        return getter() if getter is not None else self._model_impl
+
+    def __repr__(self) -> str:
+        info = {"loader_module": self.loader_module, "uuid": self._model_meta.model_uuid}
+        if self._model_meta.run_id:
+            info["run_id"] = self._model_meta.run_id
+            info["artifact_path"] = self._model_meta.artifact_path
+        return "envkit.pyfunc.PyFuncModel(" + ", ".join(f"{k}={v!r}" for k, v in info.items()) + ")"
+
+
+def _call_with_params(method: Any, data: Any, params: dict[str, Any] | None) -> Any:
+    import inspect
+
+    try:
+        accepts_params = "params" in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        accepts_params = False
+    if accepts_params:
+        return method(data, params=params)
+    if params:
+        warnings.warn(
+            f"params {sorted(params)} were ignored: this model's predict takes no params",
+            UserWarning,
+            stacklevel=3,
+        )
+    return method(data)
+
+
+def _read_config_argument(model_config: Any) -> dict[str, Any] | None:
+    if model_config is None or isinstance(model_config, dict):
+        return model_config
+    path = Path(os.fspath(model_config))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read model_config file {path}: {exc.strerror or exc}") from exc
+    import yaml
+
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise UsageError(f"model_config file {path} is not valid JSON/YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise UsageError(f"model_config file {path} must hold a mapping")
+    return data
+
+
+def merge_model_config(
+    saved: dict[str, Any] | None, override: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """Saved config with ``override`` applied; keys the model does not declare are ignored."""
+    if not override:
+        return saved
+    saved = dict(saved or {})
+    unknown = sorted(set(override) - set(saved))
+    if unknown:
+        warnings.warn(
+            f"model_config key(s) {', '.join(unknown)} ignored: the model declares "
+            + (f"only {', '.join(sorted(saved))}" if saved else "no model_config")
+            + " (save the model with model_config=... to accept them)",
+            UserWarning,
+            stacklevel=3,
+        )
+    saved.update({k: v for k, v in override.items() if k in saved})
+    return saved
+
+
+def _add_code_to_path(model_dir: Path, conf: dict[str, Any]) -> None:
+    code = conf.get("code")
+    if not code:
+        return
+    code_dir = resolve_inside(model_dir, str(code))
+    if not code_dir.is_dir():
+        raise ModelFormatError(f"the model's code directory {code!r} is missing")
+    if str(code_dir) not in sys.path:
+        sys.path.insert(0, str(code_dir))
+
+
+def load_model(
+    model_uri: str | os.PathLike[str],
+    model_config: dict[str, Any] | str | os.PathLike[str] | None = None,
+    *,
+    suppress_warnings: bool = False,
+) -> PyFuncModel:
+    """Load the model at ``model_uri`` (a path or ``runs:/<run_id>/<name>``) as a pyfunc.
+
+    ``model_config`` (a dict or a JSON/YAML file) overrides the saved configuration. The
+    model's recorded requirements are compared with this interpreter and mismatches reported
+    once per model (``ENVKIT_DEPENDENCY_MISMATCH=ignore|warn|error``).
+    """
+    from envkit.models.flavors import import_loader
+    from envkit.models.uri import resolve_model_uri
+
+    local = resolve_model_uri(model_uri)
+    check_tree_inside(local)
+    meta = Model._read(local / MLMODEL_FILE_NAME)
+    if FLAVOR_NAME not in meta.flavors:
+        have = ", ".join(sorted(meta.flavors)) or "none"
+        raise UnknownFlavorError(
+            f"the model has no python_function flavor (its flavors: {have}), so it cannot be "
+            "loaded as a pyfunc; load it with its library flavor instead"
+        )
+    conf = meta.get_flavor(FLAVOR_NAME)
+    loader_module = conf.get("loader_module")
+    if not loader_module:
+        raise ModelFormatError("python_function flavor has no loader_module")
+    if not suppress_warnings:
+        from envkit.deps.mismatch import check_model_requirements
+
+        check_model_requirements(local, meta)
+    config = merge_model_config(conf.get("config"), _read_config_argument(model_config))
+    module = import_loader(str(loader_module))
+    _add_code_to_path(local, conf)
+    data_path = resolve_inside(local, str(conf["data"])) if conf.get("data") else local
+    try:
+        if config:
+            impl = module._load_pyfunc(str(data_path), config)
+        else:
+            impl = module._load_pyfunc(str(data_path))
+    except EnvkitError:
+        raise
+    except Exception as exc:
+        raise ModelFailedError(
+            f"loading the model failed in {loader_module}: {type(exc).__name__}: {exc}"
+        ) from exc
+    streamable = bool(conf.get("streamable", False))
+    return PyFuncModel(
+        meta,
+        impl,
+        predict_fn=str(conf.get("predict_fn") or "predict"),
+        predict_stream_fn=str(conf.get("predict_stream_fn") or "predict_stream")
+        if streamable
+        else None,
+        model_config=config,
+        local_path=str(local),
+    )

@@ -1,0 +1,277 @@
+"""The ``sklearn`` flavor, file-compatible with ``mlflow.sklearn``.
+
+    import envkit.sklearn
+
+    envkit.sklearn.save_model(pipeline, "iris_model", input_example=X.head(3))
+    estimator = envkit.sklearn.load_model("iris_model")      # the scikit-learn object
+    pyfunc = envkit.pyfunc.load_model("iris_model")          # the generic interface
+
+The flavor section uses MLflow's keys (``pickled_model``, ``serialization_format``,
+``sklearn_version``, ``code``, ``skops_trusted_types``) so ``mlflow.sklearn.load_model`` reads
+envkit models, and envkit reads models MLflow wrote.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Union
+
+FLAVOR_NAME = "sklearn"
+LOADER_MODULE = "envkit.sklearn"
+
+SERIALIZATION_FORMAT_PICKLE = "pickle"
+SERIALIZATION_FORMAT_CLOUDPICKLE = "cloudpickle"
+SERIALIZATION_FORMAT_SKOPS = "skops"
+SUPPORTED_SERIALIZATION_FORMATS = (
+    SERIALIZATION_FORMAT_PICKLE,
+    SERIALIZATION_FORMAT_CLOUDPICKLE,
+    SERIALIZATION_FORMAT_SKOPS,
+)
+SUPPORTED_PREDICT_FNS = (
+    "predict",
+    "predict_proba",
+    "predict_log_proba",
+    "predict_joint_log_proba",
+    "decision_function",
+    "transform",
+    "score",
+)
+
+__all__ = [
+    "FLAVOR_NAME",
+    "SERIALIZATION_FORMAT_CLOUDPICKLE",
+    "SERIALIZATION_FORMAT_PICKLE",
+    "SERIALIZATION_FORMAT_SKOPS",
+    "load_model",
+    "log_model",
+    "save_model",
+]
+
+RequirementsArg = Union[Sequence[str], str, "os.PathLike[str]", None]
+
+
+def _model_file_name(serialization_format: str) -> str:
+    return "model.skops" if serialization_format == SERIALIZATION_FORMAT_SKOPS else "model.pkl"
+
+
+def _dump(
+    sk_model: Any, target: Path, serialization_format: str, trusted: list[str] | None
+) -> None:
+    from envkit.errors import UsageError
+
+    if serialization_format == SERIALIZATION_FORMAT_SKOPS:
+        import skops.io
+
+        skops.io.dump(sk_model, target)
+        untrusted = [
+            t for t in skops.io.get_untrusted_types(file=target) if t not in (trusted or [])
+        ]
+        if untrusted:
+            raise UsageError(
+                "the model references types skops does not trust: "
+                + ", ".join(untrusted)
+                + "; if they are safe, pass skops_trusted_types=[...] with them, or use "
+                "serialization_format='cloudpickle'"
+            )
+        return
+    if serialization_format == SERIALIZATION_FORMAT_CLOUDPICKLE:
+        import cloudpickle as pickler
+    else:
+        pickler = pickle  # type: ignore[assignment]
+    with open(target, "wb") as handle:
+        try:
+            pickler.dump(sk_model, handle, protocol=pickle.DEFAULT_PROTOCOL)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise UsageError(
+                f"pickling the {type(sk_model).__name__} model failed ({exc}); try "
+                "serialization_format='cloudpickle'"
+            ) from exc
+
+
+def _load_file(path: Path, serialization_format: str, trusted: list[str] | None) -> Any:
+    from envkit.errors import ModelFormatError
+
+    if serialization_format not in SUPPORTED_SERIALIZATION_FORMATS:
+        raise ModelFormatError(
+            f"unknown sklearn serialization_format {serialization_format!r}; expected one of "
+            + ", ".join(SUPPORTED_SERIALIZATION_FORMATS)
+        )
+    if not path.is_file():
+        raise ModelFormatError(f"the model file {path.name} is missing from the model")
+    if serialization_format == SERIALIZATION_FORMAT_SKOPS:
+        import skops.io
+
+        return skops.io.load(path, trusted=trusted)
+    with open(path, "rb") as handle:
+        if serialization_format == SERIALIZATION_FORMAT_CLOUDPICKLE:
+            import cloudpickle
+
+            return cloudpickle.load(handle)
+        return pickle.load(handle)
+
+
+def save_model(
+    sk_model: Any,
+    path: str | os.PathLike[str],
+    *,
+    serialization_format: str = SERIALIZATION_FORMAT_CLOUDPICKLE,
+    skops_trusted_types: list[str] | None = None,
+    pyfunc_predict_fn: str = "predict",
+    code_paths: Sequence[str | os.PathLike[str]] | None = None,
+    input_example: Any = None,
+    signature: Any = None,
+    pip_requirements: RequirementsArg = None,
+    extra_pip_requirements: RequirementsArg = None,
+    metadata: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    strict: bool | None = None,
+    envkit_model: Any = None,
+) -> Any:
+    """Save a scikit-learn estimator as an MLflow Model directory at ``path``.
+
+    ``serialization_format`` is ``"cloudpickle"`` (default), ``"pickle"`` or ``"skops"``
+    (no pickle; ``skops_trusted_types`` lists extra types to trust). ``pyfunc_predict_fn``
+    chooses the estimator method the pyfunc ``predict`` calls (``predict_proba`` ...).
+    """
+    import sklearn
+
+    from envkit._version import __version__
+    from envkit.deps.envfiles import pin_installed
+    from envkit.errors import UsageError
+    from envkit.models.model import Model
+    from envkit.models.save import FlavorWriter, save_model_directory
+
+    if serialization_format not in SUPPORTED_SERIALIZATION_FORMATS:
+        raise UsageError(
+            f"serialization_format must be one of {', '.join(SUPPORTED_SERIALIZATION_FORMATS)}, "
+            f"not {serialization_format!r}"
+        )
+    if pyfunc_predict_fn not in SUPPORTED_PREDICT_FNS:
+        raise UsageError(
+            f"pyfunc_predict_fn must be one of {', '.join(SUPPORTED_PREDICT_FNS)}, "
+            f"not {pyfunc_predict_fn!r}"
+        )
+    if not callable(getattr(sk_model, pyfunc_predict_fn, None)):
+        raise UsageError(f"the {type(sk_model).__name__} model has no {pyfunc_predict_fn}() method")
+    file_name = _model_file_name(serialization_format)
+
+    def write(staging: Path, model: Model, code_dir: str | None) -> None:
+        _dump(sk_model, staging / file_name, serialization_format, skops_trusted_types)
+        pyfunc_conf: dict[str, Any] = {
+            "loader_module": LOADER_MODULE,
+            "model_path": file_name,
+            "predict_fn": pyfunc_predict_fn,
+        }
+        if code_dir:
+            pyfunc_conf["code"] = code_dir
+        model.add_flavor("python_function", **pyfunc_conf)
+        model.add_flavor(
+            FLAVOR_NAME,
+            pickled_model=file_name,
+            sklearn_version=sklearn.__version__,
+            serialization_format=serialization_format,
+            code=code_dir,
+            skops_trusted_types=skops_trusted_types,
+        )
+
+    def default_requirements() -> list[str]:
+        reqs = [f"envkit=={__version__}", pin_installed("scikit-learn")]
+        if serialization_format == SERIALIZATION_FORMAT_CLOUDPICKLE:
+            reqs.append(pin_installed("cloudpickle"))
+        elif serialization_format == SERIALIZATION_FORMAT_SKOPS:
+            reqs.append(pin_installed("skops"))
+        return reqs
+
+    return save_model_directory(
+        path,
+        FlavorWriter(write=write, default_requirements=default_requirements),
+        envkit_model=envkit_model,
+        code_paths=code_paths,
+        input_example=input_example,
+        signature=signature,
+        pip_requirements=pip_requirements,
+        extra_pip_requirements=extra_pip_requirements,
+        metadata=metadata,
+        overwrite=overwrite,
+        strict=strict,
+    )
+
+
+def log_model(
+    sk_model: Any,
+    artifact_path: str | None = None,
+    *,
+    name: str | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Save ``sk_model`` into the active run (see :func:`envkit.start_run`); returns ModelInfo."""
+    import sys
+
+    from envkit.models.model import Model
+
+    return Model.log(artifact_path, sys.modules[__name__], name=name, sk_model=sk_model, **kwargs)
+
+
+def _flavor_conf(model_dir: Path) -> dict[str, Any]:
+    from envkit.models.model import Model
+
+    return Model.load(model_dir).get_flavor(FLAVOR_NAME)
+
+
+def load_model(model_uri: str | os.PathLike[str]) -> Any:
+    """Load the scikit-learn estimator of the model at ``model_uri``."""
+    from envkit._fs import check_tree_inside, resolve_inside
+    from envkit.models.uri import resolve_model_uri
+    from envkit.pyfunc.loading import _add_code_to_path
+
+    local = resolve_model_uri(model_uri)
+    check_tree_inside(local)
+    conf = _flavor_conf(local)
+    _add_code_to_path(local, conf)
+    return _load_file(
+        resolve_inside(local, str(conf["pickled_model"])),
+        str(conf.get("serialization_format", SERIALIZATION_FORMAT_PICKLE)),
+        conf.get("skops_trusted_types"),
+    )
+
+
+class _SklearnModelWrapper:
+    """pyfunc adapter: ``predict(data, params=None)`` plus the estimator's other predict fns."""
+
+    def __init__(self, sklearn_model: Any) -> None:
+        self.sklearn_model = sklearn_model
+        for fn in SUPPORTED_PREDICT_FNS[1:]:
+            method = getattr(sklearn_model, fn, None)
+            if method is not None:
+                setattr(self, fn, method)
+
+    def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
+        return self.sklearn_model.predict(data)
+
+    def get_raw_model(self) -> Any:
+        return self.sklearn_model
+
+
+def _load_pyfunc(path: str, model_config: dict[str, Any] | None = None) -> _SklearnModelWrapper:
+    """Loader contract (also used for models MLflow wrote with ``mlflow.sklearn``)."""
+    from envkit._fs import resolve_inside
+    from envkit.models.model import Model
+
+    target = Path(path)
+    model_dir = target.parent if target.is_file() else target
+    model = Model.load(model_dir)
+    conf = model.flavors.get(FLAVOR_NAME) or {}
+    if not target.is_file():
+        pyfunc_conf = model.get_flavor("python_function")
+        relative = pyfunc_conf.get("model_path") or conf.get("pickled_model")
+        target = resolve_inside(model_dir, str(relative))
+    return _SklearnModelWrapper(
+        _load_file(
+            target,
+            str(conf.get("serialization_format", SERIALIZATION_FORMAT_PICKLE)),
+            conf.get("skops_trusted_types"),
+        )
+    )
