@@ -49,7 +49,15 @@ def _build_venv(target: Path, requirements: list[str]) -> None:
         capture_output=True,
     )
     proc = subprocess.run(
-        [*uv, "pip", "install", "--quiet", "--python", str(target / "bin" / "python"), *requirements],
+        [
+            *uv,
+            "pip",
+            "install",
+            "--quiet",
+            "--python",
+            str(target / "bin" / "python"),
+            *requirements,
+        ],
         capture_output=True,
         text=True,
     )
@@ -74,6 +82,10 @@ def shared_venv(name: str, requirements: list[str]) -> Path:
 @pytest.fixture(scope="session")
 def mlflow_python() -> Path:
     """Python of a separate virtualenv with real MLflow (and the same sklearn/pandas as here)."""
+    if sys.version_info < (3, 10):
+        pytest.skip(
+            f"MLflow {MLFLOW_VERSION} needs Python >= 3.10 (this is {sys.version.split()[0]})"
+        )
     return shared_venv("mlflow", [f"mlflow=={MLFLOW_VERSION}", *_pins(_MLFLOW_VENV_EXTRAS)])
 
 

@@ -50,6 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="show details and tracebacks on errors"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # --verbose is accepted after the command too (`envkit validate m --verbose`).
+    verbose_parent = argparse.ArgumentParser(add_help=False)
+    verbose_parent.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+    add_parser = subparsers.add_parser
+
+    def add_parser_with_verbose(*args, **kwargs):  # type: ignore[no-untyped-def]
+        kwargs["parents"] = [*kwargs.get("parents", []), verbose_parent]
+        return add_parser(*args, **kwargs)
+
+    subparsers.add_parser = add_parser_with_verbose  # type: ignore[method-assign]
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)

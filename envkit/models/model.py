@@ -262,7 +262,10 @@ class Model:
             ) from exc
         if parsed is None:
             raise ModelFormatError(f"{mlmodel_path} is empty")
-        return cls.from_dict(parsed)
+        try:
+            return cls.from_dict(parsed)
+        except ModelFormatError as exc:
+            raise ModelFormatError(f"{mlmodel_path}: {exc.message}") from exc
 
     # -- logging ---------------------------------------------------------------------------------
 
