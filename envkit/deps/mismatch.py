@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import platform
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,8 +40,17 @@ class Mismatch:
         return f"{self.name} (current: {self.current or 'uninstalled'}, required: {self.required})"
 
 
-def find_mismatches(model_dir: str | os.PathLike[str]) -> list[Mismatch]:
-    """Requirements of the model at ``model_dir`` that this interpreter does not satisfy."""
+def find_mismatches(
+    model_dir: str | os.PathLike[str], *, not_needed: Collection[str] = ()
+) -> list[Mismatch]:
+    """Requirements of the model at ``model_dir`` that this interpreter does not satisfy.
+
+    ``not_needed`` names distributions the model records but envkit does not need to load it
+    (``mlflow`` for MLflow-written models whose loader envkit replaces).
+    """
+    from packaging.utils import canonicalize_name
+
+    skip = {canonicalize_name(name) for name in not_needed}
     from packaging.requirements import InvalidRequirement, Requirement
     from packaging.version import InvalidVersion, Version
 
@@ -66,6 +76,8 @@ def find_mismatches(model_dir: str | os.PathLike[str]) -> list[Mismatch]:
         except InvalidRequirement:
             continue
         if req.marker is not None and not req.marker.evaluate():
+            continue
+        if canonicalize_name(req.name) in skip:
             continue
         version = installed_version(req.name)
         if version is None:
@@ -101,12 +113,14 @@ def mismatch_policy() -> str:
     return value
 
 
-def check_model_requirements(model_dir: str | os.PathLike[str], model: Model) -> list[Mismatch]:
+def check_model_requirements(
+    model_dir: str | os.PathLike[str], model: Model, *, not_needed: Collection[str] = ()
+) -> list[Mismatch]:
     """Report mismatches of a model being loaded: one grouped warning per model per process."""
     policy = mismatch_policy()
     if policy == "ignore":
         return []
-    mismatches = find_mismatches(model_dir)
+    mismatches = find_mismatches(model_dir, not_needed=not_needed)
     if not mismatches:
         return []
     listing = "; ".join(str(m) for m in mismatches)

@@ -129,9 +129,11 @@ def _call_with_params(method: Any, data: Any, params: dict[str, Any] | None) -> 
     import inspect
 
     try:
-        accepts_params = "params" in inspect.signature(method).parameters
+        param = inspect.signature(method).parameters.get("params")
     except (TypeError, ValueError):
-        accepts_params = False
+        param = None
+    # `**params` (sklearn's metadata routing) is not MLflow's inference `params` argument.
+    accepts_params = param is not None and param.kind is not param.VAR_KEYWORD
     if accepts_params:
         return method(data, params=params)
     if params:
@@ -223,8 +225,11 @@ def load_model(
         raise ModelFormatError("python_function flavor has no loader_module")
     if not suppress_warnings:
         from envkit.deps.mismatch import check_model_requirements
+        from envkit.models.flavors import envkit_loader_for
 
-        check_model_requirements(local, meta)
+        # MLflow-written models list mlflow for MLflow's loader; envkit's own stands in for it.
+        replaced = envkit_loader_for(str(loader_module)) != loader_module
+        check_model_requirements(local, meta, not_needed=("mlflow",) if replaced else ())
     config = merge_model_config(conf.get("config"), _read_config_argument(model_config))
     module = import_loader(str(loader_module))
     _add_code_to_path(local, conf)
