@@ -228,7 +228,8 @@ def load_model(
         from envkit.models.flavors import envkit_loader_for
 
         # MLflow-written models list mlflow for MLflow's loader; envkit's own stands in for it.
-        replaced = envkit_loader_for(str(loader_module)) != loader_module
+        mapped = envkit_loader_for(str(loader_module))
+        replaced = mapped != loader_module and mapped != "envkit.pyfunc.mlflow_compat"
         check_model_requirements(local, meta, not_needed=("mlflow",) if replaced else ())
     config = merge_model_config(conf.get("config"), _read_config_argument(model_config))
     module = import_loader(str(loader_module))
