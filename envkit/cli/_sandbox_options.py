@@ -1,0 +1,81 @@
+"""Options shared by ``envkit validate`` and ``envkit predict`` (the sandbox options)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+
+def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--env-manager",
+        metavar="NAME",
+        default="uv",
+        help="how to build the environment: uv (default), virtualenv, conda, local (this "
+        "interpreter, no isolation), auto (the first that can run here), or a plugin backend",
+    )
+    parser.add_argument(
+        "--python",
+        metavar="X.Y",
+        help="validate against this Python version instead of the recorded one",
+    )
+    parser.add_argument(
+        "--override",
+        metavar="REQ",
+        action="append",
+        default=[],
+        help="replace or add a requirement for this run (repeatable), e.g. 'scikit-learn==1.5.2'",
+    )
+    parser.add_argument(
+        "--timeout",
+        metavar="S",
+        type=float,
+        default=300.0,
+        help="seconds the model may take to load and predict (default 300)",
+    )
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="build a throw-away environment instead of using the environment cache",
+    )
+
+
+@contextlib.contextmanager
+def progress_display(enabled: bool) -> Iterator[Callable[[str, str], None] | None]:
+    """A rich spinner on stderr (only on a terminal) fed by the library's progress events."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    with console.status("reading the model", spinner="dots") as status:
+
+        def update(event: str, message: str) -> None:
+            if event == "done":
+                return
+            status.update(message)
+            if event in ("build", "run"):
+                console.log(message)
+
+        yield update
+
+
+def write_output(path: str, text: str) -> None:
+    from pathlib import Path
+
+    from envkit._fs import atomic_write_text
+
+    atomic_write_text(Path(path).expanduser().absolute(), text)
+
+
+def sandbox_kwargs(args: Any) -> dict[str, Any]:
+    return {
+        "env_manager": args.env_manager,
+        "python": args.python,
+        "timeout": args.timeout if args.timeout and args.timeout > 0 else None,
+        "use_cache": not args.no_cache,
+    }

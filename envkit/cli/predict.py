@@ -1,0 +1,65 @@
+"""``envkit predict MODEL --input FILE``: predict with the model in its rebuilt environment."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from envkit.cli._sandbox_options import add_sandbox_options, progress_display, sandbox_kwargs
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="predict with the model in its rebuilt environment",
+        description=(
+            "Predict with the model in its rebuilt (cached) environment, like "
+            '`mlflow models predict`. Prints {"predictions": ...} as JSON.'
+        ),
+    )
+    parser.add_argument("model", metavar="MODEL", help="model directory or runs:/<run_id>/<name>")
+    parser.add_argument(
+        "--input",
+        "-i",
+        metavar="FILE",
+        required=True,
+        help="serving payload JSON (dataframe_split, dataframe_records, instances, inputs; "
+        "params) or CSV; '-' reads standard input",
+    )
+    parser.add_argument("--output", "-o", metavar="FILE", help="write predictions to FILE")
+    parser.add_argument(
+        "--content-type", "-t", choices=("json", "csv"), help="format of --input (default: json)"
+    )
+    add_sandbox_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import tempfile
+    from pathlib import Path
+
+    from envkit.sandbox.validate import predict
+
+    content_type = args.content_type or (
+        "csv" if str(args.input).lower().endswith(".csv") else "json"
+    )
+    with tempfile.TemporaryDirectory(prefix="envkit-stdin-") as tmp:
+        input_path = args.input
+        if input_path == "-":
+            input_path = str(Path(tmp) / f"input.{content_type}")
+            Path(input_path).write_text(sys.stdin.read(), encoding="utf-8")
+        with progress_display(True) as progress:
+            predictions = predict(
+                args.model,
+                input_path=input_path,
+                content_type=content_type,
+                output_path=args.output,
+                pip_requirements_override=args.override,
+                progress=progress,
+                **sandbox_kwargs(args),
+            )
+    if not args.output:
+        sys.stdout.write(json.dumps({"predictions": predictions}) + "\n")
+    return 0

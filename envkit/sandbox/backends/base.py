@@ -1,0 +1,180 @@
+"""The backend interface: say why you cannot run, create an environment, run an argv in it.
+
+A backend is a small class. Validation, caching and reporting only talk to this interface,
+so a new backend (``docker``, or a third party's registered under the ``envkit.backends``
+entry-point group) plugs in without changes elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from envkit._subprocess import Outcome, run
+
+if TYPE_CHECKING:
+    from envkit.sandbox.cache import BuildInfo
+    from envkit.sandbox.interpreters import Interpreter
+    from envkit.sandbox.selfwheel import SelfWheel
+    from envkit.sandbox.spec import EnvSpec
+
+# Variables that would make the sandbox see the host's packages (or another environment's).
+LEAKY_VARIABLES = (
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PYTHONSTARTUP",
+    "PYTHONUSERBASE",
+    "PYTHONSAFEPATH",
+    "PYTHONEXECUTABLE",
+    "VIRTUAL_ENV",
+    "CONDA_PREFIX",
+    "CONDA_DEFAULT_ENV",
+    "__PYVENV_LAUNCHER__",
+)
+
+
+@dataclass
+class Environment:
+    """A built environment: where it is and how to start its Python."""
+
+    path: Path
+    python: Path
+    backend: str
+    # Flags for the environment's interpreter: ``-I`` keeps the host's PYTHONPATH and user
+    # site-packages out (the local backend, which *is* the host, passes none).
+    python_flags: tuple[str, ...] = ("-I",)
+    isolated: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class InstallPlan:
+    """What goes into an environment: requirement lines handed to the installer as files."""
+
+    requirements: list[str]
+    constraints: list[str] = field(default_factory=list)
+    build_dependencies: list[str] = field(default_factory=list)
+
+    def write(self, directory: Path) -> tuple[Path, Path | None]:
+        """Write ``requirements.txt`` (and ``constraints.txt``) into ``directory``."""
+        directory.mkdir(parents=True, exist_ok=True)
+        constraints_path = None
+        if self.constraints:
+            constraints_path = directory / "constraints.txt"
+            constraints_path.write_text("\n".join(self.constraints) + "\n", encoding="utf-8")
+        requirements_path = directory / "requirements.txt"
+        requirements_path.write_text("\n".join(self.requirements) + "\n", encoding="utf-8")
+        return requirements_path, constraints_path
+
+
+def install_plan(spec: EnvSpec, wheel: SelfWheel | None) -> InstallPlan:
+    """The installer's view of ``spec``: envkit comes from ``wheel`` by direct reference.
+
+    An unrelated project called ``envkit`` exists on PyPI, so ``envkit`` is never resolved
+    from an index.
+    """
+    from envkit.sandbox.spec import requirement_name
+
+    lines = list(spec.options)
+    for req in spec.requirements:
+        if wheel is not None and requirement_name(req) == "envkit":
+            extras = ""
+            name_part = req.split(";", 1)[0]
+            if "[" in name_part:
+                extras = name_part[name_part.index("[") : name_part.index("]") + 1]
+            lines.append(wheel.requirement(extras))
+        else:
+            lines.append(req)
+    constraints = [c for c in spec.constraints if requirement_name(c) != "envkit"]
+    return InstallPlan(lines, constraints, list(spec.build_dependencies))
+
+
+def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The host environment without variables that leak packages into a sandbox."""
+    env = {k: v for k, v in os.environ.items() if k not in LEAKY_VARIABLES}
+    env["PYTHONNOUSERSITE"] = "1"
+    env.setdefault("PYTHONIOENCODING", "utf-8")
+    if extra:
+        env.update(extra)
+    return env
+
+
+def venv_python(path: Path) -> Path:
+    if sys.platform == "win32":
+        return path / "Scripts" / "python.exe"
+    return path / "bin" / "python"
+
+
+class Backend:
+    """Base class of sandbox backends (subclass it, or provide the same methods).
+
+    Class attributes: ``name``; ``needs_interpreter`` (the backend creates the environment
+    from a local interpreter found by :mod:`envkit.sandbox.interpreters`); ``cacheable``
+    (environments go into the cache); ``isolated`` (the host's packages cannot leak in).
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    needs_interpreter: ClassVar[bool] = True
+    cacheable: ClassVar[bool] = True
+    isolated: ClassVar[bool] = True
+
+    def unavailable_reason(self) -> str | None:
+        """Why this backend cannot run here (``None`` when it can)."""
+        return None
+
+    def tool_versions(self) -> dict[str, str]:
+        """Versions of the tools the backend uses (recorded with each environment)."""
+        return {}
+
+    def create(
+        self,
+        spec: EnvSpec,
+        target: Path,
+        *,
+        interpreter: Interpreter | None,
+        plan: InstallPlan,
+        timeout: float | None = None,
+    ) -> BuildInfo:
+        """Build the environment for ``spec`` in the empty directory ``target``."""
+        raise NotImplementedError
+
+    def open(self, path: Path) -> Environment:
+        """The environment previously built in ``path``."""
+        return Environment(path=path, python=venv_python(path), backend=self.name)
+
+    def check(self, env: Environment) -> str | None:
+        """Why a cached environment can no longer be used (``None`` when it can)."""
+        python = env.python
+        if not python.exists():  # follows symlinks: the base interpreter must still exist
+            return f"its interpreter {python} (or the one it links to) no longer exists"
+        return None
+
+    def run(
+        self,
+        env: Environment,
+        argv: Sequence[str],
+        *,
+        cwd: Path | None = None,
+        timeout: float | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        paths: Sequence[Path] = (),
+    ) -> Outcome:
+        """Run ``argv`` inside ``env``; ``argv[0] == "python"`` means the env's interpreter.
+
+        ``paths`` are the host paths the command reads or writes (a containerizing backend
+        mounts them).
+        """
+        command = list(argv)
+        if command and command[0] == "python":
+            command = [str(env.python), *env.python_flags, *command[1:]]
+        child_env = child_environment(extra_env)
+        bindir = str(env.python.parent)
+        child_env["PATH"] = bindir + os.pathsep + child_env.get("PATH", "")
+        if env.isolated:
+            child_env["VIRTUAL_ENV"] = str(env.path)
+        return run(command, env=child_env, cwd=cwd, timeout=timeout)

@@ -1,0 +1,412 @@
+"""The program that runs *inside* a sandbox: load the model, predict, report as JSON.
+
+Started as ``python -I -m envkit.sandbox.runner REQUEST.json`` by :mod:`envkit.sandbox.validate`
+with the environment's interpreter. It reads the request (model directory, input, where to
+write), and writes two files: a status file updated at each stage (so that a timeout can say
+where the model was), and the result file. Everything here runs with the environment's
+packages only, on Python 3.9+, and imports nothing heavy before it is needed.
+
+The model is loaded the way a deployment would load it: through MLflow's loader when the
+model was written by MLflow (its ``loader_module`` is ``mlflow.*``) and MLflow is installed,
+else through :func:`envkit.pyfunc.load_model`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+import warnings
+from typing import Any
+
+PREVIEW_ROWS = 5
+PREVIEW_CHARS = 800
+MAX_STREAM_CHUNKS = 1000
+
+
+def _write_json(path: str, data: dict[str, Any]) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, default=str)
+    os.replace(tmp, path)
+
+
+class _Run:
+    def __init__(self, request: dict[str, Any]) -> None:
+        self.request = request
+        self.result: dict[str, Any] = {
+            "ok": False,
+            "stage": "start",
+            "timings": {},
+            "python": sys.version.split()[0],
+            "executable": sys.executable,
+            "prefix": sys.prefix,
+            "warnings": [],
+        }
+
+    def stage(self, name: str) -> None:
+        self.result["stage"] = name
+        _write_json(self.request["status_path"], self.result)
+
+    def timed(self, name: str, start: float) -> None:
+        self.result["timings"][name] = round(time.perf_counter() - start, 4)
+
+    def fail(self, exc: BaseException, kind: str | None = None) -> None:
+        self.result["error"] = {
+            "stage": self.result["stage"],
+            "kind": kind or _error_kind(exc, self.result["stage"]),
+            "type": f"{type(exc).__module__}.{type(exc).__qualname__}".replace("builtins.", ""),
+            "message": _message(exc),
+            "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        }
+
+    def finish(self) -> int:
+        _write_json(self.request["result_path"], self.result)
+        return 0 if self.result["ok"] else 1
+
+
+def _message(exc: BaseException) -> str:
+    text = str(getattr(exc, "message", "") or exc) or type(exc).__name__
+    return text if len(text) <= 2000 else text[:2000] + "..."
+
+
+def _error_kind(exc: BaseException, stage: str) -> str:
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    message = str(exc)
+    if "SchemaEnforcementError" in names or "Failed to enforce schema" in message:
+        return "schema"
+    if stage == "load" and names & {"ModuleNotFoundError", "ImportError", "LoaderImportError"}:
+        return "import"
+    return stage
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+def _read_mlmodel(model_dir: str) -> dict[str, Any]:
+    import yaml
+
+    with open(os.path.join(model_dir, "MLmodel"), encoding="utf-8") as handle:
+        data = yaml.safe_load(handle)
+    return data if isinstance(data, dict) else {}
+
+
+def _load(model_dir: str, mlmodel: dict[str, Any]) -> tuple[Any, str]:
+    import importlib.util
+
+    conf = (mlmodel.get("flavors") or {}).get("python_function") or {}
+    loader_module = str(conf.get("loader_module") or "")
+    if loader_module.startswith("mlflow.") and importlib.util.find_spec("mlflow") is not None:
+        import mlflow.pyfunc
+
+        return mlflow.pyfunc.load_model(model_dir), "mlflow.pyfunc.load_model"
+    from envkit.pyfunc import load_model
+
+    return load_model(model_dir), "envkit.pyfunc.load_model"
+
+
+# --- input ---------------------------------------------------------------------------------------
+
+
+def _input_example(model_dir: str, mlmodel: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
+    """(data, params) of the model's saved input example; (None, None) when it has none."""
+    info = mlmodel.get("saved_input_example_info")
+    if not info:
+        return None, None
+    try:
+        from envkit.models.input_example import load_input_example
+    except ImportError:
+        return _fallback_input_example(model_dir, info)
+    loaded = load_input_example(model_dir, info)
+    params = info.get("params") if isinstance(info, dict) else None
+    if isinstance(loaded, tuple) and len(loaded) == 2 and isinstance(loaded[1], (dict, type(None))):
+        return loaded[0], loaded[1] or params
+    return loaded, params
+
+
+def _fallback_input_example(
+    model_dir: str, info: dict[str, Any]
+) -> tuple[Any, dict[str, Any] | None]:
+    """Read ``input_example.json`` as MLflow writes it (used when envkit has no reader)."""
+    from envkit._fs import resolve_inside
+
+    path = resolve_inside(model_dir, str(info.get("artifact_path") or "input_example.json"))
+    with open(path, encoding="utf-8") as handle:
+        payload = json.load(handle)
+    kind = info.get("type")
+    params = info.get("params")
+    if kind == "dataframe":
+        import pandas as pd
+
+        orient = info.get("pandas_orient", "split")
+        if orient == "split":
+            frame = pd.DataFrame(payload["data"], columns=payload.get("columns"))
+            if payload.get("index") is not None:
+                frame.index = payload["index"]
+            return frame, params
+        return pd.DataFrame.from_records(payload), params
+    if kind == "ndarray":
+        import numpy as np
+
+        inputs = payload.get("inputs", payload) if isinstance(payload, dict) else payload
+        if isinstance(inputs, dict):
+            return {k: np.asarray(v) for k, v in inputs.items()}, params
+        return np.asarray(inputs), params
+    return payload, params
+
+
+def _serving_input(
+    path: str, content_type: str, mlmodel: dict[str, Any], model: Any
+) -> tuple[Any, dict[str, Any] | None]:
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    if content_type == "csv":
+        import io
+
+        import pandas as pd
+
+        return pd.read_csv(io.StringIO(text)), None
+    try:
+        payload = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"the input is not valid JSON: {exc}") from None
+    try:
+        from envkit.models.serving_input import parse_serving_input
+    except ImportError:
+        return _fallback_serving_input(payload)
+    schema = None
+    metadata = getattr(model, "metadata", None)
+    if metadata is not None and hasattr(metadata, "get_input_schema"):
+        try:
+            schema = metadata.get_input_schema()
+        except Exception:
+            schema = None
+    parsed = parse_serving_input(payload, content_type="application/json", schema=schema)
+    data, params = parsed
+    return data, params
+
+
+def _fallback_serving_input(payload: Any) -> tuple[Any, dict[str, Any] | None]:
+    """MLflow's scoring-server JSON: one of dataframe_split/dataframe_records/instances/inputs."""
+    if not isinstance(payload, dict):
+        raise ValueError(
+            "a serving payload must be a JSON object with one of dataframe_split, "
+            "dataframe_records, instances or inputs"
+        )
+    params = payload.get("params")
+    keys = [
+        k for k in ("dataframe_split", "dataframe_records", "instances", "inputs") if k in payload
+    ]
+    if len(keys) != 1:
+        raise ValueError(
+            "a serving payload needs exactly one of dataframe_split, dataframe_records, "
+            f"instances, inputs (found: {', '.join(sorted(payload)) or 'nothing'})"
+        )
+    key = keys[0]
+    value = payload[key]
+    if key == "dataframe_split":
+        import pandas as pd
+
+        return pd.DataFrame(value["data"], columns=value.get("columns")), params
+    if key == "dataframe_records":
+        import pandas as pd
+
+        return pd.DataFrame.from_records(value), params
+    try:
+        import numpy as np
+    except ImportError:
+        return value, params
+    if isinstance(value, dict):
+        return {k: np.asarray(v) for k, v in value.items()}, params
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return value, params
+    return (np.asarray(value) if isinstance(value, list) else value), params
+
+
+# --- output --------------------------------------------------------------------------------------
+
+
+def to_jsonable(value: Any) -> Any:
+    """Predictions as JSON data (what the scoring server returns under ``predictions``)."""
+    module = type(value).__module__
+    if module.startswith("pandas"):
+        if hasattr(value, "to_dict") and hasattr(value, "columns"):
+            return json.loads(value.to_json(orient="records"))
+        if hasattr(value, "tolist"):
+            return json.loads(value.to_json(orient="values"))
+    if module.startswith("numpy"):
+        import numpy as np
+
+        if isinstance(value, np.ndarray):
+            return json.loads(json.dumps(value.tolist(), default=str))
+        if isinstance(value, np.generic):
+            return value.item()
+    if hasattr(value, "toarray"):  # scipy sparse
+        return to_jsonable(value.toarray())
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def describe_output(value: Any) -> dict[str, Any]:
+    """Type, shape and a short preview of a prediction."""
+    cls = type(value)
+    info: dict[str, Any] = {"type": f"{cls.__module__}.{cls.__qualname__}".replace("builtins.", "")}
+    shape = getattr(value, "shape", None)
+    if isinstance(shape, tuple):
+        info["shape"] = [int(s) if s is not None else None for s in shape]
+    elif isinstance(value, (list, tuple, dict, str)):
+        info["shape"] = [len(value)]
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None:
+        info["dtype"] = str(dtype)
+    elif hasattr(value, "dtypes"):
+        info["dtype"] = ", ".join(f"{k}: {v}" for k, v in dict(value.dtypes).items())
+    try:
+        if hasattr(value, "head") and hasattr(value, "to_string"):
+            preview = value.head(PREVIEW_ROWS).to_string()
+        elif isinstance(value, (list, tuple)):
+            preview = json.dumps(to_jsonable(list(value[:PREVIEW_ROWS])), default=str)
+        elif getattr(value, "ndim", 0) and hasattr(value, "__getitem__"):
+            preview = repr(value[:PREVIEW_ROWS])
+        else:
+            preview = json.dumps(to_jsonable(value), default=str)
+    except Exception:
+        preview = repr(value)
+    if len(preview) > PREVIEW_CHARS:
+        preview = preview[:PREVIEW_CHARS] + "..."
+    info["preview"] = preview
+    return info
+
+
+# --- requirements check --------------------------------------------------------------------------
+
+
+def requirement_mismatches(requirements: list[str]) -> list[dict[str, str]]:
+    """Requirements the environment does not satisfy (after a --python change, say)."""
+    from importlib import metadata
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    result = []
+    for line in requirements:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        try:
+            installed = metadata.version(req.name)
+        except metadata.PackageNotFoundError:
+            result.append({"requirement": line, "installed": "", "problem": "not installed"})
+            continue
+        if req.specifier and not req.specifier.contains(installed, prereleases=True):
+            result.append(
+                {
+                    "requirement": line,
+                    "installed": installed,
+                    "problem": f"{req.name} {installed} is installed",
+                }
+            )
+    return result
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+
+def _predict(model: Any, data: Any, params: dict[str, Any] | None) -> Any:
+    if params:
+        return model.predict(data, params=params)
+    return model.predict(data)
+
+
+def _is_streamable(mlmodel: dict[str, Any], model: Any) -> bool:
+    conf = (mlmodel.get("flavors") or {}).get("python_function") or {}
+    return bool(conf.get("streamable")) and hasattr(model, "predict_stream")
+
+
+def _body(run: _Run, request: dict[str, Any]) -> None:
+    model_dir = request["model_dir"]
+    run.stage("load")
+    start = time.perf_counter()
+    mlmodel = _read_mlmodel(model_dir)
+    model, loader = _load(model_dir, mlmodel)
+    run.timed("load", start)
+    run.result["loader"] = loader
+    run.result["mismatches"] = requirement_mismatches(request.get("requirements") or [])
+
+    run.stage("input")
+    if request.get("input_path"):
+        data, params = _serving_input(
+            request["input_path"], request.get("content_type") or "json", mlmodel, model
+        )
+        run.result["input"] = {"source": "file"}
+    else:
+        data, params = _input_example(model_dir, mlmodel)
+        run.result["input"] = {"source": "input_example" if data is not None else None}
+        if data is None:
+            return  # nothing to predict on: the model loaded, which is all we can check
+    if params:
+        run.result["input"]["params"] = sorted(params)
+
+    run.stage("predict")
+    start = time.perf_counter()
+    prediction = _predict(model, data, params)
+    run.timed("predict", start)
+    run.result["output"] = describe_output(prediction)
+    if request.get("predictions_path"):
+        _write_json(request["predictions_path"], {"predictions": to_jsonable(prediction)})
+
+    if request.get("stream", True) and _is_streamable(mlmodel, model):
+        run.stage("stream")
+        start = time.perf_counter()
+        chunks = []
+        stream = model.predict_stream(data, params=params) if params else model.predict_stream(data)
+        for chunk in stream:
+            chunks.append(chunk)
+            if len(chunks) >= MAX_STREAM_CHUNKS:
+                break
+        run.timed("stream", start)
+        run.result["stream"] = {"chunks": len(chunks), **describe_output(chunks)}
+
+
+def execute(request: dict[str, Any]) -> int:
+    """Run one request; returns the process exit status (0 ok, 1 the model failed)."""
+    run = _Run(request)
+    interrupted: BaseException | None = None
+    with warnings.catch_warnings(record=True) as captured:
+        warnings.simplefilter("always")
+        try:
+            _body(run, request)
+            run.result["ok"] = True
+            run.result["stage"] = "done"
+        except BaseException as exc:  # the model's failure is data for the report
+            run.fail(exc)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                interrupted = exc
+    run.result["warnings"] = [f"{w.category.__name__}: {w.message}" for w in captured][:50]
+    status = run.finish()
+    if interrupted is not None:
+        raise interrupted
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m envkit.sandbox.runner REQUEST.json", file=sys.stderr)
+        return 2
+    with open(args[0], encoding="utf-8") as handle:
+        request = json.load(handle)
+    return execute(request)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,701 @@
+"""Rebuild a model's environment and run the model there: :func:`validate` and :func:`predict`.
+
+``validate`` returns a :class:`ValidationReport` (data; the CLI renders it) for models that
+load and predict, fail, or whose environment cannot be built. Bad input (an unreadable model,
+bad options) raises. ``predict`` runs the same pipeline and returns the predictions, raising
+on any failure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envkit.errors import (
+    EXIT_ENV_FAILED,
+    EXIT_MODEL_FAILED,
+    EXIT_OK,
+    EnvironmentBuildError,
+    EnvkitError,
+    ModelFailedError,
+    ModelFormatError,
+    ModelTimeoutError,
+    SchemaEnforcementError,
+    SubprocessError,
+    UsageError,
+    tail,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_TIMEOUT", "ValidationReport", "predict", "validate"]
+
+DEFAULT_TIMEOUT = 300.0
+DEFAULT_BUILD_TIMEOUT = 1800.0
+
+ProgressCallback = Callable[[str, str], None]
+
+
+@dataclass
+class ValidationReport:
+    """What ``envkit validate`` found: where the model ran, how long each step took, its output.
+
+    ``status`` is ``ok``, ``model_failed`` (load/predict error, timeout, schema) or
+    ``env_failed`` (the environment could not be built); ``exit_code`` is the CLI's.
+    """
+
+    model: str
+    status: str = "ok"
+    exit_code: int = EXIT_OK
+    backend: str = ""
+    backend_note: str | None = None
+    isolated: bool = True
+    interpreter: dict[str, Any] = field(default_factory=dict)
+    spec: dict[str, Any] = field(default_factory=dict)
+    spec_notes: list[str] = field(default_factory=list)
+    cache: dict[str, Any] = field(default_factory=dict)
+    tools: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    loader: str | None = None
+    input: dict[str, Any] | None = None
+    output: dict[str, Any] | None = None
+    stream: dict[str, Any] | None = None
+    mismatches: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    error: dict[str, Any] | None = None
+    model_log: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def headline(self) -> str:
+        """One line: what happened and, on failure, what to try."""
+        if self.ok:
+            where = f"{self.backend}, Python {self.interpreter.get('version', '?')}"
+            did = "loaded and predicted" if self.output is not None else "loaded"
+            if self.input and self.input.get("source") is None:
+                did = "loaded (no input example to predict on; pass --input FILE)"
+            return f"OK: the model {did} in a rebuilt environment ({where})"
+        message = (self.error or {}).get("message", "failed")
+        return f"FAILED: {message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "ok": self.ok,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "headline": self.headline,
+            "backend": self.backend,
+            "backend_note": self.backend_note,
+            "isolated": self.isolated,
+            "interpreter": dict(self.interpreter),
+            "spec": dict(self.spec),
+            "spec_notes": list(self.spec_notes),
+            "cache": dict(self.cache),
+            "tools": dict(self.tools),
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "loader": self.loader,
+            "input": self.input,
+            "output": self.output,
+            "stream": self.stream,
+            "mismatches": list(self.mismatches),
+            "warnings": list(self.warnings),
+            "error": self.error,
+        }
+
+    def to_error(self) -> EnvkitError | None:
+        """The exception that stands for this report's failure (None when it passed)."""
+        if self.ok or self.error is None:
+            return None
+        message = str(self.error.get("message", "validation failed"))
+        detail = self.error.get("detail")
+        kind = self.error.get("kind")
+        cls: type[EnvkitError]
+        if self.status == "env_failed":
+            cls = EnvironmentBuildError
+        elif kind == "timeout":
+            cls = ModelTimeoutError
+        elif kind == "schema":
+            cls = SchemaEnforcementError
+        else:
+            cls = ModelFailedError
+        return cls(message, detail=detail)
+
+    def raise_for_error(self) -> None:
+        """Raise the report's failure as an :class:`~envkit.errors.EnvkitError`."""
+        error = self.to_error()
+        if error is not None:
+            raise error
+
+
+# --- the pipeline --------------------------------------------------------------------------------
+
+
+class _Session:
+    """One validation: the steps share the report they fill in."""
+
+    def __init__(
+        self,
+        model_uri: str | os.PathLike[str],
+        *,
+        env_manager: str | None,
+        python: str | None,
+        overrides: Sequence[str],
+        timeout: float | None,
+        build_timeout: float | None,
+        use_cache: bool,
+        cache_dir: str | os.PathLike[str] | None,
+        extra_env: Mapping[str, str] | None,
+        progress: ProgressCallback | None,
+    ) -> None:
+        from envkit.models.model import MLMODEL_FILE_NAME, Model
+        from envkit.models.uri import resolve_model_uri
+
+        self.start = time.perf_counter()
+        self.model_dir = resolve_model_uri(model_uri)
+        self.model = Model._read(self.model_dir / MLMODEL_FILE_NAME)
+        if "python_function" not in self.model.flavors:
+            have = ", ".join(sorted(self.model.flavors)) or "none"
+            raise ModelFormatError(
+                f"the model has no python_function flavor (its flavors: {have}); envkit "
+                "validates models it can load as a pyfunc"
+            )
+        self.env_manager = env_manager or "uv"
+        self.python = python
+        self.overrides = list(overrides or ())
+        self.timeout = timeout
+        self.build_timeout = build_timeout
+        self.use_cache = use_cache
+        self.cache_dir = cache_dir
+        self.extra_env = dict(extra_env or {})
+        self.progress = progress or (lambda _event, _message: None)
+        self.report = ValidationReport(model=str(self.model_dir))
+        self.workdir = Path(tempfile.mkdtemp(prefix="envkit-run-"))
+        self.scratch_env: Path | None = None
+
+    def close(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.scratch_env is not None:
+            shutil.rmtree(self.scratch_env, ignore_errors=True)
+
+    # -- environment -----------------------------------------------------------------------------
+
+    def prepare(self) -> Any:
+        """Choose the backend, read the spec, find the interpreter, get the environment."""
+        from envkit.sandbox.backends import choose_backend
+        from envkit.sandbox.backends.base import install_plan
+        from envkit.sandbox.cache import EnvCache
+        from envkit.sandbox.spec import apply_overrides, read_env_spec
+
+        report = self.report
+        started = time.perf_counter()
+        backend, note = choose_backend(self.env_manager)
+        report.backend = backend.name
+        report.backend_note = note
+        report.isolated = bool(getattr(backend, "isolated", True))
+        if note:
+            logger.info("%s", note)
+        if not report.isolated:
+            report.warnings.append(
+                f"the {backend.name} backend runs in this interpreter: nothing is installed or "
+                "isolated, so a missing requirement is not caught"
+            )
+
+        conf = self.model.flavors["python_function"]
+        spec = read_env_spec(
+            self.model_dir,
+            env_manager=backend.name,
+            flavor_env=conf.get("env") if isinstance(conf.get("env"), dict) else None,
+            python_version_hint=conf.get("python_version"),
+        )
+        source = spec.source
+        recorded_python = spec.python
+        if self.overrides:
+            overridden = apply_overrides(spec.requirements, self.overrides)
+            spec = _replace(spec, requirements=overridden.requirements)
+            report.spec_notes.extend(f"--override: {n}" for n in overridden.notes)
+        self.progress("spec", f"read {source}: {len(spec.requirements)} requirements")
+
+        interpreter = None
+        if backend.needs_interpreter:
+            from envkit.sandbox.interpreters import find_interpreter
+
+            match = find_interpreter(self.python or spec.python)
+            interpreter = match.interpreter
+            if match.warning:
+                report.warnings.append(match.warning)
+                logger.info("%s", match.warning)
+            spec = spec.resolved(python=interpreter.version)
+            report.interpreter = {
+                "path": str(interpreter.path),
+                "version": interpreter.version,
+                "found_by": interpreter.source,
+                "recorded": recorded_python,
+                "requested": self.python or recorded_python,
+                "exact": match.exact,
+            }
+        elif backend.cacheable:  # the backend provides Python itself (conda, docker)
+            spec = spec.resolved(python=self.python or spec.python)
+            report.interpreter = {
+                "version": spec.python,
+                "recorded": recorded_python,
+                "requested": self.python or recorded_python,
+                "found_by": backend.name,
+                "exact": True,
+            }
+        else:  # local
+            report.interpreter = {
+                "path": sys.executable,
+                "version": platform.python_version(),
+                "recorded": recorded_python,
+                "requested": self.python or recorded_python,
+                "found_by": "current",
+                "exact": platform.python_version() == recorded_python,
+            }
+            if self.python and not platform.python_version().startswith(self.python):
+                raise UsageError(
+                    f"--python {self.python} cannot be used with the local backend, which runs "
+                    f"this interpreter (Python {platform.python_version()})"
+                )
+        self.progress("interpreter", f"Python {report.interpreter.get('version')}")
+
+        cache = EnvCache(self.cache_dir)
+        wheel = None
+        if backend.cacheable:
+            from envkit.sandbox.selfwheel import build_self_wheel
+
+            wheel = build_self_wheel(cache.root)
+            spec = _ensure_envkit(spec, wheel.version, report.spec_notes)
+            spec = spec.resolved(runner=wheel.runner_id)
+        report.spec = {**spec.to_dict(), "key": spec.key, "source": source}
+        self.requirements = list(spec.requirements)
+        plan = install_plan(spec, wheel)
+        report.timings["resolve"] = time.perf_counter() - started
+
+        if not backend.cacheable:
+            report.cache = {"used": False, "hit": False, "reason": f"{backend.name}: no cache"}
+            report.timings["install"] = 0.0
+            return backend, backend.open(Path(sys.prefix))
+
+        def build(directory: Path) -> Any:
+            self.progress("build", f"building the environment with {backend.name}")
+            return backend.create(
+                spec, directory, interpreter=interpreter, plan=plan, timeout=self.build_timeout
+            )
+
+        started = time.perf_counter()
+        if not self.use_cache:
+            self.scratch_env = Path(tempfile.mkdtemp(prefix="envkit-env-"))
+            info = build(self.scratch_env)
+            report.cache = {"used": False, "hit": False, "reason": "--no-cache", "key": spec.key}
+            report.tools = dict(info.tools)
+            report.timings["install"] = time.perf_counter() - started
+            return backend, backend.open(self.scratch_env)
+
+        miss_note = "checking the environment cache"
+        self.progress("cache", miss_note)
+        result = cache.get_or_build(
+            spec, build, check=lambda record: backend.check(backend.open(record.path))
+        )
+        record = result.record
+        report.cache = {
+            "used": True,
+            "hit": result.hit,
+            "reason": result.reason,
+            "key": spec.key,
+            "path": str(record.path),
+            "root": str(cache.root),
+            "waited": round(result.waited, 3),
+        }
+        report.tools = dict(record.tools)
+        report.timings["install"] = 0.0 if result.hit else time.perf_counter() - started
+        if not result.hit:
+            report.timings["build_create"] = record.timings.get("create", 0.0)
+            report.timings["build_install"] = record.timings.get("install", 0.0)
+        logger.info(
+            "environment %s: %s (%s)",
+            spec.key,
+            "cache hit" if result.hit else "built",
+            result.reason,
+        )
+        return backend, backend.open(record.path)
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def run_model(
+        self,
+        backend: Any,
+        env: Any,
+        *,
+        input_path: Path | None,
+        content_type: str | None,
+        predictions_path: Path | None = None,
+        stream: bool = True,
+    ) -> None:
+        report = self.report
+        result_path = self.workdir / "result.json"
+        status_path = self.workdir / "status.json"
+        request = {
+            "model_dir": str(self.model_dir),
+            "input_path": str(input_path) if input_path else None,
+            "content_type": content_type,
+            "result_path": str(result_path),
+            "status_path": str(status_path),
+            "predictions_path": str(predictions_path) if predictions_path else None,
+            "stream": stream,
+            "requirements": [r for r in self.requirements if not r.startswith("envkit")],
+        }
+        request_path = self.workdir / "request.json"
+        request_path.write_text(json.dumps(request), encoding="utf-8")
+        self.progress("run", "loading the model and predicting")
+        paths = [self.model_dir, self.workdir] + ([input_path] if input_path else [])
+        outcome = backend.run(
+            env,
+            ["python", "-m", "envkit.sandbox.runner", str(request_path)],
+            cwd=self.workdir,
+            timeout=self.timeout,
+            extra_env=self.extra_env,
+            paths=paths,
+        )
+        report.timings["run"] = outcome.duration
+        report.model_log = (outcome.stdout + outcome.stderr).strip()
+        data = _read_json(result_path) or {}
+        if outcome.timed_out:
+            status = _read_json(status_path) or {}
+            data = {**status, **data}
+        for name in ("load", "predict", "stream"):
+            if name in (data.get("timings") or {}):
+                report.timings[name] = float(data["timings"][name])
+        report.loader = data.get("loader")
+        report.input = data.get("input")
+        report.output = data.get("output")
+        report.stream = data.get("stream")
+        report.mismatches = list(data.get("mismatches") or [])
+        report.warnings.extend(str(w) for w in data.get("warnings") or [])
+        if data.get("python"):
+            report.interpreter.setdefault("version", data["python"])
+            report.interpreter["running"] = data["python"]
+
+        if outcome.timed_out:
+            stage = data.get("stage", "start")
+            what = {
+                "load": "loading the model",
+                "input": "reading the input",
+                "predict": "predict",
+                "stream": "predict_stream",
+            }.get(stage, "the model")
+            self._fail(
+                "timeout",
+                f"the model timed out after {self.timeout:.0f}s during {what}; raise --timeout "
+                "if it is just slow, or check the model for a hang",
+                detail=_log_tail(report.model_log),
+                stage=stage,
+            )
+        elif not data:
+            self._fail(
+                "crash",
+                f"the model process exited with code {outcome.returncode} before reporting; "
+                f"{_last_line(outcome.stderr) or 'no output'} (run with --verbose for its output)",
+                detail=_log_tail(report.model_log),
+                stage="start",
+            )
+        elif not data.get("ok"):
+            error = data.get("error") or {}
+            stage = error.get("stage", "?")
+            kind = error.get("kind", stage)
+            message = error.get("message", "unknown error")
+            etype = str(error.get("type", "Exception")).rsplit(".", 1)[-1]
+            if kind == "import":
+                text = (
+                    f"loading the model failed: {etype}: {message}; the environment holds only "
+                    "the model's recorded requirements: add the missing package to them"
+                )
+            elif kind == "schema":
+                text = (
+                    f"the input does not match the model signature: {message}; fix the input "
+                    "example or the signature"
+                )
+            elif stage == "load":
+                text = f"loading the model failed: {etype}: {message}"
+            elif stage == "input":
+                text = f"reading the input failed: {etype}: {message}"
+            elif stage == "stream":
+                text = f"predict_stream raised {etype}: {message}"
+            else:
+                text = f"predict raised {etype}: {message}"
+            self._fail(kind, text, detail=error.get("traceback"), stage=stage)
+
+    def _fail(self, kind: str, message: str, *, detail: str | None, stage: str) -> None:
+        report = self.report
+        report.status = "model_failed"
+        report.exit_code = EXIT_MODEL_FAILED
+        report.error = {"kind": kind, "stage": stage, "message": message, "detail": detail}
+
+    def env_failed(self, exc: EnvkitError) -> None:
+        report = self.report
+        report.status = "env_failed"
+        report.exit_code = EXIT_ENV_FAILED
+        message = exc.message
+        if isinstance(exc, SubprocessError):
+            message += "; check the requirement names and versions, or try --override REQ"
+        kind = type(exc).__name__
+        report.error = {
+            "kind": kind,
+            "stage": "environment",
+            "message": message,
+            "detail": exc.detail,
+        }
+        reasons = getattr(exc, "reasons", None)
+        if reasons:
+            report.error["reasons"] = dict(reasons)
+
+
+def _replace(spec: Any, **changes: Any) -> Any:
+    from dataclasses import replace
+
+    return replace(spec, **changes)
+
+
+def _ensure_envkit(spec: Any, version: str, notes: list[str]) -> Any:
+    """Add ``envkit==<running version>`` when the model does not list envkit (the runner
+    needs it); refuse a recorded envkit version other than the running one."""
+    from packaging.requirements import Requirement
+
+    from envkit.sandbox.spec import canonical_requirement
+
+    existing = spec.requirement_map().get("envkit")
+    if existing is None:
+        added = canonical_requirement(f"envkit=={version}")
+        notes.append(f"added {added} (it runs the model inside the environment)")
+        return _replace(spec, requirements=tuple(sorted((*spec.requirements, added))))
+    req = Requirement(existing)
+    if req.url is None and not req.specifier.contains(version, prereleases=True):
+        raise EnvironmentBuildError(
+            f"the model requires {existing}, but envkit is not on any package index and the "
+            f"running envkit is {version}; run the envkit the model needs, or validate with "
+            f"--override 'envkit=={version}'"
+        )
+    return spec
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _last_line(text: str) -> str:
+    from envkit._subprocess import last_error_line
+
+    return last_error_line(text)
+
+
+def _log_tail(text: str) -> str | None:
+    return ("model output (tail):\n" + tail(text)) if text.strip() else None
+
+
+def _input_type(input_path: str | os.PathLike[str] | None, content_type: str | None) -> str | None:
+    if content_type:
+        lowered = content_type.lower()
+        if lowered in ("json", "application/json"):
+            return "json"
+        if lowered in ("csv", "text/csv"):
+            return "csv"
+        raise UsageError(f"unknown content type {content_type!r}; use json or csv")
+    if input_path is None:
+        return None
+    return "csv" if str(input_path).lower().endswith(".csv") else "json"
+
+
+def _check_input(input_path: str | os.PathLike[str] | None) -> Path | None:
+    if input_path is None:
+        return None
+    path = Path(input_path).expanduser().absolute()
+    if not path.is_file():
+        raise UsageError(f"--input {input_path}: no such file")
+    return path
+
+
+def validate(
+    model_uri: str | os.PathLike[str],
+    *,
+    env_manager: str | None = "uv",
+    python: str | None = None,
+    input_path: str | os.PathLike[str] | None = None,
+    content_type: str | None = None,
+    overrides: Sequence[str] = (),
+    timeout: float | None = DEFAULT_TIMEOUT,
+    build_timeout: float | None = DEFAULT_BUILD_TIMEOUT,
+    use_cache: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+    stream: bool = True,
+    extra_env: Mapping[str, str] | None = None,
+    progress: ProgressCallback | None = None,
+) -> ValidationReport:
+    """Rebuild the model's environment and run its input example (or ``input_path``) there.
+
+    Args:
+        model_uri: a model directory, ``file://`` URI or ``runs:/<run_id>/<name>``.
+        env_manager: ``uv`` (default), ``virtualenv``, ``conda``, ``local``, ``auto`` (the
+            first that can run here) or a backend registered under ``envkit.backends``.
+        python: validate against this Python (``3.12``) instead of the recorded one.
+        input_path: a serving payload (JSON: ``dataframe_split``, ``dataframe_records``,
+            ``instances`` or ``inputs``, with ``params``) or a CSV file.
+        overrides: requirements that replace (same name) or add to the recorded ones.
+        timeout: seconds the model may take to load and predict.
+        use_cache: reuse / publish environments in the cache (``cache_dir`` or
+            ``$ENVKIT_HOME`` or ``~/.cache/envkit``).
+
+    Returns a :class:`ValidationReport`; a failure of the model or of the environment build is
+    in ``report.error`` (``report.raise_for_error()`` raises it). Unreadable models and bad
+    options raise :class:`~envkit.errors.EnvkitError` (exit code 2).
+    """
+    kind = _input_type(input_path, content_type)
+    path = _check_input(input_path)
+    session = _Session(
+        model_uri,
+        env_manager=env_manager,
+        python=python,
+        overrides=overrides,
+        timeout=timeout,
+        build_timeout=build_timeout,
+        use_cache=use_cache,
+        cache_dir=cache_dir,
+        extra_env=extra_env,
+        progress=progress,
+    )
+    try:
+        try:
+            backend, env = session.prepare()
+        except (EnvironmentBuildError, SubprocessError) as exc:
+            session.env_failed(exc)
+        else:
+            session.run_model(backend, env, input_path=path, content_type=kind, stream=stream)
+    finally:
+        session.close()
+    report = session.report
+    report.timings["total"] = time.perf_counter() - session.start
+    session.progress("done", report.headline)
+    return report
+
+
+def predict(
+    model_uri: str | os.PathLike[str],
+    input_data: Any = None,
+    input_path: str | os.PathLike[str] | None = None,
+    content_type: str = "json",
+    output_path: str | os.PathLike[str] | None = None,
+    env_manager: str | None = "uv",
+    *,
+    python: str | None = None,
+    pip_requirements_override: Sequence[str] | None = None,
+    extra_envs: Mapping[str, str] | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    use_cache: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: ProgressCallback | None = None,
+) -> Any:
+    """Predict with the model in its rebuilt environment (like ``mlflow.models.predict``).
+
+    Give the input as ``input_path`` (a serving payload JSON or CSV file) or ``input_data``
+    (a DataFrame, ndarray, list, dict or a serving payload dict). Returns the predictions as
+    JSON data; with ``output_path`` they are also written there as ``{"predictions": ...}``.
+    Raises :class:`~envkit.errors.EnvkitError` when the environment or the model fails.
+    """
+    if (input_data is None) == (input_path is None):
+        raise UsageError("give exactly one of input_data and input_path")
+    kind = _input_type(input_path, content_type)
+    tmpdir = Path(tempfile.mkdtemp(prefix="envkit-predict-"))
+    try:
+        if input_data is not None:
+            payload_path = tmpdir / ("input.csv" if kind == "csv" else "input.json")
+            _write_input_data(input_data, payload_path, kind or "json")
+            path: Path | None = payload_path
+        else:
+            path = _check_input(input_path)
+        session = _Session(
+            model_uri,
+            env_manager=env_manager,
+            python=python,
+            overrides=list(pip_requirements_override or ()),
+            timeout=timeout,
+            build_timeout=DEFAULT_BUILD_TIMEOUT,
+            use_cache=use_cache,
+            cache_dir=cache_dir,
+            extra_env=extra_envs,
+            progress=progress,
+        )
+        predictions_path = tmpdir / "predictions.json"
+        try:
+            try:
+                backend, env = session.prepare()
+            except (EnvironmentBuildError, SubprocessError) as exc:
+                session.env_failed(exc)
+            else:
+                session.run_model(
+                    backend,
+                    env,
+                    input_path=path,
+                    content_type=kind,
+                    predictions_path=predictions_path,
+                    stream=False,
+                )
+        finally:
+            session.close()
+        session.report.raise_for_error()
+        data = _read_json(predictions_path)
+        if data is None:
+            raise ModelFailedError("the model produced no predictions (is the input empty?)")
+        if output_path is not None:
+            from envkit._fs import atomic_write_text
+
+            atomic_write_text(Path(output_path), json.dumps(data))
+        return data.get("predictions")
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _write_input_data(data: Any, path: Path, kind: str) -> None:
+    """Serialize ``input_data`` as a serving payload (JSON) or CSV."""
+    module = type(data).__module__
+    if kind == "csv":
+        if not hasattr(data, "to_csv"):
+            raise UsageError("content_type='csv' needs a pandas DataFrame as input_data")
+        data.to_csv(path, index=False)
+        return
+    if module.startswith("pandas") and hasattr(data, "to_json"):
+        if hasattr(data, "columns"):
+            payload: Any = {"dataframe_split": json.loads(data.to_json(orient="split"))}
+            payload["dataframe_split"].pop("index", None)
+        else:
+            payload = {"inputs": json.loads(data.to_json(orient="values"))}
+    elif module.startswith("numpy") and hasattr(data, "tolist"):
+        payload = {"inputs": data.tolist()}
+    elif isinstance(data, dict) and set(data) & {
+        "dataframe_split",
+        "dataframe_records",
+        "instances",
+        "inputs",
+    }:
+        payload = data
+    else:
+        payload = {"inputs": data}
+    try:
+        path.write_text(json.dumps(payload), encoding="utf-8")
+    except TypeError as exc:
+        raise UsageError(f"input_data cannot be sent as JSON: {exc}") from exc
