@@ -1,0 +1,220 @@
+"""Interop with real MLflow, which lives in its own virtualenv (envkit never imports it here).
+
+Both directions: models MLflow wrote load in envkit without MLflow installed, and models envkit
+wrote load with MLflow's own loaders and predict the same values.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import envkit.pyfunc
+import envkit.sklearn
+from envkit.errors import LoaderImportError
+
+pytestmark = [pytest.mark.mlflow, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_in_mlflow(
+    python: Path, script: str, *args: str, with_envkit: bool = False, cwd: Path | None = None
+) -> str:
+    """Run ``script`` under the MLflow venv's python; envkit importable only if asked."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if with_envkit:
+        env["PYTHONPATH"] = str(REPO)
+    out = subprocess.run(
+        [str(python), "-c", textwrap.dedent(script), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def test_mlflow_is_not_installed_in_the_test_environment():
+    # The "without MLflow" half of the interop tests depends on this.
+    assert importlib.util.find_spec("mlflow") is None
+
+
+@pytest.fixture(scope="session")
+def mlflow_models(mlflow_python, tmp_path_factory):
+    """Models written by real MLflow: sklearn (skops default and pickle), a PythonModel."""
+    root = tmp_path_factory.mktemp("mlflow-models")
+    run_in_mlflow(
+        mlflow_python,
+        """
+        import json, sys
+        import mlflow.pyfunc, mlflow.sklearn
+        from sklearn.datasets import load_iris
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        out = sys.argv[1]
+        X, y = load_iris(return_X_y=True, as_frame=True)
+        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200)).fit(X, y)
+        mlflow.sklearn.save_model(clf, f"{out}/sk_skops", input_example=X.head(3))
+        mlflow.sklearn.save_model(clf, f"{out}/sk_pickle", serialization_format="pickle")
+
+        class Doubler(mlflow.pyfunc.PythonModel):
+            def predict(self, context, model_input, params=None):
+                return [2 * x for x in model_input]
+
+        mlflow.pyfunc.save_model(f"{out}/py_model", python_model=Doubler())
+        expected = {"sk": clf.predict(X.head(10)).tolist()}
+        open(f"{out}/expected.json", "w").write(json.dumps(expected))
+        """,
+        str(root),
+    )
+    return root
+
+
+@pytest.mark.parametrize("name", ["sk_skops", "sk_pickle"])
+def test_mlflow_sklearn_models_load_in_envkit_without_mlflow(mlflow_models, iris, name):
+    X, _ = iris
+    expected = json.loads((mlflow_models / "expected.json").read_text())["sk"]
+    pyfunc = envkit.pyfunc.load_model(mlflow_models / name)
+    assert pyfunc.loader_module == "mlflow.sklearn"
+    np.testing.assert_array_equal(pyfunc.predict(X.head(10)), expected)
+    estimator = envkit.sklearn.load_model(mlflow_models / name)
+    np.testing.assert_array_equal(estimator.predict(X.head(10)), expected)
+    assert "mlflow" not in __import__("sys").modules
+
+
+def test_mlflow_signature_and_example_are_read(mlflow_models):
+    model = envkit.pyfunc.load_model(mlflow_models / "sk_skops")
+    names = [c.name for c in model.metadata.signature.inputs.inputs]
+    assert names == [
+        "sepal length (cm)",
+        "sepal width (cm)",
+        "petal length (cm)",
+        "petal width (cm)",
+    ]
+    assert model.metadata.saved_input_example_info["type"] == "dataframe"
+
+
+def test_mlflow_python_model_without_mlflow_is_a_clear_error(mlflow_models):
+    from envkit.deps.mismatch import DependencyMismatchWarning
+
+    with pytest.warns(DependencyMismatchWarning, match="mlflow"):
+        with pytest.raises(LoaderImportError) as excinfo:
+            envkit.pyfunc.load_model(mlflow_models / "py_model")
+    message = str(excinfo.value)
+    assert "cloudpickled mlflow.pyfunc.PythonModel" in message
+    assert "pip install mlflow==3.17.2" in message
+
+
+def test_mlflow_python_model_is_delegated_to_mlflow_when_importable(mlflow_python, mlflow_models):
+    out = run_in_mlflow(
+        mlflow_python,
+        """
+        import sys, envkit.pyfunc
+        model = envkit.pyfunc.load_model(sys.argv[1])
+        print(model.predict([1, 2, 3]))
+        """,
+        str(mlflow_models / "py_model"),
+        with_envkit=True,
+    )
+    assert out.strip() == "[2, 4, 6]"
+
+
+@pytest.mark.parametrize("fmt", ["cloudpickle", "pickle", "skops"])
+def test_envkit_sklearn_models_load_with_mlflow(mlflow_python, tmp_path, iris, iris_pipeline, fmt):
+    X, _ = iris
+    path = tmp_path / fmt
+    envkit.sklearn.save_model(iris_pipeline, path, serialization_format=fmt)
+    # mlflow.sklearn.load_model reads the sklearn flavor: envkit need not be installed there.
+    out = run_in_mlflow(
+        mlflow_python,
+        """
+        import json, sys
+        import mlflow.sklearn
+        from sklearn.datasets import load_iris
+        X, _ = load_iris(return_X_y=True, as_frame=True)
+        model = mlflow.sklearn.load_model(sys.argv[1])
+        print(json.dumps(model.predict(X.head(10)).tolist()))
+        """,
+        str(path),
+    )
+    assert json.loads(out) == iris_pipeline.predict(X.head(10)).tolist()
+
+
+def test_envkit_models_load_with_mlflow_pyfunc_when_envkit_is_installed(
+    mlflow_python, tmp_path, iris, iris_pipeline
+):
+    X, _ = iris
+    envkit.sklearn.save_model(iris_pipeline, tmp_path / "sk")
+
+    class Tripler(envkit.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            return [3 * x for x in model_input]
+
+    envkit.pyfunc.save_model(tmp_path / "py", python_model=Tripler())
+    out = run_in_mlflow(
+        mlflow_python,
+        """
+        import json, sys
+        import mlflow.pyfunc
+        from sklearn.datasets import load_iris
+        X, _ = load_iris(return_X_y=True, as_frame=True)
+        sk = mlflow.pyfunc.load_model(sys.argv[1])
+        py = mlflow.pyfunc.load_model(sys.argv[2])
+        print(json.dumps([sk.predict(X.head(10)).tolist(), py.predict([1, 2])]))
+        """,
+        str(tmp_path / "sk"),
+        str(tmp_path / "py"),
+        with_envkit=True,
+    )
+    sk, py = json.loads(out)
+    assert sk == iris_pipeline.predict(X.head(10)).tolist()
+    assert py == [3, 6]
+
+
+def test_log_model_goes_into_the_active_mlflow_run(mlflow_python, tmp_path):
+    out = run_in_mlflow(
+        mlflow_python,
+        """
+        import json, os, sys
+        import mlflow
+        import envkit.pyfunc, envkit.sklearn
+        from sklearn.datasets import load_iris
+        from sklearn.linear_model import LogisticRegression
+
+        mlflow.set_tracking_uri("sqlite:///" + sys.argv[1] + ".db")
+        X, y = load_iris(return_X_y=True, as_frame=True)
+        clf = LogisticRegression(max_iter=200).fit(X, y)
+        with mlflow.start_run() as run:
+            info = envkit.sklearn.log_model(clf, name="model")
+        files = [a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "model")]
+        loaded = envkit.pyfunc.load_model(info.model_uri)
+        print(json.dumps({
+            "uri": info.model_uri,
+            "run_id": run.info.run_id,
+            "files": files,
+            "pred": loaded.predict(X.head(3)).tolist(),
+            "expected": clf.predict(X.head(3)).tolist(),
+            "envkit_runs": os.path.exists("envkit-runs"),
+        }))
+        """,
+        str(tmp_path / "mlruns"),
+        with_envkit=True,
+        cwd=tmp_path,
+    )
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["uri"] == f"runs:/{result['run_id']}/model"
+    assert "model/MLmodel" in result["files"]
+    assert result["pred"] == result["expected"]
+    assert result["envkit_runs"] is False

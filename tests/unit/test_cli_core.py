@@ -1,0 +1,95 @@
+"""The CLI contract for the core: --version, python -m envkit, info, error lines, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import envkit
+import envkit.pyfunc
+
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "samples" / "mlflow-3.17.2"
+
+
+def envkit_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "envkit", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+class Echo(envkit.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        return model_input
+
+
+def test_version():
+    out = envkit_cli("--version")
+    assert out.returncode == 0
+    assert out.stdout.strip() == f"envkit {envkit.__version__}"
+
+
+def test_console_script_is_installed():
+    out = subprocess.run(["envkit", "--version"], capture_output=True, text=True)
+    assert out.stdout.strip() == f"envkit {envkit.__version__}"
+
+
+def test_info_text_and_json(tmp_path):
+    envkit.pyfunc.save_model(tmp_path / "m", python_model=Echo())
+    text = envkit_cli("info", str(tmp_path / "m"))
+    assert text.returncode == 0, text.stderr
+    assert "python_function (loader_module=envkit.pyfunc.model)" in text.stdout
+    assert "python_model.pkl" in text.stdout
+    data = json.loads(envkit_cli("info", str(tmp_path / "m"), "--format", "json").stdout)
+    assert data["flavors"]["python_function"]["loader_module"] == "envkit.pyfunc.model"
+    sizes = {f["path"]: f["size"] for f in data["files"]}
+    assert sizes["python_model.pkl"] == (tmp_path / "m" / "python_model.pkl").stat().st_size
+
+
+def test_info_on_an_mlflow_written_model():
+    out = envkit_cli("info", str(SAMPLES / "sk_example"))
+    assert out.returncode == 0, out.stderr
+    assert "MLflow 3.17.2" in out.stdout
+    assert "sepal length (cm)" in out.stdout
+    assert "scikit-learn==1.9.1" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda p: None, "does not exist"),
+        (lambda p: p.mkdir(), "no MLmodel file"),
+        (lambda p: (p.mkdir(), (p / "MLmodel").write_text("a: [")), "not valid YAML"),
+        (lambda p: (p.mkdir(), (p / "MLmodel").write_text("- 1")), "must be a YAML mapping"),
+    ],
+)
+def test_unreadable_models_exit_2_with_one_line(tmp_path, setup, message):
+    target = tmp_path / "model"
+    setup(target)
+    out = envkit_cli("info", str(target))
+    assert out.returncode == 2
+    assert out.stderr.startswith("error: ")
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+    verbose = envkit_cli("info", str(target), "--verbose")
+    assert verbose.returncode == 2
+    assert "Traceback" in verbose.stderr
+
+
+def test_no_command_prints_help_and_exits_2():
+    out = envkit_cli()
+    assert out.returncode == 2
+    assert "usage: envkit" in out.stderr
+
+
+def test_import_envkit_stays_light():
+    code = (
+        "import sys, envkit, envkit.models, envkit.pyfunc, envkit.sklearn; "
+        "heavy = [m for m in ('pandas', 'numpy', 'sklearn', 'scipy', 'mlflow', 'rich', "
+        "'skops', 'uv', 'virtualenv') if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
