@@ -1,0 +1,688 @@
+"""Schema enforcement: check (and safely convert) prediction input and params.
+
+:func:`validate_prediction_input` is what ``PyFuncModel.predict`` calls. It follows MLflow's
+rules (input converted to a DataFrame for column schemas, required columns present, extra
+columns dropped, safe casts only, tensors checked for dtype and shape, params typed and
+defaulted) with two deliberate differences:
+
+* a violation raises :class:`~envkit.errors.SchemaEnforcementError` with one message naming
+  the column or param, the expected type and what was given;
+* unknown params are refused instead of silently dropped, and a cast is "safe" when no value
+  changes (so ``int64 -> double`` passes for integers up to 2**53 and fails above).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from copy import deepcopy
+from typing import TYPE_CHECKING, Any
+
+from envkit.errors import SchemaEnforcementError, SignatureError
+from envkit.models.schema import AnyType, Array, DataType, Map, Object, ParamSchema, Schema
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from envkit.models.signature import ModelSignature
+
+__all__ = ["enforce_params", "enforce_schema", "validate_prediction_input"]
+
+_logger = logging.getLogger(__name__)
+
+# Largest integer magnitude a float type holds exactly (2**mantissa bits).
+_EXACT_INT_LIMIT = {4: 2**24, 8: 2**53}
+
+
+class _Violation(Exception):
+    """Internal: one violation, before the caller adds where it happened."""
+
+
+def validate_prediction_input(
+    data: Any,
+    params: dict[str, Any] | None,
+    signature: ModelSignature | None,
+    *,
+    type_hint: Any = None,
+) -> tuple[Any, dict[str, Any] | None]:
+    """Check ``data`` and ``params`` against ``signature``; return them converted.
+
+    Without a signature both pass through unchanged. For a signature inferred from the
+    ``predict`` type hints, the data is checked against ``type_hint`` when one is given (the
+    model's own validation otherwise) and only the params are enforced here.
+    """
+    if signature is None:
+        return data, params
+    if getattr(signature, "_is_signature_from_type_hint", False):
+        if type_hint is not None:
+            from envkit.models.type_hints import validate_data_against_type_hint
+
+            data = validate_data_against_type_hint(data, type_hint)
+        return data, enforce_params(params, signature.params)
+    if signature.inputs is not None:
+        data = enforce_schema(data, signature.inputs)
+    return data, enforce_params(params, signature.params)
+
+
+# --- params ------------------------------------------------------------------------------------
+
+
+def enforce_params(
+    params: dict[str, Any] | None, schema: ParamSchema | None
+) -> dict[str, Any] | None:
+    """Params checked against ``schema``: typed, with defaults filled in; unknown ones refused."""
+    if schema is None:
+        if params is None or params == {}:
+            return params
+        if not isinstance(params, Mapping):
+            raise SchemaEnforcementError(
+                f"params must be a dictionary, got {type(params).__name__}"
+            )
+        names = ", ".join(repr(str(k)) for k in params)
+        raise SchemaEnforcementError(
+            f"param {names} given, but the model signature declares no params; "
+            "remove them or add a params schema to the signature"
+        )
+    if params is None:
+        params = {}
+    if not isinstance(params, Mapping):
+        raise SchemaEnforcementError(f"params must be a dictionary, got {type(params).__name__}")
+    params = {str(k): v for k, v in params.items()}
+    known = {spec.name: spec for spec in schema.params}
+    unknown = [k for k in params if k not in known]
+    if unknown:
+        raise SchemaEnforcementError(
+            f"param {', '.join(map(repr, unknown))} is not in the model signature; "
+            f"the model accepts: {', '.join(map(repr, known)) or 'no params'}"
+        )
+    result: dict[str, Any] = {}
+    for name, spec in known.items():
+        if name in params:
+            result[name] = enforce_param_value(name, params[name], spec.dtype, spec.shape)
+        else:
+            result[name] = spec.default
+    return result
+
+
+def enforce_param_value(
+    name: str, value: Any, dtype: Any, shape: tuple[int, ...] | None, *, default: bool = False
+) -> Any:
+    """``value`` of param ``name`` converted to ``dtype``/``shape`` (Python types)."""
+    import numpy as np
+
+    expected = _type_name(dtype) + (" list" if shape == (-1,) else "")
+    try:
+        if shape is None:
+            if isinstance(dtype, Object):
+                _enforce_object(deepcopy(value), dtype, required=True)
+                return value
+            return _enforce_param_datatype(value, dtype)
+        if shape == (-1,):
+            if (
+                not isinstance(value, (list, np.ndarray))
+                or np.asarray(value, dtype=object).ndim != 1
+            ):
+                raise _Violation(f"got {_describe_value(value)}, not a 1-D list")
+            return [_enforce_param_datatype(v, dtype) for v in value]
+        raise _Violation(f"unsupported shape {shape}; use None (a scalar) or (-1,) (a list)")
+    except _Violation as exc:
+        what = "default of param" if default else "param"
+        message = f"{what} {name!r}: expected {expected}, {exc}"
+        if default:
+            raise SignatureError(message) from None
+        raise SchemaEnforcementError(message) from None
+
+
+_PARAM_CONVERSIONS = {
+    DataType.long: (DataType.integer,),
+    DataType.float: (DataType.integer, DataType.long),
+    DataType.double: (DataType.integer, DataType.long, DataType.float),
+}
+
+
+def _enforce_param_datatype(value: Any, dtype: DataType) -> Any:
+    import numpy as np
+
+    if value is None:
+        return None
+    if dtype is DataType.datetime:
+        try:
+            converted = np.datetime64(value).item()
+        except (ValueError, TypeError):
+            raise _Violation(f"got {_describe_value(value)}, not a date or datetime") from None
+        if isinstance(converted, int) or converted is None:
+            raise _Violation(f"got {_describe_value(value)}, not a date or datetime")
+        return converted
+    if not np.isscalar(value):
+        raise _Violation(f"got {_describe_value(value)}, not a scalar")
+    if DataType.check_type(dtype, value):
+        return dtype.to_python()(value)
+    if any(DataType.check_type(t, value) for t in _PARAM_CONVERSIONS.get(dtype, ())):
+        return dtype.to_python()(value)
+    raise _Violation(f"got {_describe_value(value)}")
+
+
+# --- input data ---------------------------------------------------------------------------------
+
+
+def enforce_schema(data: Any, schema: Schema) -> Any:
+    """``data`` checked against the input ``schema`` and converted (see the module docstring)."""
+    import pandas as pd
+
+    if isinstance(data, pd.Series):
+        data = pd.DataFrame(data)
+    if not schema.is_tensor_spec():
+        data = _to_dataframe(data, schema)
+    if schema.has_input_names():
+        _check_named_inputs(data, schema)
+    elif not schema.is_tensor_spec() and len(data.columns) < len(schema.inputs):
+        raise SchemaEnforcementError(
+            f"the input has {len(data.columns)} column(s) but the model signature declares "
+            f"{len(schema.inputs)} unnamed column(s) ({_schema_types(schema)})"
+        )
+    if schema.is_tensor_spec():
+        return _enforce_tensor_schema(data, schema)
+    if schema.has_input_names():
+        return _enforce_named_columns(data, schema)
+    return _enforce_unnamed_columns(data, schema)
+
+
+def _is_scalar(x: Any) -> bool:
+    import numpy as np
+
+    return bool(np.isscalar(x)) or x is None
+
+
+def _to_dataframe(data: Any, schema: Schema) -> pd.DataFrame:
+    import datetime as dt
+
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        return data
+    try:
+        if _is_scalar(data) or isinstance(data, (dt.date, dt.datetime)):
+            return pd.DataFrame([data])
+        if isinstance(data, dict):
+            nested = any(isinstance(c.type, (Array, Object, Map)) for c in schema.inputs)
+            one_row = all(
+                _is_scalar(v) or (isinstance(v, list) and all(isinstance(i, str) for i in v))
+                for v in data.values()
+            )
+            if nested or one_row:
+                return pd.DataFrame([data])
+            if all(
+                isinstance(v, np.ndarray) and v.dtype.type == np.str_ and v.shape == ()
+                for v in data.values()
+            ):
+                return pd.DataFrame([data])
+            return pd.DataFrame(
+                {
+                    k: v.tolist() if isinstance(v, np.ndarray) and v.ndim > 1 else v
+                    for k, v in data.items()
+                }
+            )
+        if isinstance(data, (list, np.ndarray)):
+            return pd.DataFrame(data)
+    except SchemaEnforcementError:
+        raise
+    except Exception as exc:
+        raise SchemaEnforcementError(
+            "the model has a column-based signature, so the input must be convertible to a "
+            f"DataFrame; converting {type(data).__name__} failed: {exc}"
+        ) from exc
+    raise SchemaEnforcementError(
+        "the model has a column-based signature and expects a DataFrame (or a dict, list or "
+        f"scalar that converts to one), got {type(data).__name__}"
+    )
+
+
+def _check_named_inputs(data: Any, schema: Schema) -> None:
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        actual = list(data.columns)
+    elif isinstance(data, dict):
+        actual = list(data)
+    else:
+        return  # the tensor checks below say what is wrong
+    specs: dict[Any, Any] = schema.input_dict()
+    missing = [n for n in schema.required_input_names() if n not in actual]
+    if missing:
+        parts = [f"{n!r} ({_type_name(specs[n].type)})" for n in missing]
+        listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+        verb = "column {} is" if len(parts) == 1 else "columns {} are"
+        given = ", ".join(map(repr, actual)) if actual else "none"
+        raise SchemaEnforcementError(
+            f"required input {verb.format(listed)} missing; the input has columns: {given}"
+        )
+    extra = [c for c in actual if c not in specs]
+    if extra:
+        _logger.warning(
+            "ignoring input columns that are not in the model signature: %s",
+            ", ".join(map(repr, extra)),
+        )
+
+
+def _enforce_named_columns(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    import pandas as pd
+
+    out = {}
+    for spec in schema.inputs:
+        if spec.name not in df.columns:
+            continue  # optional and absent
+        out[spec.name] = _enforce_column(spec.name, df[spec.name], spec.type, spec.required)
+    return pd.DataFrame(out, index=df.index)
+
+
+def _enforce_unnamed_columns(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    import pandas as pd
+
+    out = {}
+    for i, (col, spec) in enumerate(zip(df.columns[: len(schema.inputs)], schema.inputs)):
+        label = f"#{i}" if col == i else repr(col)
+        out[col] = _enforce_column(label, df[col], spec.type, spec.required, quoted=True)
+    return pd.DataFrame(out, index=df.index)
+
+
+def _enforce_column(
+    name: Any, values: pd.Series, t: Any, required: bool, *, quoted: bool = False
+) -> pd.Series:
+    import pandas as pd
+
+    label = f"column {name}" if quoted else f"column {name!r}"
+    try:
+        if isinstance(t, DataType):
+            return _enforce_series(values, t)
+        return pd.Series(
+            [_enforce_type(v, t, required) for v in values], index=values.index, name=values.name
+        )
+    except _Violation as exc:
+        raise SchemaEnforcementError(f"{label}: expected {_type_name(t)}, {exc}") from None
+
+
+def _enforce_series(values: pd.Series, t: DataType) -> pd.Series:
+    """Column ``values`` as type ``t``; raises _Violation for an unsafe conversion."""
+    import numpy as np
+    import pandas as pd
+
+    if (
+        values.dtype.kind == "O"
+        and isinstance(values.dtype, np.dtype)
+        and t
+        not in (
+            DataType.binary,
+            DataType.string,
+        )
+    ):
+        values = values.infer_objects()
+    dtype = values.dtype
+    is_str_dtype = isinstance(dtype, pd.StringDtype)
+    is_obj = isinstance(dtype, np.dtype) and dtype.kind == "O"
+
+    if t is DataType.string:
+        if is_obj or is_str_dtype:
+            return values
+        raise _Violation(f"got {_dtype_name(dtype)} values")
+    if t is DataType.binary:
+        if is_obj or is_str_dtype or dtype.kind == "S":
+            return values
+        raise _Violation(f"got {_dtype_name(dtype)} values")
+    if t is DataType.datetime:
+        return _to_datetime(values)
+    if t is DataType.boolean and is_obj:
+        bad = [v for v in values if not (_is_missing(v) or isinstance(v, (bool, np.bool_)))]
+        if bad:
+            raise _Violation(f"got {_describe_value(bad[0])}")
+        return values
+
+    target = t.to_numpy()
+    if dtype == target:
+        return values
+    if is_str_dtype or is_obj:
+        raise _Violation(f"got {_dtype_name(dtype)} values")
+    kind, size = dtype.kind, dtype.itemsize
+    extension = not isinstance(dtype, np.dtype)
+    if kind == target.kind:
+        safe = size <= target.itemsize
+    elif kind == "u" and target.kind == "i":
+        safe = size < target.itemsize
+    elif kind in ("i", "u") and target.kind == "f":
+        limit = _EXACT_INT_LIMIT[target.itemsize]
+        safe = (size <= 2 and target.itemsize == 4) or (size <= 4 and target.itemsize == 8)
+        safe = safe or bool(values.dropna().abs().le(limit).all())
+    else:
+        safe = False
+    if not safe:
+        hint = ""
+        if kind == "f" and target.kind in ("i", "u") and values.hasnans:
+            whole = values.dropna()
+            if bool((whole == whole.round()).all()):
+                hint = (
+                    "; integer columns with missing values arrive as floats: declare the "
+                    "column as double in the signature, or infer it from data with missing values"
+                )
+        raise _Violation(f"got {_dtype_name(dtype)} values that cannot be safely converted{hint}")
+    if extension and values.hasnans:
+        return values.astype(_NULLABLE[t])
+    return values.astype(target)
+
+
+_NULLABLE = {
+    DataType.boolean: "boolean",
+    DataType.integer: "Int32",
+    DataType.long: "Int64",
+    DataType.float: "Float32",
+    DataType.double: "Float64",
+}
+
+
+def _to_datetime(values: pd.Series) -> pd.Series:
+    import pandas as pd
+
+    dtype = values.dtype
+    if getattr(dtype, "tz", None) is not None:
+        raise _Violation("got timezone-aware datetimes; pass timezone-naive values")
+    if dtype.kind == "M":
+        return values.astype("datetime64[ns]")
+    if dtype.kind == "O" or isinstance(dtype, pd.StringDtype):
+        try:
+            return values.astype("datetime64[ns]")
+        except (ValueError, TypeError, OverflowError) as exc:
+            bad = next((v for v in values if not _parses_as_datetime(v)), None)
+            what = _describe_value(bad) if bad is not None else f"values that fail: {exc}"
+            raise _Violation(f"got {what}, which is not a datetime") from None
+    raise _Violation(f"got {_dtype_name(dtype)} values")
+
+
+def _parses_as_datetime(value: Any) -> bool:
+    import pandas as pd
+
+    try:
+        pd.Series([value], dtype=object).astype("datetime64[ns]")
+    except (ValueError, TypeError, OverflowError):
+        return False
+    return True
+
+
+def _enforce_scalar(value: Any, t: DataType, required: bool) -> Any:
+    import datetime as dt
+
+    import numpy as np
+    import pandas as pd
+
+    if not required and _is_missing(value):
+        return None
+    if not np.isscalar(value) and not isinstance(value, (dt.date, pd.Timestamp)):
+        raise _Violation(f"got {_describe_value(value)}, not a scalar")
+    try:
+        return _enforce_series(pd.Series([value]), t).iloc[0]
+    except _Violation:
+        raise _Violation(f"got {_describe_value(value)}") from None
+
+
+def _enforce_array(value: Any, arr: Array, required: bool) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    if (not required or isinstance(arr.dtype, AnyType)) and (
+        value is None or (isinstance(value, (list, np.ndarray)) and len(value) == 0)
+    ):
+        return value
+    if not isinstance(value, (list, np.ndarray)):
+        raise _Violation(f"got {_describe_value(value)}, not a list")
+    if isinstance(arr.dtype, DataType):
+        if len(value) == 0:
+            return value
+        try:
+            enforced = _enforce_series(pd.Series(list(value)), arr.dtype)
+        except _Violation as exc:
+            raise _Violation(f"in list {_short(value)}: {exc}") from None
+        converted = enforced.to_numpy(dtype=arr.dtype.to_numpy())
+        return converted.tolist() if isinstance(value, list) else converted
+    items = [_enforce_type(v, arr.dtype, required) for v in value]
+    return items if isinstance(value, list) else np.array(items)
+
+
+def _enforce_object(value: Any, obj: Object, required: bool) -> Any:
+    if not required and (value is None or value == {}):
+        return value
+    if not isinstance(value, dict):
+        raise _Violation(f"got {_describe_value(value)}, not a dict")
+    props = {p.name: p for p in obj.properties}
+    missing = sorted(k for k, p in props.items() if p.required and k not in value)
+    if missing:
+        raise _Violation(f"got a dict without required key(s) {missing}")
+    extra = sorted(str(k) for k in value if k not in props)
+    if extra:
+        raise _Violation(f"got a dict with unknown key(s) {extra}")
+    for key, item in list(value.items()):
+        prop = props[key]
+        try:
+            value[key] = _enforce_type(item, prop.dtype, prop.required)
+        except _Violation as exc:
+            raise _Violation(f"key {key!r} expects {_type_name(prop.dtype)}, {exc}") from None
+    return value
+
+
+def _enforce_map(value: Any, m: Map, required: bool) -> Any:
+    if (not required or isinstance(m.value_type, AnyType)) and (value is None or value == {}):
+        return value
+    if not isinstance(value, dict):
+        raise _Violation(f"got {_describe_value(value)}, not a dict")
+    if not all(isinstance(k, str) for k in value):
+        raise _Violation("got a dict with non-string keys")
+    return {k: _enforce_type(v, m.value_type, required) for k, v in value.items()}
+
+
+def _enforce_type(value: Any, t: Any, required: bool = True) -> Any:
+    if isinstance(t, DataType):
+        return _enforce_scalar(value, t, required)
+    if isinstance(t, Array):
+        return _enforce_array(value, t, required)
+    if isinstance(t, Object):
+        return _enforce_object(value, t, required)
+    if isinstance(t, Map):
+        return _enforce_map(value, t, required)
+    if isinstance(t, AnyType):
+        return value
+    raise _Violation(f"unsupported schema type {t!r}")
+
+
+# --- tensors -----------------------------------------------------------------------------------
+
+
+def _enforce_tensor_spec(values: Any, spec: Any, label: str) -> Any:
+    import numpy as np
+
+    expected_shape, expected_type = spec.shape, spec.type
+    actual_shape = values.shape
+    actual_type = values.dtype if isinstance(values, np.ndarray) else values.data.dtype
+    expected = f"{expected_type.name} tensor of shape {_shape(expected_shape)}"
+    if len(expected_shape) == 1 and expected_shape[0] == -1 and expected_type == np.dtype("O"):
+        return values
+    if (
+        len(expected_shape) > 1
+        and -1 in expected_shape[1:]
+        and len(actual_shape) == 1
+        and actual_type == np.dtype("O")
+    ):
+        return values  # a ragged array
+    if len(expected_shape) != len(actual_shape) or any(
+        e != -1 and e != a for e, a in zip(expected_shape, actual_shape)
+    ):
+        raise SchemaEnforcementError(
+            f"{label}: expected {expected}, got shape {_shape(actual_shape)}"
+        )
+    if _clean_tensor_type(actual_type) != expected_type:
+        raise SchemaEnforcementError(f"{label}: expected {expected}, got dtype {actual_type}")
+    return values
+
+
+def _clean_tensor_type(dtype: Any) -> Any:
+    import numpy as np
+
+    if dtype.char == "U":
+        return np.dtype("str")
+    if dtype.char == "S":
+        return np.dtype("bytes")
+    return dtype
+
+
+def _reshape_column(name: str | None, series: pd.Series, spec: Any) -> Any:
+    import numpy as np
+
+    label = f"tensor {name!r}" if name else "the tensor input"
+    if spec.shape[0] != -1 or -1 in spec.shape[1:]:
+        raise SchemaEnforcementError(
+            f"{label}: a DataFrame column can only feed a tensor whose first dimension is "
+            f"variable and the others fixed, but the signature says {_shape(spec.shape)}"
+        )
+    first = series.iloc[0]
+    if np.isscalar(first):
+        if spec.shape in ((-1,), (-1, 1)):
+            try:
+                arr = np.array(series, dtype=spec.type).reshape(spec.shape)
+            except (ValueError, TypeError) as exc:
+                raise SchemaEnforcementError(
+                    f"{label}: expected {spec.type.name} values, got {exc}"
+                ) from None
+            return _enforce_tensor_spec(arr, spec, label)
+        raise SchemaEnforcementError(
+            f"{label}: expected shape {_shape(spec.shape)}, got a column of scalars "
+            "(which fits (-1,) or (-1, 1) only)"
+        )
+    if isinstance(first, (list, np.ndarray)):
+        try:
+            arr = np.vstack(series.tolist()).reshape(spec.shape)
+            if isinstance(first, list):
+                arr = arr.astype(spec.type)
+        except (ValueError, TypeError):
+            raise SchemaEnforcementError(
+                f"{label}: the column values cannot be reshaped to {_shape(spec.shape)} "
+                f"with dtype {spec.type.name}; make every row the same length"
+            ) from None
+        if len(arr) != len(series):
+            raise SchemaEnforcementError(
+                f"{label}: the column values cannot be reshaped to {_shape(spec.shape)}"
+            )
+        return _enforce_tensor_spec(arr, spec, label)
+    raise SchemaEnforcementError(
+        f"{label}: DataFrame values for a tensor input must be scalars, lists or arrays, "
+        f"got {type(first).__name__}"
+    )
+
+
+def _enforce_tensor_schema(data: Any, schema: Schema) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    if schema.has_input_names():
+        if isinstance(data, dict):
+            out = {}
+            for spec in schema.inputs:
+                value = data.get(spec.name)
+                if not isinstance(value, np.ndarray):
+                    raise SchemaEnforcementError(
+                        f"tensor {spec.name!r}: expected a numpy array "
+                        f"({spec.type.name}, shape {_shape(spec.shape)}), got "
+                        f"{type(value).__name__}"
+                    )
+                out[spec.name] = _enforce_tensor_spec(value, spec, f"tensor {spec.name!r}")
+            return out
+        if isinstance(data, pd.DataFrame):
+            return {
+                spec.name: _reshape_column(spec.name, data[spec.name], spec)
+                for spec in schema.inputs
+            }
+        raise SchemaEnforcementError(
+            "the model has named tensor inputs "
+            f"({', '.join(repr(s.name) for s in schema.inputs)}) and expects a dict of numpy "
+            f"arrays or a DataFrame, got {type(data).__name__}"
+        )
+    spec = schema.inputs[0]
+    if isinstance(data, pd.DataFrame):
+        if data.empty:
+            raise SchemaEnforcementError("the input DataFrame is empty")
+        if len(data.columns) == 1:
+            return _reshape_column(None, data[data.columns[0]], spec)
+        if spec.shape != (-1, len(data.columns)):
+            raise SchemaEnforcementError(
+                f"the tensor input: expected shape {_shape(spec.shape)}, got a DataFrame with "
+                f"{len(data.columns)} columns (which fits (-1, {len(data.columns)}))"
+            )
+        return _enforce_tensor_spec(data.to_numpy(), spec, "the tensor input")
+    if isinstance(data, np.ndarray) or _is_sparse(data):
+        return _enforce_tensor_spec(data, spec, "the tensor input")
+    raise SchemaEnforcementError(
+        f"the tensor input: expected a numpy array ({spec.type.name}, shape "
+        f"{_shape(spec.shape)}), got {type(data).__name__}"
+    )
+
+
+def _is_sparse(x: Any) -> bool:
+    module = type(x).__module__
+    if not module.startswith("scipy."):
+        return False
+    from scipy.sparse import csc_matrix, csr_matrix
+
+    return isinstance(x, (csc_matrix, csr_matrix))
+
+
+# --- messages ----------------------------------------------------------------------------------
+
+
+def _type_name(t: Any) -> str:
+    if isinstance(t, DataType):
+        return t.name
+    if isinstance(t, Array):
+        return f"array of {_type_name(t.dtype)}"
+    if isinstance(t, Map):
+        return f"map of str to {_type_name(t.value_type)}"
+    if isinstance(t, Object):
+        return (
+            "object {"
+            + ", ".join(
+                f"{p.name}: {_type_name(p.dtype)}{'' if p.required else '?'}" for p in t.properties
+            )
+            + "}"
+        )
+    if isinstance(t, AnyType):
+        return "any"
+    return repr(t)
+
+
+def _schema_types(schema: Schema) -> str:
+    return ", ".join(_type_name(t) for t in schema.input_types())
+
+
+def _dtype_name(dtype: Any) -> str:
+    import pandas as pd
+
+    if isinstance(dtype, pd.StringDtype) or str(dtype) == "str":
+        return "str"
+    return str(dtype)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _describe_value(value: Any) -> str:
+    return f"{type(value).__name__} {_short(value)}"
+
+
+def _shape(shape: Any) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _is_missing(value: Any) -> bool:
+    import math
+
+    import pandas as pd
+
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float) and math.isnan(value)

@@ -1,0 +1,492 @@
+"""MLflow's scoring protocol: parse a request payload into model input, and validate it.
+
+JSON payloads are an object with exactly one data key and optional ``params``::
+
+    {"dataframe_split": {"columns": [...], "data": [[...], ...]}}
+    {"dataframe_records": [{"a": 1, "b": "x"}, ...]}
+    {"instances": [...]}          # rows (TF serving style)
+    {"inputs": ...}               # columns, a tensor, or any JSON (TF serving style)
+    ... , "params": {"temperature": 0.2}
+
+Unified LLM payloads (a top-level ``messages``, ``prompt`` or ``input`` key) are passed
+through as a dict, with keys the params schema names split off as params. ``text/csv``
+payloads are read as a DataFrame. With a schema, values are converted as MLflow's scoring
+server converts them (base64 for binary, ISO strings for datetimes, numpy arrays for tensors).
+
+:func:`parse_serving_input` is what the scoring server and ``envkit validate --input`` use;
+:func:`validate_serving_input` loads a model, parses a payload for it and predicts.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+from collections import defaultdict
+from copy import deepcopy
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from envkit.errors import (
+    EnvkitError,
+    ModelFailedError,
+    SchemaEnforcementError,
+    ServingInputError,
+)
+from envkit.models.schema import AnyType, Array, ColSpec, DataType, Map, Object, Schema, TensorSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from envkit.models.schema import ParamSchema
+
+__all__ = [
+    "CONTENT_TYPE_CSV",
+    "CONTENT_TYPE_JSON",
+    "SUPPORTED_FORMATS",
+    "dataframe_from_parsed_json",
+    "parse_inputs_data",
+    "parse_serving_input",
+    "validate_serving_input",
+]
+
+CONTENT_TYPE_CSV = "text/csv"
+CONTENT_TYPE_JSON = "application/json"
+CONTENT_TYPE_PARQUET = "application/vnd.apache.parquet"
+
+DF_RECORDS = "dataframe_records"
+DF_SPLIT = "dataframe_split"
+INSTANCES = "instances"
+INPUTS = "inputs"
+PARAMS = "params"
+SUPPORTED_FORMATS = (DF_SPLIT, DF_RECORDS, INSTANCES, INPUTS)
+LLM_KEYS = ("messages", "prompt", "input")
+
+_FORMAT_HELP = (
+    "a scoring payload is a JSON object with exactly one of "
+    + ", ".join(repr(k) for k in SUPPORTED_FORMATS)
+    + " (and optionally 'params'), e.g. "
+    + '{"dataframe_split": {"columns": ["a"], "data": [[1]]}} or {"inputs": [[1, 2]]}'
+)
+_SHORT_CONTENT_TYPES = {"json": CONTENT_TYPE_JSON, "csv": CONTENT_TYPE_CSV}
+
+
+def parse_serving_input(
+    payload: str | bytes | dict[str, Any],
+    content_type: str = CONTENT_TYPE_JSON,
+    schema: Schema | None = None,
+    *,
+    params_schema: ParamSchema | None = None,
+    signature_from_type_hint: bool = False,
+) -> tuple[Any, dict[str, Any] | None]:
+    """Parse a scoring request into ``(data, params)`` ready for ``PyFuncModel.predict``.
+
+    ``schema`` is the model's input schema (values are converted to it while parsing);
+    ``params_schema`` tells which top-level keys of a unified LLM payload are params. For a
+    model whose signature comes from its type hints (``signature_from_type_hint``) the
+    ``inputs`` value is passed through as JSON. A malformed payload raises
+    :class:`~envkit.errors.ServingInputError`; values that do not fit the schema raise
+    :class:`~envkit.errors.SchemaEnforcementError`.
+    """
+    mime = _check_content_type(content_type)
+    if mime == CONTENT_TYPE_CSV:
+        return parse_csv_input(_as_text(payload, "CSV"), schema), None
+    if mime == CONTENT_TYPE_PARQUET:
+        return _parse_parquet(payload), None
+    decoded = _decode_json(payload)
+    if any(key in decoded for key in LLM_KEYS) and not any(
+        key in decoded for key in SUPPORTED_FORMATS
+    ):
+        names = {p.name for p in params_schema.params} if params_schema is not None else set()
+        data = {k: v for k, v in decoded.items() if k not in names}
+        llm_params = {k: v for k, v in decoded.items() if k in names}
+        return data, llm_params
+    params = decoded.get(PARAMS)
+    if params is not None and not isinstance(params, dict):
+        raise ServingInputError(f"'params' must be a JSON object, got {_json_kind(params)}")
+    formats = [k for k in decoded if k in SUPPORTED_FORMATS]
+    unknown = [k for k in decoded if k not in SUPPORTED_FORMATS and k != PARAMS]
+    if len(formats) != 1 or unknown:
+        got = ", ".join(repr(k) for k in decoded) or "no keys"
+        hint = ""
+        if len(formats) > 1:
+            hint = f" (it has {len(formats)} of them)"
+        elif unknown and formats:
+            hint = f" (unknown key {', '.join(map(repr, unknown))})"
+        raise ServingInputError(f"{_FORMAT_HELP}; got {got}{hint}")
+    key = formats[0]
+    if signature_from_type_hint:
+        if key != INPUTS:
+            raise ServingInputError(
+                "this model's signature comes from its predict type hints, so the payload "
+                f"must use 'inputs'; got {key!r}"
+            )
+        return decoded[INPUTS], params
+    if key in (INSTANCES, INPUTS):
+        return parse_tf_serving_input({key: decoded[key]}, schema), params
+    orient = "split" if key == DF_SPLIT else "records"
+    return dataframe_from_parsed_json(decoded[key], orient, schema), params
+
+
+def _check_content_type(content_type: str) -> str:
+    parts = [p.strip() for p in (content_type or CONTENT_TYPE_JSON).split(";")]
+    mime = _SHORT_CONTENT_TYPES.get(parts[0].lower(), parts[0].lower())
+    extra = {}
+    for part in parts[1:]:
+        key, _, value = part.partition("=")
+        extra[key.strip().lower()] = value.strip().strip('"')
+    charset = extra.pop("charset", "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):
+        raise ServingInputError(f"only UTF-8 payloads are supported, got charset={charset}")
+    if extra:
+        raise ServingInputError(
+            f"unsupported content type parameter(s): {', '.join(sorted(extra))}"
+        )
+    if mime not in (CONTENT_TYPE_JSON, CONTENT_TYPE_CSV, CONTENT_TYPE_PARQUET):
+        raise ServingInputError(
+            f"unsupported content type {content_type!r}; use {CONTENT_TYPE_JSON!r} or "
+            f"{CONTENT_TYPE_CSV!r}"
+        )
+    return mime
+
+
+def _as_text(payload: Any, what: str) -> str:
+    if isinstance(payload, (bytes, bytearray)):
+        try:
+            return bytes(payload).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ServingInputError(f"the {what} payload is not valid UTF-8: {exc}") from None
+    if isinstance(payload, str):
+        return payload
+    raise ServingInputError(f"a {what} payload must be text, got {type(payload).__name__}")
+
+
+def _decode_json(payload: Any) -> dict[str, Any]:
+    if isinstance(payload, dict):
+        return payload
+    text = _as_text(payload, "JSON")
+    try:
+        decoded = json.loads(text)
+    except ValueError as exc:
+        snippet = text if len(text) <= 80 else text[:77] + "..."
+        raise ServingInputError(f"the payload is not valid JSON ({exc}): {snippet!r}") from None
+    if not isinstance(decoded, dict):
+        raise ServingInputError(f"{_FORMAT_HELP}; got {_json_kind(decoded)}")
+    return decoded
+
+
+def _json_kind(value: Any) -> str:
+    names = {list: "a JSON list", str: "a JSON string", bool: "a JSON boolean", dict: "an object"}
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return "a JSON number"
+    return names.get(type(value), type(value).__name__)
+
+
+# --- dataframes ------------------------------------------------------------------------------
+
+
+def dataframe_from_parsed_json(
+    decoded: Any, pandas_orient: str, schema: Schema | None = None
+) -> pd.DataFrame:
+    """A DataFrame from parsed ``split`` or ``records`` JSON, converted to ``schema``."""
+    import pandas as pd
+
+    if pandas_orient == "records":
+        if not isinstance(decoded, list):
+            raise ServingInputError(
+                f"'dataframe_records' must be a list of row objects, got {_json_kind(decoded)}"
+            )
+        try:
+            df = pd.DataFrame(data=decoded)
+        except Exception as exc:
+            raise ServingInputError(f"'dataframe_records' is not a valid table: {exc}") from None
+    elif pandas_orient == "split":
+        if not isinstance(decoded, dict):
+            raise ServingInputError(
+                "'dataframe_split' must be an object with 'columns' and 'data', got "
+                f"{_json_kind(decoded)}"
+            )
+        extra = sorted(set(decoded) - {"columns", "data", "index"})
+        if "data" not in decoded or extra:
+            raise ServingInputError(
+                "'dataframe_split' needs a 'data' key and may have 'columns' and 'index'; got "
+                f"keys {sorted(decoded)}"
+            )
+        try:
+            df = pd.DataFrame(
+                index=decoded.get("index"), columns=decoded.get("columns"), data=decoded["data"]
+            )
+        except Exception as exc:
+            raise ServingInputError(f"'dataframe_split' is not a valid table: {exc}") from None
+    else:
+        raise ServingInputError(f"unsupported pandas orient {pandas_orient!r}")
+    if schema is not None:
+        df = cast_dataframe(df, schema)
+    return df
+
+
+def cast_dataframe(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """Convert parsed JSON/CSV columns to the schema's types (base64 binary, ISO datetimes)."""
+    from envkit.models import enforcement as enf
+
+    actual = list(df.columns)
+    if schema.has_input_names():
+        pairs = [(s.name, s) for s in schema.inputs]
+    elif schema.is_tensor_spec() and len(schema.inputs) == 1:
+        pairs = [(c, schema.inputs[0]) for c in actual]
+    else:
+        pairs = list(zip(actual, schema.inputs))
+    for name, spec in pairs:
+        if name not in actual:
+            continue
+        column = df[name]
+        try:
+            df[name] = _cast_column(column, spec)
+        except enf._Violation as exc:
+            raise SchemaEnforcementError(
+                f"column {name!r}: expected {_spec_type_name(spec)}, {exc}"
+            ) from None
+        except (ValueError, TypeError, OverflowError, binascii.Error) as exc:
+            raise SchemaEnforcementError(
+                f"column {name!r}: expected {_spec_type_name(spec)}, got values that cannot be "
+                f"converted ({type(exc).__name__}: {exc})"
+            ) from None
+    return df
+
+
+def _spec_type_name(spec: Any) -> str:
+    from envkit.models.enforcement import _type_name
+
+    if isinstance(spec, TensorSpec):
+        return f"{spec.type.name} tensor"
+    return _type_name(spec.type)
+
+
+def _cast_column(column: pd.Series, spec: Any) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    from envkit.models import enforcement as enf
+
+    t = spec.type
+    required = spec.required
+    if isinstance(spec, TensorSpec):
+        if t == np.dtype(bytes):
+            return column.map(lambda x: bytes(x, "utf8") if isinstance(x, str) else x)
+        if len(column) and isinstance(column.iloc[0], list):
+            return column  # reshaped (and cast) by schema enforcement
+        return column.astype(t)
+    if isinstance(t, AnyType):
+        return column
+    if isinstance(t, Array):
+        return column.map(lambda x: enf._enforce_array(x, t, required))
+    if isinstance(t, Object):
+        return column.map(lambda x: enf._enforce_object(x, t, required))
+    if isinstance(t, Map):
+        return column.map(lambda x: enf._enforce_map(x, t, required))
+    if t is DataType.binary:
+        return column.map(
+            lambda x: base64.decodebytes(bytes(x, "utf8")) if isinstance(x, str) else x
+        )
+    if t is DataType.datetime:
+        return enf._to_datetime(column)
+    if t is DataType.string:
+        if isinstance(column.dtype, pd.StringDtype) or column.dtype == object:
+            return column
+        return column.astype(object)
+    has_missing = bool(column.isna().any())
+    if has_missing and t in (DataType.boolean, DataType.integer, DataType.long):
+        return column.astype(enf._NULLABLE[t])
+    return column.astype(t.to_numpy())
+
+
+def parse_csv_input(text: str, schema: Schema | None = None) -> pd.DataFrame:
+    """A DataFrame from CSV text (as written by ``DataFrame.to_csv(index=False)``)."""
+    import io
+
+    import pandas as pd
+
+    dtypes: dict[Any, Any] = {}
+    if schema is not None and schema.has_input_names() and not schema.is_tensor_spec():
+        dtypes = {
+            s.name: object for s in schema.inputs if s.type in (DataType.string, DataType.binary)
+        }
+    try:
+        df = pd.read_csv(io.StringIO(text), dtype=dtypes or None)
+    except Exception as exc:
+        raise ServingInputError(
+            f"the CSV payload cannot be read as a table ({type(exc).__name__}: {exc}); send "
+            "what DataFrame.to_csv(index=False) writes"
+        ) from None
+    if schema is not None:
+        df = cast_dataframe(df, schema)
+    return df
+
+
+def _parse_parquet(payload: Any) -> Any:
+    import io
+
+    import pandas as pd
+
+    if not isinstance(payload, (bytes, bytearray)):
+        raise ServingInputError("a Parquet payload must be bytes")
+    try:
+        return pd.read_parquet(io.BytesIO(bytes(payload)))
+    except Exception as exc:
+        raise ServingInputError(f"the Parquet payload cannot be read: {exc}") from None
+
+
+# --- tensors and TF-serving style ---------------------------------------------------------------
+
+
+def parse_tf_serving_input(inp: dict[str, Any], schema: Schema | None = None) -> Any:
+    """Data from ``{"instances": ...}`` (rows) or ``{"inputs": ...}`` (columns or a tensor)."""
+    if "signature_name" in inp:
+        raise ServingInputError("'signature_name' is not supported")
+    if list(inp) not in ([INSTANCES], [INPUTS]):
+        raise ServingInputError(f"use exactly one of 'instances' and 'inputs', got {list(inp)}")
+    if INSTANCES in inp:
+        return parse_instances_data(inp[INSTANCES], schema)
+    return parse_inputs_data(inp[INPUTS], schema)
+
+
+def parse_inputs_data(data: Any, schema: Schema | None = None) -> Any:
+    """``inputs`` JSON converted to ``schema`` (numpy arrays for tensors and typed columns)."""
+    import numpy as np
+
+    data = deepcopy(data)
+    named: dict[Any, Any] = (
+        schema.input_dict() if schema is not None and schema.has_input_names() else {}
+    )
+    if schema is not None:
+        if (
+            len(named) == 1
+            and isinstance(data, list)
+            and not any(isinstance(x, dict) for x in data)
+        ):
+            data = {next(iter(named)): data}
+        elif not schema.has_input_names() and not (isinstance(data, list) or np.isscalar(data)):
+            raise SchemaEnforcementError(
+                "the model signature has one unnamed input, so 'inputs' must be a list (an "
+                f"n-dimensional array) or a single value, got {_json_kind(data)}"
+            )
+    if isinstance(data, dict):
+        return {col: _convert(v, named.get(col), col) for col, v in data.items()}
+    if isinstance(data, list) and data and all(isinstance(x, dict) for x in data):
+        return [{col: _convert(v, named.get(col), col) for col, v in row.items()} for row in data]
+    spec = schema.inputs[0] if schema is not None else None
+    return _convert(data, spec, None)
+
+
+def parse_instances_data(data: Any, schema: Schema | None = None) -> Any:
+    """``instances`` JSON (a list of rows) converted to ``schema``."""
+    import numpy as np
+
+    named: dict[Any, Any] = (
+        schema.input_dict() if schema is not None and schema.has_input_names() else {}
+    )
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        columns: dict[str, list[Any]] = defaultdict(list)
+        for row in data:
+            if not isinstance(row, dict):
+                raise ServingInputError("every item of 'instances' must be an object")
+            for col, value in row.items():
+                columns[col].append(_convert(value, named.get(col), col))
+        data = {col: np.array(values) for col, values in columns.items()}
+    else:
+        data = parse_inputs_data(data, schema)
+    if isinstance(data, dict):
+        lists = {k: v for k, v in data.items() if isinstance(v, (list, np.ndarray))}
+        if schema is not None and schema.has_input_names():
+            checked = [
+                c
+                for c in schema.required_input_names()
+                if c in lists and not isinstance(named[c].type, Array)
+            ]
+        else:
+            checked = list(lists)
+        lengths = {len(lists[c]) for c in checked}
+        if len(lengths) > 1:
+            raise ServingInputError(
+                "every input in 'instances' must have the same number of values, got lengths "
+                + ", ".join(f"{c!r}: {len(lists[c])}" for c in checked)
+            )
+    return data
+
+
+def _convert(data: Any, spec: Any, name: str | None) -> Any:
+    """One JSON value converted to a ColSpec/TensorSpec (numpy arrays, like MLflow)."""
+    import numpy as np
+
+    from envkit.models import enforcement as enf
+
+    label = f"input {name!r}" if name is not None else "the input"
+    try:
+        if spec is None:
+            return np.array(data)
+        if isinstance(spec, TensorSpec):
+            return np.array(data, dtype=spec.type)
+        if isinstance(spec, ColSpec):
+            t = spec.type
+            if isinstance(t, DataType):
+                if isinstance(data, (list, np.ndarray)):
+                    return np.array(data, dtype=t.to_numpy())
+                return np.array([data], dtype=t.to_numpy())[0]
+            if isinstance(t, Array):
+                return np.array(enf._enforce_array(data, t, spec.required))
+            if isinstance(t, Object):
+                return enf._enforce_object(data, t, spec.required)
+            if isinstance(t, Map):
+                return enf._enforce_map(data, t, spec.required)
+            return data
+    except enf._Violation as exc:
+        raise SchemaEnforcementError(f"{label}: expected {_spec_type_name(spec)}, {exc}") from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise SchemaEnforcementError(
+            f"{label}: expected {_spec_type_name(spec)}, got {enf._describe_value(data)} ({exc})"
+        ) from None
+    raise ServingInputError(f"{label}: unsupported schema entry {spec!r}")
+
+
+# --- validation --------------------------------------------------------------------------------
+
+
+def validate_serving_input(
+    model_uri: str | os.PathLike[str],
+    serving_input: str | bytes | dict[str, Any] | os.PathLike[str],
+) -> Any:
+    """Load the model, parse ``serving_input`` as the scoring server would, and predict.
+
+    ``serving_input`` is a JSON payload (text, bytes or a parsed dict) or the path of a file
+    holding one. Returns the predictions; a bad payload or a schema violation raises the same
+    error the server would report, and a model failure raises
+    :class:`~envkit.errors.ModelFailedError`.
+    """
+    from envkit.pyfunc import load_model
+
+    if isinstance(serving_input, os.PathLike):
+        try:
+            serving_input = Path(serving_input).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ServingInputError(
+                f"cannot read the serving input {serving_input}: {exc}"
+            ) from exc
+    model = load_model(model_uri)
+    meta = model.metadata
+    data, params = parse_serving_input(
+        serving_input,
+        schema=meta.get_input_schema(),
+        params_schema=meta.get_params_schema(),
+        signature_from_type_hint=bool(meta.is_signature_from_type_hint),
+    )
+    try:
+        return model.predict(data, params=params)
+    except EnvkitError:
+        raise
+    except Exception as exc:
+        raise ModelFailedError(
+            f"the model failed to predict on the serving input: {type(exc).__name__}: {exc}"
+        ) from exc
