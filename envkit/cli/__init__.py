@@ -14,6 +14,7 @@ import logging
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from envkit._version import __version__
 from envkit.errors import EXIT_BAD_INPUT, EXIT_MODEL_FAILED, EnvkitError
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_parser = subparsers.add_parser
 
-    def add_parser_with_verbose(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def add_parser_with_verbose(*args: Any, **kwargs: Any) -> argparse.ArgumentParser:
         kwargs["parents"] = [*kwargs.get("parents", []), verbose_parent]
         return add_parser(*args, **kwargs)
 
@@ -80,7 +81,9 @@ def _configure_output(verbose: bool) -> None:
     logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
     logger.propagate = False
 
-    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+    def show(
+        message: Any, category: Any, filename: Any, lineno: Any, file: Any = None, line: Any = None
+    ) -> None:
         print(f"warning: {message}", file=sys.stderr)
 
     warnings.showwarning = show

@@ -14,6 +14,7 @@ import importlib
 import sys
 from importlib import metadata as importlib_metadata
 from types import ModuleType
+from typing import Any
 
 from envkit.errors import LoaderImportError
 
@@ -32,17 +33,19 @@ MLFLOW_LOADER_MODULES = {
 }
 
 
+def entry_points(group: str) -> list[Any]:
+    """Entry points of ``group`` (Python 3.9's API differs from 3.10's)."""
+    eps: Any = importlib_metadata.entry_points()
+    if hasattr(eps, "select"):
+        return list(eps.select(group=group))
+    return list(eps.get(group, []))
+
+
 @functools.cache
 def registered_flavors() -> dict[str, str]:
     """Flavor name -> module name, from the built-ins and the ``envkit.flavors`` entry points."""
     flavors = dict(_BUILTIN_FLAVORS)
-    eps = importlib_metadata.entry_points()
-    group = (
-        eps.select(group=FLAVOR_ENTRY_POINT_GROUP)
-        if hasattr(eps, "select")
-        else eps.get(FLAVOR_ENTRY_POINT_GROUP, [])  # type: ignore[attr-defined]
-    )
-    for ep in group:
+    for ep in entry_points(FLAVOR_ENTRY_POINT_GROUP):
         flavors.setdefault(ep.name, ep.value.split(":", 1)[0])
     return flavors
 

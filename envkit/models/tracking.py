@@ -139,6 +139,7 @@ def log_model_directory(
     name = _check_artifact_name(name)
     mlflow_run = _active_mlflow_run()
     own_run = None
+    run: Run | None = None
     if mlflow_run is not None:
         run_id = mlflow_run.info.run_id
     else:
@@ -151,7 +152,7 @@ def log_model_directory(
             local = Path(tmp) / "model"
             envkit_model = model_cls(artifact_path=name, run_id=run_id)
             flavor.save_model(path=local, envkit_model=envkit_model, **save_kwargs)
-            if mlflow_run is not None:
+            if run is None:
                 sys.modules["mlflow"].log_artifacts(str(local), artifact_path=name)
                 dest = None
             else:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -53,13 +52,11 @@ def _resolve_run_uri(uri: str) -> Path:
 
 
 def _download_with_mlflow(uri: str, *, why: str) -> Path:
-    mlflow = sys.modules.get("mlflow")
+    from envkit.models.flavors import mlflow_if_importable
+
+    mlflow = mlflow_if_importable()
     if mlflow is None:
-        try:
-            import mlflow
-        except ImportError:
-            raise ModelUriError(f"cannot resolve {uri}: {why}, and MLflow is not installed")
-        mlflow = sys.modules["mlflow"]
+        raise ModelUriError(f"cannot resolve {uri}: {why}, and MLflow is not installed")
     try:
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
     except Exception as exc:

@@ -70,7 +70,7 @@ class PyFuncModel:
     ) -> tuple[Any, dict[str, Any] | None]:
         from envkit.models.enforcement import validate_prediction_input
 
-        return validate_prediction_input(data, params, self._model_meta.signature)  # type: ignore[no-any-return]
+        return validate_prediction_input(data, params, self._model_meta.signature)
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
         """Predict on ``data`` (DataFrame, Series, ndarray, scipy sparse, list, dict or str).

@@ -147,7 +147,7 @@ class _PythonModelPyfuncWrapper:
         stream = getattr(self.python_model, "predict_stream", None)
         if stream is None:
             raise AttributeError("predict_stream")
-        return _call(stream, self.context, model_input, params)  # type: ignore[no-any-return]
+        return _call(stream, self.context, model_input, params)
 
     def get_raw_model(self) -> PythonModel:
         return self.python_model

@@ -80,7 +80,7 @@ def _dump(
     if serialization_format == SERIALIZATION_FORMAT_CLOUDPICKLE:
         import cloudpickle as pickler
     else:
-        pickler = pickle  # type: ignore[assignment]
+        pickler = pickle
     with open(target, "wb") as handle:
         try:
             pickler.dump(sk_model, handle, protocol=pickle.DEFAULT_PROTOCOL)
