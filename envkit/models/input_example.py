@@ -137,7 +137,7 @@ def _dataframe_split(df: Any) -> dict[str, Any]:
     split = df.to_dict(orient="split")
     del split["index"]
     split["data"] = [[None if _missing(c) else c for c in row] for row in split["data"]]
-    if all(df.columns == range(len(df.columns))):
+    if list(df.columns) == list(range(len(df.columns))):
         del split["columns"]
     return split
 
