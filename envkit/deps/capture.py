@@ -1,65 +1,598 @@
 """Decide a model's requirements at save time and write its environment files.
 
-First version: the flavor's own requirements (pinned) plus the user's. Inference of what the
-model imports (in a subprocess) builds on this interface.
+The save pipeline calls :func:`check_user_requirements` before anything is written (a bad line
+or a missing file fails early), then :func:`capture_environment` on the complete staged model:
+
+1. unless ``pip_requirements`` replaces inference, the model is loaded (and predicts on its
+   input example) in a fresh interpreter that records what it imports and which environment
+   variable names it reads (:mod:`envkit.deps.imports`);
+2. imported modules are mapped to installed distributions and pinned (``==`` the installed
+   version; a local label such as ``+cpu`` is stripped with a warning);
+3. the flavor's own requirements (``envkit``, ``scikit-learn``...) are always included, the
+   user's ``extra_pip_requirements`` are added and win over inferred pins (with a warning when
+   the installed version does not satisfy them), constraints files are copied into the model;
+4. every requirement gets a provenance record (``requirements.provenance.json``).
+
+When the capture fails (the model does not load in a fresh process, a timeout) the save still
+succeeds with the flavor's defaults and a :class:`CaptureWarning` saying why, unless
+``strict=True`` / ``ENVKIT_STRICT_CAPTURE=1`` makes it a :class:`~envkit.errors.CaptureError`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Sequence
+import platform
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from envkit.deps.envfiles import (
     parse_requirement_line,
-    read_requirements_file,
     write_environment_files,
 )
+from envkit.deps.envvars import allowlisted, recording_enabled, write_env_vars_file
+from envkit.deps.provenance import (
+    INSTALL_ARCHIVE,
+    INSTALL_EDITABLE,
+    INSTALL_INDEX,
+    INSTALL_LOCAL,
+    INSTALL_VCS,
+    SOURCE_FLAVOR,
+    SOURCE_INFERRED,
+    SOURCE_USER,
+    CaptureRecord,
+    IndexConfig,
+    Provenance,
+    RequirementProvenance,
+    install_info,
+    write_provenance,
+)
+from envkit.errors import CaptureError, InvalidRequirementError
 from envkit.models.model import Model
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CaptureWarning",
+    "CapturedEnvironment",
+    "RequirementWarning",
+    "UserRequirements",
+    "capture_environment",
+    "check_user_requirements",
+    "decide_requirements",
+]
+
+# pip options a requirements list may carry (besides -r/-c, which are expanded).
+_KNOWN_OPTIONS = (
+    "-i",
+    "--index-url",
+    "--extra-index-url",
+    "-f",
+    "--find-links",
+    "--no-index",
+    "--pre",
+    "--prefer-binary",
+    "--trusted-host",
+    "--no-binary",
+    "--only-binary",
+    "-e",
+    "--editable",
+)
+
+
+class CaptureWarning(UserWarning):
+    """The requirements could not be (fully) captured; the message says why and what was used."""
+
+
+class RequirementWarning(UserWarning):
+    """A recorded requirement needs attention (stripped local label, editable/VCS/local install,
+    a user pin that overrides the installed version)."""
+
+
+# -- user requirements ---------------------------------------------------------------------------
 
 
 @dataclass
 class UserRequirements:
-    """What the user asked for: ``replace`` (pip_requirements) or ``extra`` requirements."""
+    """What the user asked for, validated.
+
+    ``mode`` is ``"replace"`` (``pip_requirements``), ``"extra"`` (``extra_pip_requirements``) or
+    None. ``requirements`` holds requirement and option lines (``-r`` expanded),
+    ``constraints`` the lines of every ``-c`` file given (copied into the model).
+    """
 
     mode: str | None = None
     requirements: list[str] = field(default_factory=list)
+    constraints: list[str] = field(default_factory=list)
 
 
-def _as_lines(value: Sequence[str] | str | os.PathLike[str], what: str) -> list[str]:
-    if isinstance(value, (str, os.PathLike)):
-        return read_requirements_file(Path(value))
-    lines = []
-    for item in value:
-        parsed = parse_requirement_line(str(item), source=f"requirement in {what}")
+def _option_name(line: str) -> str:
+    head = line.split(None, 1)[0]
+    return head.split("=", 1)[0]
+
+
+def _option_argument(line: str) -> str:
+    head, _, rest = line.partition(" ")
+    if "=" in head and not rest:
+        return head.split("=", 1)[1].strip()
+    return rest.strip()
+
+
+def _logical_lines(text: str) -> list[tuple[int, str]]:
+    """(line number, line) with backslash continuations joined."""
+    result: list[tuple[int, str]] = []
+    pending = ""
+    start = 0
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not pending:
+            start = number
+        if raw.endswith("\\"):
+            pending += raw[:-1] + " "
+            continue
+        result.append((start, pending + raw))
+        pending = ""
+    if pending:
+        result.append((start, pending))
+    return result
+
+
+def _read_file(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidRequirementError(f"{what} {path} does not exist")
+    except IsADirectoryError:
+        raise InvalidRequirementError(f"{what} {path} is a directory, not a file")
+    except OSError as exc:
+        raise InvalidRequirementError(f"cannot read {what} {path}: {exc.strerror or exc}")
+    except UnicodeDecodeError:
+        raise InvalidRequirementError(f"{what} {path} is not UTF-8 text")
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.requirements: list[str] = []
+        self.constraints: list[str] = []
+        self._seen: set[Path] = set()
+
+    def line(self, text: str, *, source: str, base: Path) -> None:
+        stripped = text.strip()
+        if not stripped or stripped.startswith("#"):
+            return
+        if stripped.startswith("-"):
+            name = _option_name(stripped)
+            if name in ("-r", "--requirement"):
+                self.requirements_file(base / _option_argument(stripped))
+                return
+            if name in ("-c", "--constraint"):
+                self.constraints_file(base / _option_argument(stripped), source=source)
+                return
+            if name not in _KNOWN_OPTIONS:
+                raise InvalidRequirementError(
+                    f"invalid {source} {stripped!r}: unknown pip option {name!r}"
+                )
+        parsed = parse_requirement_line(stripped, source=source)
         if parsed is not None:
-            lines.append(parsed)
-    return lines
+            self.requirements.append(parsed)
+
+    def requirements_file(self, path: Path) -> None:
+        resolved = path.resolve()
+        if resolved in self._seen:
+            return
+        self._seen.add(resolved)
+        text = _read_file(path, "requirements file")
+        for number, line in _logical_lines(text):
+            self.line(line, source=f"line in {path.name}:{number}", base=path.parent)
+
+    def constraints_file(self, path: Path, *, source: str) -> None:
+        if not path.is_file():
+            raise InvalidRequirementError(
+                f"constraints file {path} (from {source.replace('line in ', '')}) does not exist"
+            )
+        text = _read_file(path, "constraints file")
+        for number, line in _logical_lines(text):
+            parsed = parse_requirement_line(line, source=f"constraint in {path.name}:{number}")
+            if parsed is None:
+                continue
+            if parsed.startswith("-"):
+                raise InvalidRequirementError(
+                    f"invalid constraint in {path.name}:{number} {parsed!r}: a constraints file "
+                    "holds requirements only"
+                )
+            if parsed not in self.constraints:
+                self.constraints.append(parsed)
+
+
+def _collect(value: Sequence[str] | str | os.PathLike[str], what: str) -> _Collector:
+    collector = _Collector()
+    if isinstance(value, (str, os.PathLike)):
+        path = Path(value)
+        if not path.exists() and isinstance(value, str):
+            try:
+                looks_like_requirement = parse_requirement_line(value) is not None
+            except InvalidRequirementError:
+                looks_like_requirement = False
+            if looks_like_requirement:
+                raise InvalidRequirementError(
+                    f"{what}={value!r}: a string names a requirements file, which does not "
+                    f"exist; to give requirements, pass a list: {what}=[{value!r}]"
+                )
+        collector.requirements_file(path)
+        return collector
+    if not isinstance(value, Sequence):
+        raise InvalidRequirementError(
+            f"{what} must be a list of requirement strings or the path of a requirements file, "
+            f"not {type(value).__name__}"
+        )
+    for position, item in enumerate(value):
+        if not isinstance(item, str):
+            raise InvalidRequirementError(
+                f"{what}[{position}] must be a string, not {type(item).__name__}"
+            )
+        collector.line(item, source=f"requirement {what}[{position}]", base=Path.cwd())
+    return collector
 
 
 def check_user_requirements(
     pip_requirements: Sequence[str] | str | os.PathLike[str] | None,
     extra_pip_requirements: Sequence[str] | str | os.PathLike[str] | None,
 ) -> UserRequirements:
-    """Parse the user's requirements up front so a bad line fails before anything is written."""
+    """Parse and validate the user's requirements before anything is written.
+
+    A list holds requirement lines (``-r file`` and ``-c constraints.txt`` are read relative to
+    the working directory); a string or path names a requirements file (its ``-r``/``-c``
+    relative to it). Raises :class:`~envkit.errors.InvalidRequirementError` naming the line
+    or file.
+    """
+    if pip_requirements is not None and extra_pip_requirements is not None:
+        from envkit.errors import UsageError
+
+        raise UsageError("pass pip_requirements or extra_pip_requirements, not both")
     if pip_requirements is not None:
-        return UserRequirements("replace", _as_lines(pip_requirements, "pip_requirements"))
+        c = _collect(pip_requirements, "pip_requirements")
+        return UserRequirements("replace", c.requirements, c.constraints)
     if extra_pip_requirements is not None:
-        return UserRequirements(
-            "extra", _as_lines(extra_pip_requirements, "extra_pip_requirements")
-        )
+        c = _collect(extra_pip_requirements, "extra_pip_requirements")
+        return UserRequirements("extra", c.requirements, c.constraints)
     return UserRequirements()
+
+
+# -- deciding the requirement set ----------------------------------------------------------------
+
+
+def _requirement_name(line: str) -> str | None:
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    if line.startswith("-"):
+        return None
+    try:
+        return str(canonicalize_name(Requirement(line.split(" --hash", 1)[0]).name))
+    except InvalidRequirement:
+        return None
+
+
+def _satisfied_by(line: str, version: str | None) -> bool:
+    """Whether ``version`` satisfies the requirement line (URL requirements always do)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.version import InvalidVersion, Version
+
+    if version is None:
+        return False
+    try:
+        req = Requirement(line.split(" --hash", 1)[0])
+    except InvalidRequirement:
+        return True
+    if req.url or not req.specifier:
+        return True
+    try:
+        return req.specifier.contains(Version(version), prereleases=True)
+    except InvalidVersion:
+        return False
+
+
+def _split_local(version: str) -> tuple[str, str | None]:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        parsed = Version(version)
+    except InvalidVersion:
+        return version, None
+    if parsed.local is None:
+        return version, None
+    return version.split("+", 1)[0], parsed.local
+
+
+class _Builder:
+    """Accumulates requirement lines with their provenance, in output order."""
+
+    def __init__(self, index_config: IndexConfig, *, warn_installs: bool = True) -> None:
+        from envkit.deps.distributions import current_index
+
+        self.index = current_index()
+        self.index_config = index_config
+        self.entries: dict[str, RequirementProvenance] = {}  # key: canonical name or line
+        self.warn_installs = warn_installs
+        self.messages: list[str] = []
+
+    def _record(self, name: str, requirement: str, source: str) -> RequirementProvenance:
+        dist = self.index.distribution(name)
+        record = RequirementProvenance(requirement=requirement, name=name, source=source)
+        if dist is None:
+            return record
+        record.installed_version = str(dist.version)
+        info = install_info(dist)
+        record.install = info.kind
+        record.url = info.url
+        if info.kind == INSTALL_INDEX:
+            record.index_url = self.index_config.index_url
+        if self.warn_installs and name != "envkit":
+            self._warn_install(name, requirement, info.kind, info.url)
+        return record
+
+    def _warn_install(self, name: str, requirement: str, kind: str, url: str | None) -> None:
+        if kind == INSTALL_EDITABLE:
+            self.messages.append(
+                f"{name} is an editable install ({url}); the recorded {requirement} names a "
+                "release on the index, which may not exist or may differ from your working copy. "
+                "Publish it and re-save, or pass its wheel or VCS URL in "
+                "extra_pip_requirements, or ship its code with code_paths"
+            )
+        elif kind == INSTALL_VCS:
+            self.messages.append(
+                f"{name} was installed from {url}; the recorded {requirement} names a release "
+                f"on the index. To record the exact source, pass "
+                f"extra_pip_requirements=['{name} @ {url}']"
+            )
+        elif kind in (INSTALL_LOCAL, INSTALL_ARCHIVE):
+            self.messages.append(
+                f"{name} was installed from a local path ({url}); the recorded {requirement} "
+                "may not exist on the index. Publish it, or pass a URL the deployment can reach "
+                "in extra_pip_requirements"
+            )
+
+    def pinned(self, name: str, source: str, modules: list[str] | None = None) -> None:
+        """Add ``name`` pinned to its installed version."""
+        if name in self.entries:
+            if modules:
+                self.entries[name].modules = sorted(set(self.entries[name].modules) | set(modules))
+            return
+        version = self.index.version(name)
+        if version is None:
+            record = RequirementProvenance(requirement=name, name=name, source=source)
+            record.note = "not installed when the model was saved"
+        else:
+            public, local = _split_local(version)
+            record = self._record(name, f"{name}=={public}", source)
+            if local:
+                record.local_label = local
+                self.messages.append(
+                    f"{name} {version} has a local version label (+{local}); it was recorded as "
+                    f"{name}=={public} so that it installs from the index. If the model needs "
+                    f"that build, pass it with pip_requirements/extra_pip_requirements and the "
+                    "index URL that serves it (--extra-index-url)"
+                )
+        record.modules = sorted(modules or [])
+        self.entries[name] = record
+
+    def line(self, line: str, source: str, *, user: bool) -> None:
+        """Add a requirement line as given (flavor defaults, user lines)."""
+        name = _requirement_name(line)
+        if name is None:
+            key = line
+            self.entries.pop(key, None)
+            self.entries[key] = RequirementProvenance(requirement=line, name=None, source=source)
+            return
+        existing = self.entries.get(name)
+        if existing is not None and existing.requirement == line:
+            if source == SOURCE_USER:
+                existing.source = SOURCE_USER
+            return
+        installed = self.index.version(name)
+        if user and existing is not None and not _satisfied_by(line, installed):
+            self.messages.append(
+                f"your requirement {line!r} replaces the {existing.source} {existing.requirement!r}"
+                f": the installed {name} {installed} does not satisfy it, so the model will run "
+                "with a different version than the one it was saved with"
+            )
+        record = (
+            self._record(name, line, source)
+            if installed is not None
+            else (RequirementProvenance(requirement=line, name=name, source=source))
+        )
+        if existing is not None:
+            record.modules = existing.modules
+            del self.entries[name]
+        self.entries[name] = record
+
+    def result(self, framework: str | None) -> list[RequirementProvenance]:
+        """Framework line first, then requirements sorted by name, user lines in their order."""
+        records = list(self.entries.values())
+        first = [r for r in records if r.name is not None and r.name == framework]
+        named = sorted(
+            (
+                r
+                for r in records
+                if r.name is not None and r.name != framework and r.source != SOURCE_USER
+            ),
+            key=lambda r: str(r.name),
+        )
+        others = [r for r in records if r.name is None and r.source != SOURCE_USER]
+        user = [r for r in records if r.source == SOURCE_USER and r.name != framework]
+        return first + named + others + user
+
+
+@dataclass
+class Decision:
+    """The requirement set decided for a model, before anything is written."""
+
+    records: list[RequirementProvenance]
+    constraints: list[str]
+    env_vars: list[str]
+    capture: CaptureRecord
+    unresolved_modules: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+    index_config: IndexConfig = field(default_factory=IndexConfig)
+
+    @property
+    def requirements(self) -> list[str]:
+        return [r.requirement for r in self.records]
+
+    def provenance(self) -> Provenance:
+        from envkit._version import __version__
+
+        return Provenance(
+            requirements=self.records,
+            capture=self.capture,
+            python=platform.python_version(),
+            envkit_version=__version__,
+            index=self.index_config,
+            env_vars=list(self.env_vars),
+            unresolved_modules=list(self.unresolved_modules),
+        )
+
+
+def decide_requirements(
+    model_dir: str | os.PathLike[str],
+    *,
+    default_requirements: Sequence[str],
+    user_requirements: UserRequirements,
+    input_example_info: Mapping[str, Any] | None,
+    strict: bool,
+    framework: str | None = "envkit",
+    timeout: float | None = None,
+    strict_label: str = " (strict mode)",
+) -> Decision:
+    """Capture (unless replaced by the user) and merge; warnings are returned, not emitted.
+
+    Raises :class:`~envkit.errors.CaptureError` when the capture fails under ``strict``.
+    """
+    from envkit.deps.distributions import warm_in_background
+    from envkit.deps.imports import CaptureFailed, capture_imports, needed_distributions
+
+    index_config = IndexConfig.current()
+    user = user_requirements
+    if user.mode == "replace":
+        builder = _Builder(index_config)
+        for line in user.requirements:
+            builder.line(line, SOURCE_USER, user=False)
+        return Decision(
+            records=builder.result(framework),
+            constraints=list(user.constraints),
+            env_vars=[],
+            capture=CaptureRecord("skipped", reason="pip_requirements replaces inference"),
+            messages=builder.messages,
+            index_config=index_config,
+        )
+
+    warmer = warm_in_background()
+    record_env = recording_enabled()
+    messages: list[str] = []
+    captured = None
+    try:
+        captured = capture_imports(
+            model_dir,
+            input_example_info=input_example_info,
+            record_env_vars=record_env,
+            timeout=timeout,
+        )
+    except CaptureFailed as exc:
+        if strict:
+            raise CaptureError(
+                f"capturing the model's requirements failed: {exc.reason}{strict_label}",
+                detail=exc.detail,
+            ) from None
+        messages.append(
+            f"capturing the model's requirements failed: {exc.reason}. The model was saved with "
+            f"the flavor's default requirements only ({', '.join(default_requirements)}); fix "
+            "the failure, or pass pip_requirements/extra_pip_requirements"
+        )
+        capture = CaptureRecord("failed", reason=exc.reason)
+    warmer.join()
+    builder = _Builder(index_config)
+    builder.messages = messages
+    unresolved: list[str] = []
+    env_vars: list[str] = []
+    for line in default_requirements:
+        builder.line(line, SOURCE_FLAVOR, user=False)
+    if captured is not None:
+        capture = CaptureRecord(
+            "ok", seconds=round(captured.seconds, 3), predicted=captured.predicted
+        )
+        if captured.predict_error:
+            reason = (
+                f"the model failed to predict on its input example in the capture process: "
+                f"{captured.predict_error}; requirements imported only while predicting may be "
+                "missing"
+            )
+            if strict:
+                raise CaptureError(reason + strict_label)
+            capture.reason = reason
+            messages.append(reason)
+        needed = needed_distributions(captured, builder.index, model_dir=model_dir)
+        for name, modules in needed.distributions.items():
+            builder.pinned(name, SOURCE_INFERRED, modules)
+        unresolved = needed.unresolved
+        if unresolved:
+            logger.warning(
+                "the model imports %s, which no installed distribution provides and which is "
+                "not part of the model; it must be importable where the model runs (ship it "
+                "with code_paths)",
+                ", ".join(unresolved),
+            )
+        if needed.optional:
+            logger.debug("optional imports not recorded: %s", ", ".join(sorted(needed.optional)))
+        if record_env:
+            env_vars = allowlisted(captured.env_vars)
+    for line in user.requirements:
+        builder.line(line, SOURCE_USER, user=True)
+    return Decision(
+        records=builder.result(framework),
+        constraints=list(user.constraints),
+        env_vars=env_vars,
+        capture=capture,
+        unresolved_modules=unresolved,
+        messages=builder.messages,
+        index_config=index_config,
+    )
+
+
+def emit_warnings(messages: Sequence[str], *, stacklevel: int = 2) -> None:
+    """Emit a decision's messages: capture failures as CaptureWarning, others RequirementWarning.
+
+    ``stacklevel`` counts from the caller of this function (1 = that caller).
+    """
+    for message in messages:
+        category: type[UserWarning] = (
+            CaptureWarning
+            if message.startswith(("capturing", "the model failed"))
+            else RequirementWarning
+        )
+        warnings.warn(message, category, stacklevel=stacklevel + 1)
+
+
+# -- the save pipeline's entry points ------------------------------------------------------------
 
 
 @dataclass
 class CapturedEnvironment:
+    """Requirements, constraints and env var names decided for a model, ready to be written."""
+
     requirements: list[str]
     env_var_names: list[str] = field(default_factory=list)
+    constraints: list[str] = field(default_factory=list)
+    provenance: Provenance | None = None
 
     def write(self, model_dir: Path, model: Model) -> None:
-        write_environment_files(model_dir, self.requirements)
+        """Write the environment files into ``model_dir`` and reference them from ``model``."""
+        write_environment_files(model_dir, self.requirements, constraints=self.constraints)
+        if self.provenance is not None:
+            write_provenance(model_dir, self.provenance)
+        write_env_vars_file(model_dir, self.env_var_names)
+        model.env_vars = list(self.env_var_names) or None
         conf = model.flavors.get("python_function")
         if conf is not None:
             conf["env"] = {"conda": "conda.yaml", "virtualenv": "python_env.yaml"}
@@ -71,11 +604,30 @@ def capture_environment(
     *,
     default_requirements: list[str],
     user_requirements: UserRequirements,
-    code_dir: str | None,
-    has_input_example: bool,
-    strict: bool,
+    code_dir: str | None = None,
+    has_input_example: bool = False,
+    strict: bool = False,
+    timeout: float | None = None,
     **_: Any,
 ) -> CapturedEnvironment:
-    if user_requirements.mode == "replace":
-        return CapturedEnvironment(list(user_requirements.requirements))
-    return CapturedEnvironment(default_requirements + list(user_requirements.requirements))
+    """Decide the requirements of the complete model staged at ``model_dir`` (see module doc).
+
+    ``code_dir`` (the model's ``code_paths`` copy) is on the loader's ``sys.path`` in the capture
+    process, so its imports are captured too.
+    """
+    decision = decide_requirements(
+        model_dir,
+        default_requirements=default_requirements,
+        user_requirements=user_requirements,
+        input_example_info=model.saved_input_example_info if has_input_example else None,
+        strict=strict,
+        timeout=timeout,
+    )
+    # capture_environment <- save_model_directory <- flavor.save_model <- the user's code
+    emit_warnings(decision.messages, stacklevel=4)
+    return CapturedEnvironment(
+        requirements=decision.requirements,
+        env_var_names=decision.env_vars,
+        constraints=decision.constraints,
+        provenance=decision.provenance(),
+    )

@@ -153,8 +153,12 @@ def parse_requirement_line(line: str, *, source: str = "requirement") -> str | N
         return text
     if "://" in text or text.startswith((".", "/")) or text.endswith((".whl", ".tar.gz", ".zip")):
         return text
+    requirement, hashes = text, ""
+    if " --hash" in text:  # pip's per-requirement hash options are kept as given
+        requirement, _, rest = text.partition(" --hash")
+        hashes = " --hash" + rest
     try:
-        return str(Requirement(text))
+        return str(Requirement(requirement.strip())) + hashes
     except InvalidRequirement as exc:
         raise InvalidRequirementError(f"invalid {source} {text!r}: {exc}") from exc
 

@@ -1,0 +1,185 @@
+"""``envkit deps``, ``envkit infer`` and ``envkit lock``: a model's recorded requirements.
+
+envkit deps MODEL [--check] [--format text|json]   exit 1 under --check when unsatisfied
+envkit infer MODEL [--write] [--format text|json]  re-capture; show the diff (and write it)
+envkit lock MODEL [--tool uv|pip-tools]            write requirements.lock (pinned, hashed)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from envkit.errors import EXIT_MODEL_FAILED, EXIT_OK
+
+_MODEL_HELP = "model directory or runs:/<run_id>/<name>"
+
+
+def register(subparsers: Any) -> None:
+    deps = subparsers.add_parser(
+        "deps",
+        help="list a model's requirements with their provenance; --check them here",
+        description=(
+            "List the requirements a model records, where each came from, and whether this "
+            "interpreter satisfies them. With --check, exit 1 when it does not."
+        ),
+    )
+    deps.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
+    deps.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 when this environment does not satisfy the requirements (for CI)",
+    )
+    deps.add_argument("--format", choices=("text", "json"), default="text")
+    deps.set_defaults(func=run_deps)
+
+    infer = subparsers.add_parser(
+        "infer",
+        help="re-capture a model's requirements and show the difference",
+        description=(
+            "Load the model in a fresh process (and predict on its input example), infer its "
+            "requirements as a save would, and show how they differ from what it records. "
+            "Works for models MLflow wrote too."
+        ),
+    )
+    infer.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
+    infer.add_argument(
+        "--write",
+        action="store_true",
+        help="rewrite the model's environment files, provenance and metadata with the result",
+    )
+    infer.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds the model may take to load and predict (default 120)",
+    )
+    infer.add_argument("--format", choices=("text", "json"), default="text")
+    infer.set_defaults(func=run_infer)
+
+    lock = subparsers.add_parser(
+        "lock",
+        help="write requirements.lock: every transitive requirement pinned, with hashes",
+        description=(
+            "Resolve the model's requirements.txt for the Python it records and write a fully "
+            "pinned, hashed requirements.lock next to it (uv pip compile or pip-compile). "
+            "Validation installs the lock when it is present."
+        ),
+    )
+    lock.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
+    lock.add_argument(
+        "--tool",
+        choices=("uv", "pip-tools"),
+        default=None,
+        help="the resolver to use (default: uv when available)",
+    )
+    lock.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds resolution may take (default 600)",
+    )
+    lock.set_defaults(func=run_lock)
+
+
+def run_deps(args: argparse.Namespace) -> int:
+    from envkit.deps.report import dependency_report
+
+    report = dependency_report(args.model)
+    if args.format == "json":
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(render_deps(report))
+    if args.check and not report.ok:
+        return EXIT_MODEL_FAILED
+    return EXIT_OK
+
+
+def render_deps(report: Any) -> str:
+    from envkit.deps.provenance import describe
+
+    lines = [f"model: {report.model_dir}"]
+    python = report.python_recorded or "not recorded"
+    lines.append(f"python: {python} (this interpreter: {report.python_current})")
+    if report.capture:
+        status = report.capture.get("status")
+        reason = report.capture.get("reason")
+        lines.append(f"capture: {status}" + (f" ({reason})" if reason else ""))
+    if report.index_url:
+        lines.append(f"index: {report.index_url}")
+    lines.append("requirements:")
+    if not report.requirements:
+        lines.append("  (none)")
+    for row in report.requirements:
+        mark = "ok" if row.satisfied else "MISMATCH"
+        text = describe([row.provenance])[0] if row.provenance else row.requirement
+        installed = f"installed {row.installed}" if row.installed else "not installed"
+        lines.append(f"  [{mark:>8}] {text}")
+        if not row.satisfied:
+            lines.append(f"             {installed}")
+    if report.env_vars:
+        lines.append("environment variables read at inference: " + ", ".join(report.env_vars))
+    if report.unresolved_modules:
+        lines.append(
+            "modules no distribution provides (ship them with code_paths): "
+            + ", ".join(report.unresolved_modules)
+        )
+    lines.append(f"lock: {'requirements.lock' if report.has_lock else 'none (envkit lock MODEL)'}")
+    if report.mismatches:
+        lines.append("this environment does not satisfy the model:")
+        lines.extend(f"  - {m}" for m in report.mismatches)
+    else:
+        lines.append("this environment satisfies the model's requirements")
+    return "\n".join(lines)
+
+
+def run_infer(args: argparse.Namespace) -> int:
+    import sys
+
+    from envkit.deps.infer import infer_model_requirements, write_inferred
+
+    result = infer_model_requirements(args.model, timeout=args.timeout)
+    if args.write and not result.up_to_date:
+        write_inferred(result)
+    if args.format == "json":
+        data = result.to_dict()
+        data["written"] = bool(args.write and not result.up_to_date)
+        print(json.dumps(data, indent=2))
+    else:
+        for message in result.decision.messages:
+            print(f"warning: {message}", file=sys.stderr)
+        print(render_infer(result, written=bool(args.write)))
+    return EXIT_OK
+
+
+def render_infer(result: Any, *, written: bool) -> str:
+    lines = [f"model: {result.model_dir}"]
+    if result.up_to_date:
+        lines.append("the recorded requirements match what the model imports")
+        return "\n".join(lines)
+    if result.changes:
+        lines.append("requirements (recorded -> inferred):")
+        lines.extend(f"  {change}" for change in result.changes)
+    if result.python_changed:
+        import platform
+
+        lines.append(f"python: {result.python_recorded} -> {platform.python_version()}")
+    if result.env_vars_changed:
+        lines.append(
+            "environment variables: "
+            f"{', '.join(result.env_vars_recorded) or 'none'} -> "
+            f"{', '.join(result.decision.env_vars) or 'none'}"
+        )
+    lines.append("written to the model" if written else "run with --write to record this")
+    return "\n".join(lines)
+
+
+def run_lock(args: argparse.Namespace) -> int:
+    from envkit.deps.lock import lock_model
+
+    result = lock_model(args.model, tool=args.tool, timeout=args.timeout)
+    print(f"wrote {result.path} ({result.pinned} pinned requirements, {result.tool})")
+    return EXIT_OK

@@ -1,0 +1,80 @@
+"""``environment_variables.txt``: names (never values) of variables a model reads at inference.
+
+Only names that contain one of MLflow's allowlisted substrings are recorded, with MLflow's
+header. ``ENVKIT_RECORD_ENV_VARS_IN_MODEL_LOGGING=false`` (or MLflow's
+``MLFLOW_RECORD_ENV_VARS_IN_MODEL_LOGGING=false``) turns recording off.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+ENV_VARS_FILE = "environment_variables.txt"
+
+# MLflow's RECORD_ENV_VAR_ALLOWLIST: a name is recorded when it contains any of these.
+RECORD_ENV_VAR_ALLOWLIST = frozenset(
+    {
+        # api key related
+        "API_KEY",  # e.g. OPENAI_API_KEY
+        "API_TOKEN",
+        # databricks auth related
+        "DATABRICKS_HOST",
+        "DATABRICKS_USERNAME",
+        "DATABRICKS_PASSWORD",
+        "DATABRICKS_TOKEN",
+        "DATABRICKS_INSECURE",
+        "DATABRICKS_CLIENT_ID",
+        "DATABRICKS_CLIENT_SECRET",
+        "_DATABRICKS_WORKSPACE_HOST",
+        "_DATABRICKS_WORKSPACE_ID",
+    }
+)
+
+ENV_VAR_FILE_HEADER = (
+    "# This file records environment variable names that are used during model inference.\n"
+    "# They might need to be set when creating a serving endpoint from this model.\n"
+    "# Note: it is not guaranteed that all environment variables listed here are required\n"
+)
+
+RECORD_SWITCHES = (
+    "ENVKIT_RECORD_ENV_VARS_IN_MODEL_LOGGING",
+    "MLFLOW_RECORD_ENV_VARS_IN_MODEL_LOGGING",
+)
+_FALSE = ("0", "false", "no", "off")
+
+
+def recording_enabled() -> bool:
+    """False when either switch variable is set to false/0/no/off."""
+    return all(os.environ.get(name, "").strip().lower() not in _FALSE for name in RECORD_SWITCHES)
+
+
+def allowlisted(names: Iterable[str]) -> list[str]:
+    """The sorted names that contain an allowlisted substring."""
+    return sorted(
+        {name for name in names if any(token in name for token in RECORD_ENV_VAR_ALLOWLIST)}
+    )
+
+
+def format_env_vars_file(names: Iterable[str]) -> str:
+    """The file content, exactly as MLflow writes it: header, one name per line."""
+    return ENV_VAR_FILE_HEADER + "\n".join(names) + "\n"
+
+
+def write_env_vars_file(model_dir: str | os.PathLike[str], names: list[str]) -> None:
+    """Write ``environment_variables.txt`` (or remove a stale one when ``names`` is empty)."""
+    path = Path(model_dir) / ENV_VARS_FILE
+    if names:
+        path.write_text(format_env_vars_file(names), encoding="utf-8")
+    elif path.exists():
+        path.unlink()
+
+
+def read_env_vars_file(model_dir: str | os.PathLike[str]) -> list[str]:
+    """Names recorded in a model's ``environment_variables.txt`` (empty when absent)."""
+    path = Path(model_dir) / ENV_VARS_FILE
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]

@@ -1,0 +1,196 @@
+"""``envkit lock MODEL``: a fully pinned, hashed, transitive ``requirements.lock``.
+
+The model's ``requirements.txt`` (and its constraints) is compiled with ``uv pip compile`` or
+pip-tools' ``pip-compile`` for the Python version the model records, with ``--generate-hashes``.
+envkit itself is not resolved from an index (a different project of that name is published
+there; the sandbox installs the running envkit from a wheel it builds), so its line is replaced by
+envkit's own runtime requirements, which the lock then pins like everything else.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from envkit.deps.envfiles import (
+    CONSTRAINTS_FILE,
+    LOCK_FILE,
+    PYTHON_ENV_FILE,
+    REQUIREMENTS_FILE,
+    PythonEnv,
+    copy_metadata,
+    read_requirements_file,
+)
+from envkit.errors import ModelFormatError, UsageError
+
+__all__ = ["LockResult", "available_tools", "lock_model"]
+
+TOOLS = ("uv", "pip-tools")
+DEFAULT_TIMEOUT = 600.0
+
+
+@dataclass
+class LockResult:
+    path: Path
+    tool: str
+    pinned: int
+
+
+def available_tools() -> dict[str, str | None]:
+    """Tool -> why it cannot run here (None when it can)."""
+    import importlib.util
+
+    reasons: dict[str, str | None] = {}
+    reasons["uv"] = (
+        None
+        if importlib.util.find_spec("uv") is not None or shutil.which("uv")
+        else "uv is not installed (pip install uv)"
+    )
+    reasons["pip-tools"] = (
+        None
+        if importlib.util.find_spec("piptools") is not None
+        else "pip-tools is not installed (pip install 'envkit[lock]')"
+    )
+    return reasons
+
+
+def _uv_command() -> list[str]:
+    import importlib.util
+
+    if importlib.util.find_spec("uv") is not None:
+        return [sys.executable, "-m", "uv"]
+    found = shutil.which("uv")
+    return [found] if found else ["uv"]
+
+
+def _envkit_runtime_requirements() -> list[str]:
+    from importlib import metadata as importlib_metadata
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        lines = importlib_metadata.requires("envkit") or []
+    except importlib_metadata.PackageNotFoundError:
+        return []
+    result = []
+    for line in lines:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if req.marker is not None and "extra" in str(req.marker):
+            continue
+        result.append(str(req))
+    return result
+
+
+def compile_input(model_dir: Path) -> list[str]:
+    """The lines given to the compiler: the model's requirements, envkit's line replaced."""
+    from envkit.deps.capture import _requirement_name
+
+    lines = read_requirements_file(model_dir / REQUIREMENTS_FILE)
+    result: list[str] = []
+    for line in lines:
+        if _requirement_name(line) == "envkit":
+            result.extend(r for r in _envkit_runtime_requirements() if r not in result)
+            continue
+        if line.startswith(("-c ", "--constraint ")):
+            target = line.split(None, 1)[1].strip()
+            path = (model_dir / target).resolve()
+            if not path.is_file():
+                raise ModelFormatError(
+                    f"the model's {REQUIREMENTS_FILE} names {target}, which is missing"
+                )
+            result.append(f"-c {path}")
+            continue
+        result.append(line)
+    return result
+
+
+def lock_model(
+    model_uri: str | os.PathLike[str],
+    *,
+    tool: str | None = None,
+    timeout: float | None = None,
+) -> LockResult:
+    """Write ``requirements.lock`` next to the model's ``requirements.txt``; returns where.
+
+    ``tool`` is ``"uv"`` or ``"pip-tools"`` (default: the first available). Raises
+    :class:`~envkit.errors.SubprocessError` when resolution fails (its message names the
+    requirement the resolver could not satisfy).
+    """
+    from envkit import _subprocess
+    from envkit._fs import atomic_write_text
+    from envkit.errors import BackendUnavailableError
+    from envkit.models.uri import resolve_model_uri
+
+    model_dir = resolve_model_uri(model_uri)
+    if not (model_dir / REQUIREMENTS_FILE).is_file():
+        raise ModelFormatError(f"the model at {model_dir} has no {REQUIREMENTS_FILE} to lock")
+    reasons = available_tools()
+    if tool is not None and tool not in TOOLS:
+        raise UsageError(f"--tool must be one of {', '.join(TOOLS)}, not {tool!r}")
+    chosen = tool or next((t for t in TOOLS if reasons[t] is None), None)
+    if chosen is None or reasons[chosen] is not None:
+        listing = "; ".join(f"{t}: {r}" for t, r in reasons.items() if r)
+        raise BackendUnavailableError(
+            f"no lock tool can run here ({listing})",
+            reasons={k: v for k, v in reasons.items() if v},
+        )
+    python = None
+    if (model_dir / PYTHON_ENV_FILE).is_file():
+        python = PythonEnv.from_yaml(model_dir / PYTHON_ENV_FILE).python
+    lines = compile_input(model_dir)
+    with tempfile.TemporaryDirectory(prefix="envkit-lock-") as tmp:
+        source = Path(tmp) / "requirements.in"
+        source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        output = Path(tmp) / LOCK_FILE
+        if chosen == "uv":
+            argv = [
+                *_uv_command(),
+                "pip",
+                "compile",
+                "--quiet",
+                "--generate-hashes",
+                "--no-header",
+                "--output-file",
+                str(output),
+                str(source),
+            ]
+            if python:
+                argv += ["--python-version", python]
+        else:
+            argv = [
+                sys.executable,
+                "-m",
+                "piptools",
+                "compile",
+                "--quiet",
+                "--generate-hashes",
+                "--no-header",
+                "--strip-extras",
+                "--output-file",
+                str(output),
+                str(source),
+            ]
+        outcome = _subprocess.run(argv, timeout=timeout or DEFAULT_TIMEOUT, cwd=str(model_dir))
+        outcome.check(f"locking the requirements with {chosen}")
+        body = output.read_text(encoding="utf-8")
+    header = (
+        f"# Fully pinned, hashed requirements of this model, written by `envkit lock` ({chosen})\n"
+        f"# from {REQUIREMENTS_FILE}"
+        + (f" and {CONSTRAINTS_FILE}" if (model_dir / CONSTRAINTS_FILE).is_file() else "")
+        + (f" for Python {python}" if python else "")
+        + ".\n# envkit itself is not listed: environments install the running envkit's wheel.\n"
+    )
+    body = body.replace(str(source), REQUIREMENTS_FILE).replace(tmp, ".")
+    target = model_dir / LOCK_FILE
+    atomic_write_text(target, header + body)
+    if (model_dir / "metadata").is_dir():
+        copy_metadata(model_dir)
+    pinned = sum(1 for line in body.splitlines() if "==" in line and not line.startswith("#"))
+    return LockResult(path=target, tool=chosen, pinned=pinned)

@@ -1,0 +1,198 @@
+"""Add or remove requirements of a saved model: :func:`update_model_requirements`.
+
+Every file that records the requirements changes together: ``requirements.txt``, the pip
+section of ``conda.yaml``, ``requirements.provenance.json`` and the copies in ``metadata/``.
+A ``requirements.lock`` no longer matches and is removed (with a warning to re-run
+``envkit lock``). All new contents are computed before the first file is replaced.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from envkit.deps.envfiles import (
+    CONDA_ENV_FILE,
+    LOCK_FILE,
+    REQUIREMENTS_FILE,
+    copy_metadata,
+    format_requirements,
+    parse_requirement_line,
+    read_requirements_file,
+)
+from envkit.deps.provenance import (
+    PROVENANCE_FILE,
+    SOURCE_USER,
+    RequirementProvenance,
+    read_provenance,
+)
+from envkit.errors import InvalidRequirementError, ModelFormatError, UsageError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["update_model_requirements"]
+
+
+def _name(line: str) -> str | None:
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    if line.startswith("-"):
+        return None
+    try:
+        return str(canonicalize_name(Requirement(line.split(" --hash", 1)[0]).name))
+    except InvalidRequirement:
+        return None
+
+
+def _apply(lines: list[str], operation: str, changes: list[tuple[str | None, str]]) -> list[str]:
+    result = list(lines)
+    for name, line in changes:
+        positions = [i for i, old in enumerate(result) if (name and _name(old) == name)]
+        if operation == "add":
+            if positions:
+                result[positions[0]] = line
+                for i in reversed(positions[1:]):
+                    del result[i]
+            elif line not in result:
+                # Keep option lines (-c constraints.txt) last, as they were.
+                tail = len(result)
+                while tail > 0 and result[tail - 1].startswith("-"):
+                    tail -= 1
+                result.insert(tail, line)
+        else:
+            if not positions and line in result:
+                positions = [result.index(line)]
+            if not positions:
+                logger.info("%s is not among the model's requirements; nothing to remove", line)
+            for i in reversed(positions):
+                del result[i]
+    return result
+
+
+def update_model_requirements(
+    model_uri: str | os.PathLike[str],
+    operation: str,
+    requirement_list: Sequence[str],
+) -> None:
+    """Add (or overwrite) or remove requirements of the model at ``model_uri``.
+
+    ``"add"`` replaces a requirement on the same distribution, or appends; ``"remove"`` ignores
+    version specifiers and drops every named distribution (names that are not there are
+    ignored). Raises :class:`~envkit.errors.InvalidRequirementError` for an invalid line, before
+    anything changes.
+    """
+    from envkit.models.uri import resolve_model_uri
+
+    if operation not in ("add", "remove"):
+        raise UsageError(f"operation must be 'add' or 'remove', not {operation!r}")
+    if isinstance(requirement_list, (str, bytes)) or not isinstance(requirement_list, Sequence):
+        raise UsageError("requirement_list must be a list of requirement strings")
+    changes: list[tuple[str | None, str]] = []
+    for position, item in enumerate(requirement_list):
+        if not isinstance(item, str):
+            raise InvalidRequirementError(
+                f"requirement_list[{position}] must be a string, not {type(item).__name__}"
+            )
+        parsed = parse_requirement_line(item, source=f"requirement requirement_list[{position}]")
+        if parsed is None:
+            raise InvalidRequirementError(f"requirement_list[{position}] is empty")
+        if parsed.startswith("-"):
+            raise InvalidRequirementError(
+                f"requirement_list[{position}] {parsed!r}: options cannot be added or removed "
+                "here; give requirements"
+            )
+        changes.append((_name(parsed), parsed))
+
+    model_dir = resolve_model_uri(model_uri)
+    req_path = model_dir / REQUIREMENTS_FILE
+    conda_path = model_dir / CONDA_ENV_FILE
+    if not req_path.is_file() and not conda_path.is_file():
+        raise ModelFormatError(
+            f"the model at {model_dir} has neither {REQUIREMENTS_FILE} nor {CONDA_ENV_FILE}"
+        )
+
+    new_files: dict[str, str] = {}
+    if req_path.is_file():
+        raw = [line for line in _raw_lines(req_path)]
+        new_files[REQUIREMENTS_FILE] = format_requirements(_apply(raw, operation, changes))
+    if conda_path.is_file():
+        new_files[CONDA_ENV_FILE] = _updated_conda(conda_path, operation, changes)
+    provenance = read_provenance(model_dir)
+    if provenance is not None:
+        updated = _apply([r.requirement for r in provenance.requirements], operation, changes)
+        by_line = {r.requirement: r for r in provenance.requirements}
+        records = []
+        for line in updated:
+            record = by_line.get(line)
+            if record is None:
+                record = RequirementProvenance(
+                    requirement=line,
+                    name=_name(line),
+                    source=SOURCE_USER,
+                    note="added by update_model_requirements",
+                )
+                from envkit.deps.envfiles import installed_version
+
+                if record.name:
+                    record.installed_version = installed_version(record.name)
+            records.append(record)
+        provenance.requirements = records
+        new_files[PROVENANCE_FILE] = provenance.to_json()
+
+    for name, content in new_files.items():
+        _replace(model_dir / name, content)
+    lock = model_dir / LOCK_FILE
+    if lock.exists():
+        lock.unlink()
+        warnings.warn(
+            f"{LOCK_FILE} no longer matched the model's requirements and was removed; run "
+            f"`envkit lock {model_dir}` to write a new one",
+            UserWarning,
+            stacklevel=2,
+        )
+    if (model_dir / "metadata").is_dir():
+        copy_metadata(model_dir)
+
+
+def _raw_lines(path: Path) -> list[str]:
+    """The lines of a model's requirements.txt as written (validated, includes kept as lines)."""
+    read_requirements_file(path)  # validates every line, naming the bad one
+    text = path.read_text(encoding="utf-8")
+    lines = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        parsed = parse_requirement_line(line, source=f"requirement in {path.name}:{number}")
+        if parsed is not None:
+            lines.append(parsed)
+    return lines
+
+
+def _updated_conda(path: Path, operation: str, changes: list[tuple[str | None, str]]) -> str:
+    try:
+        data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ModelFormatError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ModelFormatError(f"{path} must be a YAML mapping")
+    deps = list(data.get("dependencies") or [])
+    pip_index = next((i for i, d in enumerate(deps) if isinstance(d, dict) and "pip" in d), None)
+    pip_reqs = [str(r) for r in deps[pip_index]["pip"] or []] if pip_index is not None else []
+    updated = _apply(pip_reqs, operation, changes)
+    if pip_index is not None:
+        deps[pip_index] = {**deps[pip_index], "pip": updated}
+    elif updated:
+        deps.append({"pip": updated})
+    data["dependencies"] = deps
+    return yaml.safe_dump(data, default_flow_style=False)
+
+
+def _replace(path: Path, content: str) -> None:
+    from envkit._fs import atomic_write_text
+
+    atomic_write_text(path, content)
