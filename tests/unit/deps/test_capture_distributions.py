@@ -1,0 +1,157 @@
+"""Modules are mapped to the distribution that installed the imported file; provenance records
+how each was installed. Real distributions in a temporary site directory, real saves."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from capture_helpers import model_importing, requirement_names
+
+import envkit.pyfunc
+from envkit.deps.capture import RequirementWarning
+from envkit.deps.distributions import STDLIB, DistributionIndex, _top_level_names
+
+
+def _model(import_line: str):
+    return model_importing(import_line)
+
+
+def _provenance(model_dir: Path) -> dict:
+    data = json.loads((model_dir / "requirements.provenance.json").read_text())
+    return {r["name"]: r for r in data["requirements"] if r.get("name")}
+
+
+def test_namespace_package_is_disambiguated_by_the_imported_file(fake_site, tmp_path):
+    fake_site.install("nsdemo-one", "1.0", {"nsdemo/one/__init__.py": "X = 1\n"})
+    fake_site.install("nsdemo-two", "2.0", {"nsdemo/two/__init__.py": "X = 2\n"})
+    envkit.pyfunc.save_model(tmp_path / "m", python_model=_model("import nsdemo.two"))
+    names = requirement_names(tmp_path / "m")
+    assert "nsdemo-two" in names
+    assert "nsdemo-one" not in names
+    assert _provenance(tmp_path / "m")["nsdemo-two"]["requirement"] == "nsdemo-two==2.0"
+
+
+def test_declared_dependencies_are_kept_and_optional_imports_are_not(fake_site, tmp_path):
+    fake_site.install("depleaf", "1.0", {"depleaf.py": "LEAF = 1\n"})
+    fake_site.install("depextra", "1.0", {"depextra.py": "EXTRA = 1\n"})
+    fake_site.install(
+        "deproot",
+        "3.1",
+        {
+            "deproot/__init__.py": (
+                "import depleaf\n"
+                "try:\n    import depextra  # optional: not declared\nexcept ImportError:\n"
+                "    depextra = None\n"
+            )
+        },
+        requires=("depleaf>=1",),
+    )
+    envkit.pyfunc.save_model(tmp_path / "m", python_model=_model("import deproot"))
+    assert requirement_names(tmp_path / "m") == {"envkit", "cloudpickle", "deproot", "depleaf"}
+
+
+def test_a_local_version_label_is_stripped_with_a_warning_and_recorded(fake_site, tmp_path):
+    fake_site.install("labelled", "2.3.0+cu121", {"labelled.py": "A = 1\n"})
+    with pytest.warns(RequirementWarning, match=r"labelled 2\.3\.0\+cu121 has a local version"):
+        envkit.pyfunc.save_model(tmp_path / "m", python_model=_model("import labelled"))
+    assert "labelled==2.3.0" in (tmp_path / "m" / "requirements.txt").read_text().splitlines()
+    record = _provenance(tmp_path / "m")["labelled"]
+    assert record["local_label"] == "cu121"
+    assert record["installed_version"] == "2.3.0+cu121"
+
+
+def test_a_vcs_install_is_reported_with_the_line_to_use(fake_site, tmp_path):
+    fake_site.install(
+        "fromgit",
+        "0.4.0",
+        {"fromgit.py": "A = 1\n"},
+        direct_url={
+            "url": "https://user:hunter2@example.com/org/fromgit.git",
+            "vcs_info": {"vcs": "git", "commit_id": "0123abc"},
+        },
+    )
+    with pytest.warns(RequirementWarning, match=r"fromgit @ git\+https://example.com/org"):
+        envkit.pyfunc.save_model(tmp_path / "m", python_model=_model("import fromgit"))
+    record = _provenance(tmp_path / "m")["fromgit"]
+    assert record["install"] == "vcs"
+    assert record["url"] == "git+https://example.com/org/fromgit.git@0123abc"
+    assert "index_url" not in record
+    assert not any(
+        "hunter2" in p.read_text()
+        for p in (tmp_path / "m").rglob("*")
+        if p.is_file() and p.suffix != ".pkl"
+    )
+
+
+def test_an_editable_install_is_found_through_its_project_directory(
+    fake_site, tmp_path, monkeypatch
+):
+    project = tmp_path / "project"
+    fake_site.install(
+        "myedit",
+        "0.1.0",
+        {"src/myedit/__init__.py": "A = 1\n"},
+        direct_url={"url": project.as_uri(), "dir_info": {"editable": True}},
+        source_dir=project,
+    )
+    monkeypatch.syspath_prepend(str(project / "src"))
+    with pytest.warns(RequirementWarning, match="myedit is an editable install"):
+        envkit.pyfunc.save_model(tmp_path / "m", python_model=_model("import myedit"))
+    record = _provenance(tmp_path / "m")["myedit"]
+    assert record["install"] == "editable"
+    assert record["requirement"] == "myedit==0.1.0"
+
+
+def test_a_local_directory_install_is_reported(fake_site, tmp_path):
+    fake_site.install(
+        "fromdir",
+        "1.2",
+        {"fromdir.py": "A = 1\n"},
+        direct_url={"url": (tmp_path / "src").as_uri(), "dir_info": {}},
+    )
+    with pytest.warns(RequirementWarning, match="fromdir was installed from a local path"):
+        envkit.pyfunc.save_model(tmp_path / "m", python_model=_model("import fromdir"))
+    assert _provenance(tmp_path / "m")["fromdir"]["install"] == "local"
+
+
+def test_the_index_url_is_recorded_without_credentials(fake_site, tmp_path, monkeypatch):
+    monkeypatch.setenv("PIP_INDEX_URL", "https://build:s3cr3t-t0ken@pkgs.example.com/simple?x=1")
+    monkeypatch.delenv("UV_INDEX_URL", raising=False)
+    monkeypatch.delenv("UV_DEFAULT_INDEX", raising=False)
+    fake_site.install("plainpkg", "1.0", {"plainpkg.py": "A = 1\n"})
+    envkit.pyfunc.save_model(tmp_path / "m", python_model=_model("import plainpkg"))
+    data = json.loads((tmp_path / "m" / "requirements.provenance.json").read_text())
+    assert data["index_url"] == "https://pkgs.example.com/simple"
+    assert _provenance(tmp_path / "m")["plainpkg"]["index_url"] == "https://pkgs.example.com/simple"
+    for path in (tmp_path / "m").rglob("*"):
+        if path.is_file():
+            assert b"s3cr3t" not in path.read_bytes()
+
+
+def test_top_level_names_without_top_level_txt_come_from_the_record(fake_site):
+    # The Python 3.9 path (no packages_distributions()): RECORD file names give import names.
+    fake_site.install("recordonly", "1.0", {"rec_pkg/__init__.py": "", "rec_mod.py": ""})
+    from importlib import metadata
+
+    dist = metadata.distribution("recordonly")
+    assert _top_level_names(dist) == {"rec_pkg", "rec_mod"}
+    fake_site.install("declared", "1.0", {"decl_a.py": ""}, top_level=("decl_a",))
+    assert _top_level_names(metadata.distribution("declared")) == {"decl_a"}
+
+
+def test_owner_of_stdlib_installed_and_local_modules(tmp_path):
+    import json as json_module
+
+    import yaml
+
+    index = DistributionIndex()
+    assert index.owner("json", json_module.__file__).kind == STDLIB
+    owner = index.owner("yaml", yaml.__file__)
+    assert (owner.kind, owner.dist) == ("dist", "pyyaml")
+    local = tmp_path / "yaml.py"  # a local file shadowing an installed name is not PyYAML
+    local.write_text("")
+    assert index.owner("yaml", str(local)).kind == "local"
+    assert sys.modules["yaml"] is yaml

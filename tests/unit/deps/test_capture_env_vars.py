@@ -1,0 +1,90 @@
+"""environment_variables.txt: allowlisted names read during inference, never values."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from capture_helpers import model_importing
+
+import envkit.pyfunc
+from envkit.deps.envvars import ENV_VAR_FILE_HEADER
+
+SECRET = "value-that-must-never-be-written-4f2a"
+
+
+def _all_bytes(model_dir) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(model_dir.rglob("*")) if p.is_file())
+
+
+class SeedModel(envkit.pyfunc.PythonModel):
+    """The example of MLflow's documentation (MLflow 3.17.2's save_model does not record it)."""
+
+    def predict(self, context, model_input, params=None):
+        import os
+
+        if os.environ.get("TEST_API_KEY"):
+            return model_input
+        raise Exception("API key not found")
+
+
+def test_the_seed_example_records_test_api_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_API_KEY", SECRET)
+    envkit.pyfunc.save_model(tmp_path / "m", python_model=SeedModel(), input_example="data")
+    text = (tmp_path / "m" / "environment_variables.txt").read_text()
+    assert text == ENV_VAR_FILE_HEADER + "TEST_API_KEY\n"
+    assert text.startswith("# This file records environment variable names that are used")
+    mlmodel = yaml.safe_load((tmp_path / "m" / "MLmodel").read_text())
+    assert mlmodel["env_vars"] == ["TEST_API_KEY"]
+    meta = tmp_path / "m" / "metadata" / "environment_variables.txt"
+    assert meta.read_text() == text
+    assert SECRET.encode() not in _all_bytes(tmp_path / "m")
+
+
+def test_every_way_of_reading_is_recorded_and_only_allowlisted_names(tmp_path, monkeypatch):
+    for name in ("A_API_KEY", "B_API_TOKEN", "DATABRICKS_HOST", "HOME_DIRISH"):
+        monkeypatch.setenv(name, SECRET)
+    monkeypatch.delenv("D_API_KEY", raising=False)
+    model = model_importing(
+        "import os",
+        "os.environ['A_API_KEY']",
+        "'B_API_TOKEN' in os.environ",
+        "os.getenv('DATABRICKS_HOST')",
+        "os.environ.get('D_API_KEY')",
+        "os.environ.get('HOME_DIRISH')",
+        where="predict",
+    )
+    envkit.pyfunc.save_model(tmp_path / "m", python_model=model, input_example="x")
+    names = (tmp_path / "m" / "environment_variables.txt").read_text().splitlines()[3:]
+    # D_API_KEY is unset here but was read: the deployment may need to set it.
+    assert names == ["A_API_KEY", "B_API_TOKEN", "DATABRICKS_HOST", "D_API_KEY"]
+    assert SECRET.encode() not in _all_bytes(tmp_path / "m")
+
+
+@pytest.mark.parametrize(
+    "switch", ["ENVKIT_RECORD_ENV_VARS_IN_MODEL_LOGGING", "MLFLOW_RECORD_ENV_VARS_IN_MODEL_LOGGING"]
+)
+def test_recording_can_be_turned_off(tmp_path, monkeypatch, switch):
+    monkeypatch.setenv("TEST_API_KEY", SECRET)
+    monkeypatch.setenv(switch, "false")
+    envkit.pyfunc.save_model(tmp_path / "m", python_model=SeedModel(), input_example="data")
+    assert not (tmp_path / "m" / "environment_variables.txt").exists()
+    assert "env_vars" not in yaml.safe_load((tmp_path / "m" / "MLmodel").read_text())
+
+
+def test_a_model_that_reads_no_listed_names_has_no_file(tmp_path):
+    envkit.pyfunc.save_model(tmp_path / "m", python_model=model_importing(), input_example="x")
+    assert not (tmp_path / "m" / "environment_variables.txt").exists()
+
+
+def test_secret_values_in_a_capture_error_are_redacted(tmp_path, monkeypatch):
+    from envkit.deps.capture import CaptureWarning
+
+    monkeypatch.setenv("SERVICE_API_KEY", SECRET)
+    model = model_importing(
+        "import os", "raise ValueError('bad key ' + os.environ['SERVICE_API_KEY'])"
+    )
+    with pytest.warns(CaptureWarning) as record:
+        envkit.pyfunc.save_model(tmp_path / "m", python_model=model)
+    assert "bad key ***" in str(record[0].message)
+    assert SECRET not in str(record[0].message)
+    assert SECRET.encode() not in _all_bytes(tmp_path / "m")
