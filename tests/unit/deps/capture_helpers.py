@@ -34,3 +34,13 @@ def model_importing(*import_lines: str, where: str = "load_context") -> Any:
     namespace: dict[str, Any] = {"__name__": "envkit_test_model_code"}
     exec(compile(code, "<test model>", "exec"), namespace)
     return namespace["M"]()
+
+
+# MLflow 3.17.2's own files (shared/ sits beside the repository, in CI too).
+SAMPLES = (
+    Path(__file__).resolve().parents[3].parent
+    / "shared"
+    / "reference"
+    / "samples"
+    / ("mlflow-3.17.2")
+)

@@ -1,0 +1,104 @@
+"""envkit deps / infer / lock on the command line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from capture_helpers import model_importing, requirement_names
+
+import envkit.pyfunc
+from envkit.cli import main
+from envkit.models import update_model_requirements
+
+
+@pytest.fixture
+def model(tmp_path):
+    envkit.pyfunc.save_model(tmp_path / "m", python_model=model_importing("import yaml"))
+    return tmp_path / "m"
+
+
+def test_deps_lists_requirements_with_provenance(model, capsys):
+    assert main(["deps", str(model)]) == 0
+    out = capsys.readouterr().out
+    assert "pyyaml==" in out and "inferred from yaml" in out
+    assert "envkit==" in out and "(flavor" in out
+    assert "this environment satisfies the model's requirements" in out
+
+
+def test_deps_check_json_for_ci(model, capsys):
+    assert main(["deps", str(model), "--check", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] is True
+    yaml_row = next(r for r in data["requirements"] if r["name"] == "pyyaml")
+    assert yaml_row["satisfied"] and yaml_row["provenance"]["modules"] == ["yaml"]
+
+    update_model_requirements(model, "add", ["not-installed-pkg-zz==2.0"])
+    assert main(["deps", str(model), "--check", "--format", "json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] is False
+    assert data["mismatches"] == [
+        {"name": "not-installed-pkg-zz", "current": None, "required": "not-installed-pkg-zz==2.0"}
+    ]
+    assert main(["deps", str(model), "--check"]) == 1
+    assert "MISMATCH" in capsys.readouterr().out
+    assert main(["deps", str(model)]) == 0  # without --check, listing is not a failure
+
+
+def test_infer_shows_the_diff_and_writes_it(model, capsys):
+    assert main(["infer", str(model)]) == 0
+    assert "match what the model imports" in capsys.readouterr().out
+
+    update_model_requirements(model, "remove", ["pyyaml"])
+    update_model_requirements(model, "add", ["six==1.0"])
+    assert main(["infer", str(model)]) == 0
+    out = capsys.readouterr().out
+    assert "+ pyyaml==" in out
+    assert "run with --write" in out
+    assert "pyyaml" not in requirement_names(model)
+    assert "six==1.0" in (model / "requirements.txt").read_text()  # a user line is kept
+
+    assert main(["infer", str(model), "--write", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["written"] is True
+    assert {"kind": "added", "name": "pyyaml", "old": None, "new": data["inferred"][2]} in (
+        data["changes"]
+    )
+    assert requirement_names(model) == {"envkit", "cloudpickle", "pyyaml", "six"}
+    meta = (model / "metadata" / "requirements.txt").read_text()
+    assert meta == (model / "requirements.txt").read_text()
+    assert main(["infer", str(model)]) == 0
+    assert "match what the model imports" in capsys.readouterr().out
+
+
+def test_infer_on_a_model_that_does_not_load_fails_clearly(model, capsys):
+    (model / "python_model.pkl").write_bytes(b"not a pickle")
+    assert main(["infer", str(model)]) == 1
+    err = capsys.readouterr().err
+    assert "error: capturing the model's requirements failed" in err
+    assert "not a valid pickle" in err
+
+
+def test_deps_on_a_missing_model(tmp_path, capsys):
+    assert main(["deps", str(tmp_path / "nothing")]) == 2
+    assert "no model at" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_lock_writes_a_hashed_transitive_lock(model, capsys):
+    from envkit.deps.lock import available_tools
+
+    if available_tools()["uv"] is not None:
+        pytest.skip("uv is not installed")
+    code = main(["lock", str(model)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "requirements.lock" in captured.out
+    text = (model / "requirements.lock").read_text()
+    assert "pyyaml==" in text and "--hash=sha256:" in text
+    assert "\nenvkit==" not in text  # envkit is installed from its own wheel, never resolved
+    assert "filelock==" in text  # envkit's own requirements are locked instead
+    assert (model / "metadata" / "requirements.lock").read_text() == text
+    from envkit.sandbox.spec import read_lock_file
+
+    assert any(line.startswith("pyyaml==") for line in read_lock_file(model / "requirements.lock"))

@@ -1,0 +1,90 @@
+"""update_model_requirements and get_model_dependencies: every file changes together."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from capture_helpers import SAMPLES, model_importing
+
+import envkit.pyfunc
+from envkit.errors import InvalidRequirementError, ModelFormatError, UsageError
+from envkit.models import update_model_requirements
+
+
+@pytest.fixture
+def model(tmp_path):
+    envkit.pyfunc.save_model(tmp_path / "m", python_model=model_importing("import yaml"))
+    return tmp_path / "m"
+
+
+def _state(model):
+    reqs = (model / "requirements.txt").read_text().splitlines()
+    conda = yaml.safe_load((model / "conda.yaml").read_text())
+    pip = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
+    prov = json.loads((model / "requirements.provenance.json").read_text())
+    return reqs, pip, [r["requirement"] for r in prov["requirements"]]
+
+
+def test_add_overwrites_or_appends_everywhere(model):
+    update_model_requirements(model, "add", ["pyyaml>=5", "six==1.17.0"])
+    reqs, pip, prov = _state(model)
+    assert reqs == pip == prov
+    assert "pyyaml>=5" in reqs and "six==1.17.0" in reqs
+    assert not any(r.startswith("pyyaml==") for r in reqs)
+    assert reqs.index("pyyaml>=5") < reqs.index("six==1.17.0")
+    assert (model / "metadata" / "requirements.txt").read_text() == "\n".join(reqs)
+    assert (model / "metadata" / "conda.yaml").read_text() == (model / "conda.yaml").read_text()
+    data = json.loads((model / "requirements.provenance.json").read_text())
+    six = next(r for r in data["requirements"] if r["requirement"] == "six==1.17.0")
+    assert six["source"] == "user"
+
+
+def test_remove_ignores_specifiers_and_missing_names(model):
+    update_model_requirements(model, "remove", ["PyYAML<1", "never-there"])
+    reqs, pip, prov = _state(model)
+    assert reqs == pip == prov
+    assert not any(r.lower().startswith("pyyaml") for r in reqs)
+    assert (model / "metadata" / "requirements.txt").read_text() == "\n".join(reqs)
+
+
+def test_an_invalid_requirement_changes_nothing(model):
+    before = {p.name: p.read_bytes() for p in model.iterdir() if p.is_file()}
+    with pytest.raises(InvalidRequirementError, match=r"requirement_list\[1\]"):
+        update_model_requirements(model, "add", ["six", "bad req!!"])
+    with pytest.raises(UsageError, match="'add' or 'remove'"):
+        update_model_requirements(model, "replace", ["six"])
+    assert {p.name: p.read_bytes() for p in model.iterdir() if p.is_file()} == before
+
+
+def test_a_stale_lock_is_removed_with_a_warning(model):
+    (model / "requirements.lock").write_text("pyyaml==6.0 --hash=sha256:00\n")
+    with pytest.warns(UserWarning, match="envkit lock"):
+        update_model_requirements(model, "add", ["six"])
+    assert not (model / "requirements.lock").exists()
+    assert not (model / "metadata" / "requirements.lock").exists()
+
+
+def test_a_model_mlflow_wrote_can_be_updated(tmp_path):
+    import shutil
+
+    shutil.copytree(SAMPLES / "sk_infer", tmp_path / "sk")
+    update_model_requirements(tmp_path / "sk", "add", ["skops==0.16.1"])
+    reqs = (tmp_path / "sk" / "requirements.txt").read_text().splitlines()
+    assert reqs[-1] == "skops==0.16.1" and len(reqs) == 6
+    conda = yaml.safe_load((tmp_path / "sk" / "conda.yaml").read_text())
+    assert conda["name"] == "mlflow-env"
+    assert conda["dependencies"][-1]["pip"] == reqs
+
+
+def test_get_model_dependencies(model):
+    pip = envkit.pyfunc.get_model_dependencies(model)
+    assert pip == str(model / "requirements.txt")
+    conda = envkit.pyfunc.get_model_dependencies(str(model), format="conda")
+    assert conda == str(model / "conda.yaml")
+    with pytest.raises(UsageError, match="'pip' or 'conda'"):
+        envkit.pyfunc.get_model_dependencies(model, format="poetry")
+    (model / "conda.yaml").unlink()
+    with pytest.raises(ModelFormatError, match="no conda.yaml"):
+        envkit.pyfunc.get_model_dependencies(model, format="conda")
