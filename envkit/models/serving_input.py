@@ -192,15 +192,19 @@ def dataframe_from_parsed_json(
     decoded: Any, pandas_orient: str, schema: Schema | None = None
 ) -> pd.DataFrame:
     """A DataFrame from parsed ``split`` or ``records`` JSON, converted to ``schema``."""
+    import numpy as np
     import pandas as pd
 
+    # With a schema, JSON values stay Python objects until each column is cast to its type
+    # (so that, e.g., a large integer next to a null does not go through float64).
+    dtype = object if schema is not None and not schema.is_tensor_spec() else None
     if pandas_orient == "records":
         if not isinstance(decoded, list):
             raise ServingInputError(
                 f"'dataframe_records' must be a list of row objects, got {_json_kind(decoded)}"
             )
         try:
-            df = pd.DataFrame(data=decoded)
+            df = pd.DataFrame(data=decoded, dtype=dtype)
         except Exception as exc:
             raise ServingInputError(f"'dataframe_records' is not a valid table: {exc}") from None
     elif pandas_orient == "split":
@@ -217,7 +221,10 @@ def dataframe_from_parsed_json(
             )
         try:
             df = pd.DataFrame(
-                index=decoded.get("index"), columns=decoded.get("columns"), data=decoded["data"]
+                index=decoded.get("index"),
+                columns=decoded.get("columns"),
+                data=decoded["data"],
+                dtype=dtype,
             )
         except Exception as exc:
             raise ServingInputError(f"'dataframe_split' is not a valid table: {exc}") from None
@@ -225,6 +232,11 @@ def dataframe_from_parsed_json(
         raise ServingInputError(f"unsupported pandas orient {pandas_orient!r}")
     if schema is not None:
         df = cast_dataframe(df, schema)
+        # Columns the schema does not describe get the types pandas would have inferred.
+        described = set(schema.input_names()) if schema.has_input_names() else set()
+        for col in df.columns:
+            if col not in described and df[col].dtype == np.dtype("O"):
+                df[col] = df[col].infer_objects()
     return df
 
 
@@ -294,8 +306,10 @@ def _cast_column(column: pd.Series, spec: Any) -> Any:
     if t is DataType.datetime:
         return enf._to_datetime(column)
     if t is DataType.string:
-        if isinstance(column.dtype, pd.StringDtype) or column.dtype == object:
+        if isinstance(column.dtype, pd.StringDtype):
             return column
+        if column.dtype == object:
+            return column.infer_objects()  # pandas' own string dtype, as pd.DataFrame infers
         return column.astype(object)
     has_missing = bool(column.isna().any())
     if has_missing and t in (DataType.boolean, DataType.integer, DataType.long):

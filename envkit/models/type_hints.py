@@ -114,6 +114,8 @@ def _no_signature_types() -> tuple[type, ...]:
 
 
 def _says_nothing(hint: Any) -> bool:
+    if hint is Any or hint is object:
+        return True
     if isinstance(hint, type) and hint.__module__.split(".")[0] in ("pandas", "numpy", "scipy"):
         return True
     return hint in _no_signature_types()

@@ -222,6 +222,11 @@ class FromExample(PythonModel):
         return model_input
 
 
+class AnyHint(PythonModel):
+    def predict(self, context, model_input: Any, params=None) -> Any:
+        return model_input
+
+
 class BareList(PythonModel):
     def predict(self, context, model_input: list, params=None):
         return model_input
@@ -277,7 +282,7 @@ def test_params_come_from_an_example_tuple():
     assert sig.params == ParamSchema([ParamSpec("temperature", "double", 0.5)])
 
 
-@pytest.mark.parametrize("model", [NoHints(), FrameHint(), FromExample()])
+@pytest.mark.parametrize("model", [NoHints(), FrameHint(), FromExample(), AnyHint()])
 def test_hints_that_say_nothing_give_no_signature(model):
     assert infer_signature_from_type_hints(model) is None
 
