@@ -26,7 +26,13 @@ if TYPE_CHECKING:
 
     from envkit.models.signature import ModelSignature
 
-__all__ = ["enforce_params", "enforce_schema", "validate_prediction_input"]
+__all__ = [
+    "convert_to_example_format",
+    "enforce_params",
+    "enforce_schema",
+    "to_stream_input",
+    "validate_prediction_input",
+]
 
 _logger = logging.getLogger(__name__)
 
@@ -44,12 +50,15 @@ def validate_prediction_input(
     signature: ModelSignature | None,
     *,
     type_hint: Any = None,
+    input_example: Any = None,
 ) -> tuple[Any, dict[str, Any] | None]:
     """Check ``data`` and ``params`` against ``signature``; return them converted.
 
     Without a signature both pass through unchanged. For a signature inferred from the
     ``predict`` type hints, the data is checked against ``type_hint`` when one is given (the
-    model's own validation otherwise) and only the params are enforced here.
+    model's own validation otherwise) and only the params are enforced here. For a model whose
+    predict is hinted ``TypeFromExample``, pass the saved ``input_example``: the checked
+    DataFrame is handed back in the example's form (list, Series...), as MLflow does.
     """
     if signature is None:
         return data, params
@@ -61,7 +70,64 @@ def validate_prediction_input(
         return data, enforce_params(params, signature.params)
     if signature.inputs is not None:
         data = enforce_schema(data, signature.inputs)
+        if getattr(signature, "_is_type_hint_from_example", False) and input_example is not None:
+            data = convert_to_example_format(data, input_example)
     return data, enforce_params(params, signature.params)
+
+
+def convert_to_example_format(data: Any, input_example: Any) -> Any:
+    """An enforced DataFrame back in the form of the input example (for ``TypeFromExample``)."""
+    import numpy as np
+    import pandas as pd
+
+    if not isinstance(data, pd.DataFrame) or isinstance(input_example, pd.DataFrame):
+        return data
+    if isinstance(input_example, pd.Series):
+        series = data.iloc[:, 0]
+        series.name = input_example.name
+        return series
+    if np.isscalar(input_example):
+        return data.iloc[0, 0]
+    if isinstance(input_example, dict):
+        return data.to_dict(orient="records")[0] if len(data) == 1 else data
+    if isinstance(input_example, list):
+        if len(data.columns) == 1 and all(np.isscalar(x) for x in input_example):
+            return data.iloc[:, 0].tolist()
+        return data.to_dict(orient="records")
+    return data
+
+
+def to_stream_input(data: Any) -> Any:
+    """The single input ``predict_stream`` takes, from enforced data (as MLflow converts it).
+
+    Enforcement turns a string or dict into a one-row DataFrame; streaming models get the
+    value (or the row as a dict) back. More than one row is an error.
+    """
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        data = data.to_dict("list")[0] if list(data.columns) == [0] else data.to_dict("records")
+    data = _plain(data, np)
+    if isinstance(data, list):
+        if len(data) != 1:
+            raise SchemaEnforcementError(
+                f"predict_stream takes a single input, got {len(data)} rows"
+            )
+        return data[0]
+    return data
+
+
+def _plain(value: Any, np: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, list):
+        return [_plain(v, np) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v, np) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 # --- params ------------------------------------------------------------------------------------

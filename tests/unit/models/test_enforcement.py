@@ -11,7 +11,7 @@ import pytest
 
 from envkit.errors import SchemaEnforcementError
 from envkit.models import ModelSignature
-from envkit.models.enforcement import enforce_params, validate_prediction_input
+from envkit.models.enforcement import enforce_params, to_stream_input, validate_prediction_input
 from envkit.models.schema import (
     AnyType,
     Array,
@@ -300,3 +300,27 @@ def test_signature_from_type_hints_checks_params_only_unless_given_the_hint():
     assert data == ["a", "b"]
     with pytest.raises(SchemaEnforcementError, match=r"item 1: expected str, got int 2"):
         validate_prediction_input(["a", 2], None, s, type_hint=list[str])
+
+
+def test_type_from_example_gets_data_back_in_the_example_form():
+    s = sig(ColSpec("string"))
+    s._is_type_hint_from_example = True
+    data, _ = validate_prediction_input(["a", "b"], None, s, input_example=["x"])
+    assert data == ["a", "b"]
+    named = sig(ColSpec("long", "n"))
+    named._is_type_hint_from_example = True
+    series = pd.Series([1, 2], name="n")
+    data, _ = validate_prediction_input(series, None, named, input_example=series)
+    assert isinstance(data, pd.Series) and data.name == "n"
+    rows, _ = validate_prediction_input([{"n": 1}], None, named, input_example=[{"n": 5}])
+    assert rows == [{"n": 1}]
+
+
+def test_stream_input_is_a_single_value():
+    s = sig(ColSpec("string"))
+    assert to_stream_input(check("hello", s)) == "hello"
+    chat = sig(ColSpec(Array(Map("string")), "messages"))
+    enforced = check({"messages": [{"role": "user"}]}, chat)
+    assert to_stream_input(enforced) == {"messages": [{"role": "user"}]}
+    with pytest.raises(SchemaEnforcementError, match="single input, got 2 rows"):
+        to_stream_input(check(["a", "b"], s))
