@@ -1,0 +1,160 @@
+"""Accuracy corpus: models whose true requirements are known; exact sets are asserted.
+
+Import name != distribution name (sklearn, yaml, dateutil, PIL), imports that happen only inside
+predict, imports in code_paths, a models-from-code file, an optional import that is absent.
+Any input example makes pandas a requirement: envkit's schema enforcement turns the served
+input into a DataFrame, so the example's model needs the pandas stack to be served.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+import envkit.pyfunc
+import envkit.sklearn
+
+PANDAS_STACK = {"pandas", "numpy", "python-dateutil", "six"}
+PYFUNC = {"envkit", "cloudpickle"}
+
+
+def names(model_dir: Path) -> set[str]:
+    from envkit.deps.capture import _requirement_name
+
+    lines = (model_dir / "requirements.txt").read_text().splitlines()
+    return {n for n in map(_requirement_name, lines) if n}
+
+
+def pins_match_installed(model_dir: Path) -> None:
+    for line in (model_dir / "requirements.txt").read_text().splitlines():
+        name, _, version = line.partition("==")
+        if name != "envkit":
+            assert metadata.version(name) == version, line
+
+
+def local_model(predict_body: str, load_body: str = "pass"):
+    """A PythonModel pickled by value (its class is not importable by name)."""
+    code = textwrap.dedent(
+        f"""
+        import envkit.pyfunc
+        class M(envkit.pyfunc.PythonModel):
+            def load_context(self, context):
+                {load_body}
+            def predict(self, context, model_input, params=None):
+        """
+    ) + textwrap.indent(textwrap.dedent(predict_body), " " * 8)
+    namespace = {"__name__": "corpus_model_code"}
+    exec(compile(code, "<corpus model>", "exec"), namespace)
+    return namespace["M"]()
+
+
+def sklearn_closure() -> set[str]:
+    """scikit-learn and what it declares (all a pipeline may legitimately pull in)."""
+    from packaging.requirements import Requirement
+
+    declared = {Requirement(r).name.lower() for r in metadata.requires("scikit-learn") or []}
+    return {"scikit-learn", *declared}
+
+
+@pytest.mark.parametrize("fmt", ["skops", "cloudpickle"])
+def test_iris_pipeline_without_example(tmp_path, iris_pipeline, fmt):
+    envkit.sklearn.save_model(iris_pipeline, tmp_path / "m", serialization_format=fmt)
+    found = names(tmp_path / "m")
+    flavor = {"envkit", "skops" if fmt == "skops" else "cloudpickle"}
+    assert {"scikit-learn", "numpy", "scipy"} <= found
+    # Nothing but the flavor's needs and sklearn's declared dependencies; pandas is only an
+    # optional import of sklearn, and the model gets no DataFrame here.
+    assert found - flavor - sklearn_closure() - {"cloudpickle"} == set()
+    assert "pandas" not in found
+    pins_match_installed(tmp_path / "m")
+
+
+def test_iris_pipeline_with_a_dataframe_example(tmp_path, iris, iris_pipeline):
+    X, _ = iris
+    envkit.sklearn.save_model(iris_pipeline, tmp_path / "m", input_example=X.head(3))
+    found = names(tmp_path / "m")
+    assert found >= PANDAS_STACK
+    assert found - {"envkit", "skops"} - sklearn_closure() - PANDAS_STACK - {"cloudpickle"} == set()
+    provenance = json.loads((tmp_path / "m" / "requirements.provenance.json").read_text())
+    assert provenance["capture"]["predicted"] is True
+
+
+def test_import_only_inside_predict_is_seen_with_an_example(tmp_path):
+    model = local_model("import yaml\nreturn yaml.safe_dump(str(model_input))")
+    envkit.pyfunc.save_model(tmp_path / "with", python_model=model, input_example="hello")
+    assert names(tmp_path / "with") == PYFUNC | PANDAS_STACK | {"pyyaml"}
+    # Without an example nothing calls predict, so its import cannot be seen.
+    envkit.pyfunc.save_model(tmp_path / "without", python_model=model)
+    assert names(tmp_path / "without") == PYFUNC
+
+
+@pytest.mark.parametrize(
+    ("module", "distributions"),
+    [
+        ("yaml", {"pyyaml"}),
+        ("dateutil.parser", {"python-dateutil", "six"}),
+        ("PIL.Image", {"pillow"}),
+        ("sklearn.preprocessing", None),
+    ],
+)
+def test_import_name_is_not_the_distribution_name(tmp_path, module, distributions):
+    model = local_model("return model_input", load_body=f"import {module}")
+    envkit.pyfunc.save_model(tmp_path / "m", python_model=model)
+    if distributions is None:  # scikit-learn and the dependencies it declares and imports
+        distributions = names(tmp_path / "m") - PYFUNC
+        assert "scikit-learn" in distributions
+        assert distributions <= sklearn_closure()
+    assert names(tmp_path / "m") == PYFUNC | distributions
+    pins_match_installed(tmp_path / "m")
+
+
+def test_imports_of_code_paths_are_captured(tmp_path):
+    helpers = tmp_path / "src" / "corpus_helpers"
+    helpers.mkdir(parents=True)
+    (helpers / "__init__.py").write_text("import yaml\nfrom dateutil import tz\n")
+    model = local_model("return model_input", load_body="import corpus_helpers")
+    envkit.pyfunc.save_model(tmp_path / "m", python_model=model, code_paths=[str(helpers)])
+    assert names(tmp_path / "m") == PYFUNC | {"pyyaml", "python-dateutil", "six"}
+    provenance = json.loads((tmp_path / "m" / "requirements.provenance.json").read_text())
+    assert provenance["unresolved_modules"] == []  # the model's own code is not "unresolved"
+
+
+def test_a_models_from_code_file(tmp_path):
+    code = tmp_path / "model_code.py"
+    code.write_text(
+        textwrap.dedent(
+            """
+            import yaml
+            import envkit.pyfunc
+            from envkit.models import set_model
+
+            class FromCode(envkit.pyfunc.PythonModel):
+                def predict(self, context, model_input, params=None):
+                    from PIL import Image
+                    return model_input
+
+            set_model(FromCode())
+            """
+        )
+    )
+    envkit.pyfunc.save_model(tmp_path / "m", python_model=str(code))
+    assert names(tmp_path / "m") == {"envkit", "pyyaml"}
+
+
+def test_an_optional_import_that_is_absent_is_not_a_requirement(tmp_path):
+    model = local_model(
+        "return model_input",
+        load_body=(
+            "import yaml\n"
+            "                try:\n"
+            "                    import envkit_corpus_not_installed_anywhere\n"
+            "                except ImportError:\n"
+            "                    pass"
+        ),
+    )
+    envkit.pyfunc.save_model(tmp_path / "m", python_model=model)
+    assert names(tmp_path / "m") == PYFUNC | {"pyyaml"}
