@@ -77,7 +77,9 @@ def _error_kind(exc: BaseException, stage: str) -> str:
     message = str(exc)
     if "SchemaEnforcementError" in names or "Failed to enforce schema" in message:
         return "schema"
-    if stage == "load" and names & {"ModuleNotFoundError", "ImportError", "LoaderImportError"}:
+    if "ModuleNotFoundError" in names or (
+        stage == "load" and names & {"ImportError", "LoaderImportError"}
+    ):
         return "import"
     return stage
 
@@ -116,14 +118,10 @@ def _input_example(model_dir: str, mlmodel: dict[str, Any]) -> tuple[Any, dict[s
     if not info:
         return None, None
     try:
-        from envkit.models.input_example import load_input_example
-    except ImportError:
+        from envkit.models.input_example import load_input_example, load_input_example_params
+    except ImportError:  # an envkit without the reader (older build)
         return _fallback_input_example(model_dir, info)
-    loaded = load_input_example(model_dir, info)
-    params = info.get("params") if isinstance(info, dict) else None
-    if isinstance(loaded, tuple) and len(loaded) == 2 and isinstance(loaded[1], (dict, type(None))):
-        return loaded[0], loaded[1] or params
-    return loaded, params
+    return load_input_example(model_dir, info), load_input_example_params(model_dir, info)
 
 
 def _fallback_input_example(
@@ -158,34 +156,32 @@ def _fallback_input_example(
 
 
 def _serving_input(
-    path: str, content_type: str, mlmodel: dict[str, Any], model: Any
+    path: str, content_type: str, model_dir: str
 ) -> tuple[Any, dict[str, Any] | None]:
+    """(data, params) from a serving payload file, converted to the model's input schema."""
     with open(path, encoding="utf-8") as handle:
         text = handle.read()
-    if content_type == "csv":
-        import io
-
-        import pandas as pd
-
-        return pd.read_csv(io.StringIO(text)), None
-    try:
-        payload = json.loads(text)
-    except ValueError as exc:
-        raise ValueError(f"the input is not valid JSON: {exc}") from None
     try:
         from envkit.models.serving_input import parse_serving_input
-    except ImportError:
-        return _fallback_serving_input(payload)
-    schema = None
-    metadata = getattr(model, "metadata", None)
-    if metadata is not None and hasattr(metadata, "get_input_schema"):
-        try:
-            schema = metadata.get_input_schema()
-        except Exception:
-            schema = None
-    parsed = parse_serving_input(payload, content_type="application/json", schema=schema)
-    data, params = parsed
-    return data, params
+    except ImportError:  # an envkit without the parser (older build)
+        if content_type == "csv":
+            import io
+
+            import pandas as pd
+
+            return pd.read_csv(io.StringIO(text)), None
+        return _fallback_serving_input(json.loads(text))
+    from envkit.models.model import Model
+
+    meta = Model.load(os.path.join(model_dir, "MLmodel"))
+    signature = meta.signature
+    return parse_serving_input(
+        text,
+        content_type="text/csv" if content_type == "csv" else "application/json",
+        schema=signature.inputs if signature is not None else None,
+        params_schema=getattr(signature, "params", None) if signature is not None else None,
+        signature_from_type_hint=bool(meta.is_signature_from_type_hint),
+    )
 
 
 def _fallback_serving_input(payload: Any) -> tuple[Any, dict[str, Any] | None]:
@@ -345,7 +341,7 @@ def _body(run: _Run, request: dict[str, Any]) -> None:
     run.stage("input")
     if request.get("input_path"):
         data, params = _serving_input(
-            request["input_path"], request.get("content_type") or "json", mlmodel, model
+            request["input_path"], request.get("content_type") or "json", model_dir
         )
         run.result["input"] = {"source": "file"}
     else:

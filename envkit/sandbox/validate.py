@@ -418,10 +418,17 @@ class _Session:
             kind = error.get("kind", stage)
             message = error.get("message", "unknown error")
             etype = str(error.get("type", "Exception")).rsplit(".", 1)[-1]
+            what = {
+                "load": "loading the model",
+                "input": "reading the input",
+                "predict": "predict",
+                "stream": "predict_stream",
+            }.get(stage, "the model")
             if kind == "import":
                 text = (
-                    f"loading the model failed: {etype}: {message}; the environment holds only "
-                    "the model's recorded requirements: add the missing package to them"
+                    f"{what} failed: {etype}: {message}; the environment holds only the model's "
+                    "recorded requirements: add the missing package to them (or try "
+                    "--override PACKAGE)"
                 )
             elif kind == "schema":
                 text = (

@@ -1,0 +1,299 @@
+"""``envkit validate`` / ``envkit predict`` end to end: real environments, real installs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def envkit_cli(
+    *args: str, home: Path, timeout: float = 900, **kwargs
+) -> subprocess.CompletedProcess:
+    """Run ``python -m envkit ARGS`` with ``ENVKIT_HOME=home``; output captured as text."""
+    env = dict(os.environ, ENVKIT_HOME=str(home))
+    return subprocess.run(
+        [sys.executable, "-m", "envkit", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def json_report(proc: subprocess.CompletedProcess) -> dict:
+    try:
+        return json.loads(proc.stdout)
+    except ValueError:
+        raise AssertionError(f"no JSON report:\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+
+
+def _env_dirs(home: Path) -> list[Path]:
+    envs = home / "envs"
+    return sorted(p for p in envs.iterdir() if p.is_dir()) if envs.is_dir() else []
+
+
+def _records(home: Path) -> list[Path]:
+    envs = home / "envs"
+    return sorted(envs.glob("*.json")) if envs.is_dir() else []
+
+
+def test_uv_validates_the_iris_model_and_the_second_run_is_a_cache_hit(
+    iris_model, cache_root, tmp_path, iris
+):
+    first = envkit_cli("validate", str(iris_model), "--format", "json", home=cache_root)
+    assert first.returncode == 0, first.stderr
+    report = json_report(first)
+    assert report["ok"] and report["backend"] == "uv"
+    assert report["cache"]["hit"] is False
+    assert report["cache"]["reason"].startswith("new spec")
+    assert report["loader"] == "envkit.pyfunc.load_model"
+    assert report["input"]["source"] == "input_example"
+    assert report["output"]["shape"] == [3]
+    assert report["timings"]["install"] > 0
+    assert report["interpreter"]["exact"] is True
+    assert any(r.startswith("scikit-learn==") for r in report["spec"]["requirements"])
+
+    junit = tmp_path / "report.xml"
+    second = envkit_cli(
+        "validate", str(iris_model), "--format", "junit", "--output", str(junit), home=cache_root
+    )
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.startswith("OK:")
+    case = ET.parse(junit).getroot().find("testsuite/testcase")
+    assert case is not None and case.find("failure") is None and case.find("error") is None
+    assert "cache hit" in case.findtext("system-out", "")
+
+    # A third run predicts on a CSV file; still no rebuild.
+    csv = tmp_path / "rows.csv"
+    iris[0].tail(4).to_csv(csv, index=False)
+    third = envkit_cli(
+        "validate", str(iris_model), "--input", str(csv), "--format", "json", home=cache_root
+    )
+    assert third.returncode == 0, third.stderr
+    report3 = json_report(third)
+    assert report3["cache"]["hit"] is True and report3["cache"]["reason"] == "cached"
+    assert report3["timings"]["install"] == 0
+    assert report3["cache"]["path"] == report["cache"]["path"]
+    assert report3["output"]["shape"] == [4]
+    assert len(_env_dirs(cache_root)) == 1 and len(_records(cache_root)) == 1
+
+
+def test_virtualenv_backend_validates_a_model(double_model, cache_root):
+    proc = envkit_cli(
+        "validate",
+        str(double_model),
+        "--env-manager",
+        "virtualenv",
+        "--format",
+        "json",
+        home=cache_root,
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    report = json_report(proc)
+    assert report["backend"] == "virtualenv"
+    assert "pip" in report["tools"] and "virtualenv" in report["tools"]
+    assert report["output"]["preview"] == "[2, 4, 6]"
+
+
+@pytest.mark.mlflow
+def test_an_mlflow_written_model_validates_with_mlflows_loader(mlflow_iris_model, shared_cache):
+    proc = envkit_cli("validate", str(mlflow_iris_model), "--format", "json", home=shared_cache)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    report = json_report(proc)
+    assert report["loader"] == "mlflow.pyfunc.load_model"
+    assert any(r.startswith("mlflow==") for r in report["spec"]["requirements"])
+    assert report["output"]["shape"] == [3]
+
+
+def test_python_option_validates_against_another_version(double_model, shared_cache):
+    from envkit.sandbox.interpreters import available_interpreters
+
+    mine = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    others = [i.minor for i in available_interpreters() if i.minor not in (mine, "3.13")]
+    others = [m for m in others if (3, 11) <= tuple(int(x) for x in m.split(".")) < (3, 14)]
+    if not others:
+        pytest.skip(f"no Python 3.11-3.12 interpreter besides {mine} is installed here")
+    other = others[-1]
+    proc = envkit_cli(
+        "validate", str(double_model), "--python", other, "--format", "json", home=shared_cache
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    report = json_report(proc)
+    assert report["interpreter"]["version"].startswith(other + ".")
+    assert report["interpreter"]["running"].startswith(other + ".")
+    assert report["spec"]["python"].startswith(other + ".")
+
+
+def test_a_requirement_that_cannot_be_installed_exits_3_and_caches_nothing(
+    double_model, cache_root
+):
+    proc = envkit_cli(
+        "validate",
+        str(double_model),
+        "--override",
+        "envkit-test-no-such-distribution==1.0",
+        "--format",
+        "json",
+        home=cache_root,
+    )
+    assert proc.returncode == 3, proc.stderr + proc.stdout
+    first_line = proc.stderr.splitlines()[0]
+    assert first_line.startswith("error: installing the model's requirements with uv failed")
+    assert "--override" in first_line
+    report = json_report(proc)
+    assert report["status"] == "env_failed"
+    assert _records(cache_root) == [] and _env_dirs(cache_root) == []
+
+
+def test_a_model_whose_predict_raises_exits_1_with_its_message(raising_model, shared_cache):
+    proc = envkit_cli("validate", str(raising_model), home=shared_cache)
+    assert proc.returncode == 1
+    assert proc.stdout.startswith("FAILED: predict raised ValueError: the model is broken")
+    assert proc.stderr.startswith("error: predict raised ValueError: the model is broken")
+
+
+def test_a_model_that_hangs_times_out_and_exits_1(hanging_model, shared_cache):
+    start = time.perf_counter()
+    proc = envkit_cli("validate", str(hanging_model), "--timeout", "8", home=shared_cache)
+    assert proc.returncode == 1, proc.stderr
+    assert "timed out after 8s during predict" in proc.stderr.splitlines()[0]
+    assert time.perf_counter() - start < 120
+
+
+def test_a_missing_requirement_fails_validation(undeclared_import_model, shared_cache):
+    """The model imports scikit-learn, installed here but not in its requirements."""
+    proc = envkit_cli("validate", str(undeclared_import_model), home=shared_cache)
+    assert proc.returncode == 1
+    assert "No module named 'sklearn'" in proc.stderr.splitlines()[0]
+    assert "add the missing package" in proc.stderr.splitlines()[0]
+    # The local backend sees this interpreter's packages: the same model passes there.
+    local = envkit_cli(
+        "validate", str(undeclared_import_model), "--env-manager", "local", home=shared_cache
+    )
+    assert local.returncode == 0, local.stderr
+    assert "NOT isolated" in local.stdout
+
+
+def test_predict_stream_is_called_for_streamable_models(streaming_model, shared_cache):
+    proc = envkit_cli("validate", str(streaming_model), "--format", "json", home=shared_cache)
+    assert proc.returncode == 0, proc.stderr
+    report = json_report(proc)
+    assert report["stream"]["chunks"] > 0
+    assert "stream" in report["timings"]
+
+
+def test_predict_cli_and_python_api(double_model, shared_cache, tmp_path, monkeypatch):
+    payload = tmp_path / "payload.json"
+    payload.write_text(json.dumps({"inputs": [4, 5]}))
+    proc = envkit_cli("predict", str(double_model), "--input", str(payload), home=shared_cache)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"predictions": [8, 10]}
+
+    import envkit.models
+
+    out = tmp_path / "predictions.json"
+    predictions = envkit.models.predict(
+        str(double_model), input_data=[1, 2], output_path=out, cache_dir=shared_cache
+    )
+    assert predictions == [2, 4]
+    assert json.loads(out.read_text()) == {"predictions": [2, 4]}
+
+
+def test_python_api_returns_a_report(double_model, shared_cache):
+    import envkit
+
+    report = envkit.validate(double_model, cache_dir=shared_cache)
+    assert isinstance(report, envkit.ValidationReport)
+    assert report.ok and report.exit_code == 0
+    assert report.output is not None and report.output["preview"] == "[2, 4, 6]"
+
+
+def test_a_sigkill_during_a_build_leaves_nothing_trusted(double_model, cache_root):
+    env = dict(os.environ, ENVKIT_HOME=str(cache_root))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "envkit", "validate", str(double_model)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    try:
+        while not _env_dirs(cache_root):
+            assert proc.poll() is None, "the build finished before it could be interrupted"
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the job is killed: envkit and its uv children
+        proc.wait()
+    assert _records(cache_root) == []
+    interrupted = _env_dirs(cache_root)
+    assert len(interrupted) == 1
+
+    again = envkit_cli("validate", str(double_model), "--format", "json", home=cache_root)
+    assert again.returncode == 0, again.stderr
+    report = json_report(again)
+    assert report["cache"]["hit"] is False
+    assert Path(report["cache"]["path"]) != interrupted[0]
+    assert _env_dirs(cache_root) == [Path(report["cache"]["path"])]  # the leftover is gone
+
+
+def test_concurrent_validations_of_one_spec_build_once(double_model, cache_root):
+    env = dict(os.environ, ENVKIT_HOME=str(cache_root))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "envkit", "validate", str(double_model), "--format", "json"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    reports = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=900)
+        assert proc.returncode == 0, stderr
+        reports.append(json.loads(stdout))
+    built = [r for r in reports if not r["cache"]["hit"]]
+    assert len(built) == 1, [r["cache"] for r in reports]
+    assert {r["cache"]["path"] for r in reports} == {built[0]["cache"]["path"]}
+    assert len(_env_dirs(cache_root)) == 1 and len(_records(cache_root)) == 1
+
+
+def test_env_list_and_prune(double_model, cache_root):
+    assert envkit_cli("validate", str(double_model), home=cache_root).returncode == 0
+    listed = envkit_cli("env", "list", "--format", "json", home=cache_root)
+    environments = json.loads(listed.stdout)["environments"]
+    assert len(environments) == 1 and environments[0]["backend"] == "uv"
+    text = envkit_cli("env", "list", home=cache_root).stdout
+    assert "numpy==" in text and "1 environment(s)" in text
+    kept = envkit_cli("env", "prune", "--older-than", "1", home=cache_root)
+    assert kept.returncode == 0 and "0 item(s) removed" in kept.stdout
+    pruned = envkit_cli("env", "prune", "--older-than", "0", home=cache_root)
+    assert pruned.returncode == 0 and "1 item(s) removed" in pruned.stdout
+    assert _env_dirs(cache_root) == [] and _records(cache_root) == []
+
+
+def test_usage_errors_exit_2_and_unavailable_backends_exit_3(double_model, cache_root, tmp_path):
+    missing = envkit_cli("validate", str(tmp_path / "nope"), home=cache_root)
+    assert missing.returncode == 2 and missing.stderr.startswith("error: no model at")
+    unknown = envkit_cli("validate", str(double_model), "--env-manager", "nope", home=cache_root)
+    assert unknown.returncode == 2 and "unknown environment manager 'nope'" in unknown.stderr
+    from envkit.sandbox.backends.conda import find_conda
+
+    if find_conda() is None:
+        conda = envkit_cli("validate", str(double_model), "--env-manager", "conda", home=cache_root)
+        assert conda.returncode == 3
+        assert conda.stderr.startswith("error: the conda environment manager cannot run here")
+        assert "no conda, mamba or micromamba" in conda.stderr

@@ -1,0 +1,113 @@
+"""Backend registry: built-ins, reasons, auto choice, and a third-party entry point."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+
+from envkit.errors import BackendUnavailableError, UsageError
+from envkit.sandbox.backends import (
+    backend_reasons,
+    choose_backend,
+    load_backend,
+    registered_backends,
+)
+from envkit.sandbox.backends.base import Backend, child_environment, install_plan
+from envkit.sandbox.backends.conda import find_conda
+from envkit.sandbox.backends.uv import uv_environment
+from envkit.sandbox.selfwheel import SelfWheel
+from envkit.sandbox.spec import EnvSpec
+
+
+def test_every_backend_answers_why_it_cannot_run():
+    reasons = backend_reasons()
+    assert list(reasons)[:5] == ["uv", "virtualenv", "conda", "docker", "local"]
+    assert reasons["uv"] is None and reasons["local"] is None and reasons["virtualenv"] is None
+    if find_conda() is None:
+        assert "no conda, mamba or micromamba executable" in reasons["conda"]
+
+
+def test_an_unavailable_backend_is_an_error_with_its_reason(monkeypatch):
+    if find_conda() is not None:
+        pytest.skip("conda is installed here")
+    with pytest.raises(BackendUnavailableError) as info:
+        choose_backend("conda")
+    assert info.value.exit_code == 3 and "conda" in info.value.reasons
+    assert str(info.value).startswith("the conda environment manager cannot run here")
+
+
+def test_auto_picks_the_first_that_can_run_and_says_so(monkeypatch):
+    monkeypatch.setattr("envkit.sandbox.backends.uv.find_uv", lambda: None)  # uv "missing"
+    monkeypatch.setattr("shutil.which", lambda name, *a, **k: None)
+    backend, note = choose_backend("auto")
+    assert backend.name == "virtualenv"
+    assert note is not None and note.startswith("--env-manager auto chose virtualenv (skipped uv:")
+
+
+def test_unknown_backend_is_a_usage_error():
+    with pytest.raises(UsageError, match="unknown environment manager 'nope'; choose one of"):
+        load_backend("nope")
+
+
+def test_a_third_party_backend_plugs_in_through_the_entry_point_group(tmp_path, monkeypatch):
+    """A real distribution on sys.path (dist-info with entry_points.txt), found by metadata."""
+    (tmp_path / "fakebackend.py").write_text(
+        textwrap.dedent(
+            """
+            from envkit.sandbox.backends.base import Backend
+
+            class FakeBackend(Backend):
+                name = "fake"
+
+                def unavailable_reason(self):
+                    return "fake needs a fake engine"
+            """
+        )
+    )
+    dist_info = tmp_path / "fakebackend-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: fakebackend\nVersion: 1.0\n")
+    (dist_info / "entry_points.txt").write_text(
+        "[envkit.backends]\nfake = fakebackend:FakeBackend\nuv = fakebackend:FakeBackend\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert registered_backends()["fake"] == "fakebackend:FakeBackend"
+    # A plugin cannot take over a built-in backend's name.
+    assert registered_backends()["uv"] == "envkit.sandbox.backends.uv:UvBackend"
+    backend = load_backend("fake")
+    assert isinstance(backend, Backend)
+    with pytest.raises(BackendUnavailableError, match="fake needs a fake engine"):
+        choose_backend("fake")
+    sys.modules.pop("fakebackend", None)
+
+
+def test_the_sandbox_never_sees_the_hosts_python_path(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", "/somewhere")
+    monkeypatch.setenv("VIRTUAL_ENV", "/some/venv")
+    env = child_environment()
+    assert "PYTHONPATH" not in env and "VIRTUAL_ENV" not in env
+    assert env["PYTHONNOUSERSITE"] == "1"
+
+
+def test_uv_gets_pips_index_and_certificate_settings(monkeypatch, tmp_path):
+    cert = tmp_path / "ca.pem"
+    cert.write_text("")
+    for name in ("UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_FIND_LINKS", "SSL_CERT_FILE",
+                 "UV_NATIVE_TLS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PIP_INDEX_URL", "https://mirror.invalid/simple")
+    monkeypatch.setenv("PIP_CERT", str(cert))
+    env = uv_environment()
+    assert env["UV_INDEX_URL"] == "https://mirror.invalid/simple"
+    assert env["SSL_CERT_FILE"] == str(cert)
+    assert env["UV_PYTHON_DOWNLOADS"] == "never"
+
+
+def test_envkit_is_installed_from_the_local_wheel_never_from_an_index(tmp_path):
+    wheel = SelfWheel(tmp_path / "envkit-0.1.0-py3-none-any.whl", "abc")
+    spec = EnvSpec("3.11.7", ("envkit[sklearn]==0.1.0", "numpy"), constraints=("envkit<1",))
+    plan = install_plan(spec, wheel)
+    assert plan.requirements == [f"envkit[sklearn] @ {wheel.path.as_uri()}", "numpy"]
+    assert plan.constraints == []
