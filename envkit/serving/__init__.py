@@ -1,1 +1,36 @@
-"""The scoring server."""
+"""The scoring server: MLflow's scoring protocol on Starlette + uvicorn.
+
+:func:`serve` serves a model in its rebuilt environment (``envkit serve``);
+:func:`create_app` is the ASGI application for a loaded model; :func:`run_server` serves in
+this interpreter. starlette and uvicorn (the ``serve`` extra) are imported only when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from envkit.serving.app import create_app, predictions_to_json
+    from envkit.serving.launch import serve
+    from envkit.serving.server import run_server
+
+__all__ = ["create_app", "predictions_to_json", "run_server", "serve"]
+
+_LAZY = {
+    "create_app": "envkit.serving.app",
+    "predictions_to_json": "envkit.serving.app",
+    "run_server": "envkit.serving.server",
+    "serve": "envkit.serving.launch",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'envkit.serving' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,84 @@
+"""``envkit serve MODEL``: serve the model over HTTP (MLflow's scoring protocol)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve the model over HTTP (POST /invocations, GET /ping, /health, /version)",
+        description=(
+            "Load the model once, in its rebuilt environment unless --env-manager local, and "
+            "serve MLflow's scoring protocol: POST /invocations with a JSON payload "
+            "(dataframe_split, dataframe_records, instances or inputs, with params) or text/csv "
+            'answers {"predictions": ...}; GET /ping, /health and /version. Bad requests get a '
+            '4xx and {"error_code": ..., "message": ...}; a model exception is a 500. Exit '
+            "codes: 0 stopped; 1 the model failed to load; 2 bad usage; 3 the environment "
+            "could not be built."
+        ),
+    )
+    parser.add_argument("model", metavar="MODEL", help="model directory or runs:/<run_id>/<name>")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    parser.add_argument("--port", "-p", type=int, default=5000, help="port (default 5000)")
+    parser.add_argument(
+        "--workers", "-w", type=int, default=1, help="server processes (each loads the model)"
+    )
+    parser.add_argument(
+        "--env-manager",
+        metavar="NAME",
+        default="uv",
+        help="where the server runs: uv (default) or virtualenv (the cached environment of the "
+        "model's requirements plus envkit[serve]), docker (the model's serving image, on the "
+        "host network), or local (this interpreter)",
+    )
+    parser.add_argument(
+        "--max-body-size",
+        metavar="SIZE",
+        default="50MB",
+        help="largest request body accepted (413 above it), e.g. 512k, 50MB (default 50MB)",
+    )
+    parser.add_argument("--access-log", action="store_true", help="log every request")
+    parser.add_argument("--python", metavar="X.Y", help="serve on this Python version")
+    parser.add_argument(
+        "--base-image",
+        metavar="IMAGE",
+        help="--env-manager docker: the Python base image (default python:<X.Y>-slim or "
+        "$ENVKIT_DOCKER_BASE_IMAGE)",
+    )
+    parser.add_argument(
+        "--ca-bundle",
+        metavar="FILE",
+        default="auto",
+        help="--env-manager docker: CA bundle for pip during the build (default: from "
+        "PIP_CERT/SSL_CERT_FILE; 'none' for none)",
+    )
+    parser.add_argument(
+        "--no-cache", action="store_true", help="build a throw-away environment (uv, virtualenv)"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from envkit.cli._sandbox_options import progress_display
+    from envkit.serving.launch import prepare_server
+    from envkit.serving.server import parse_size
+
+    with progress_display(True) as progress:  # the spinner ends before the server prints
+        server = prepare_server(
+            args.model,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            env_manager=args.env_manager,
+            max_body_bytes=parse_size(args.max_body_size),
+            access_log=args.access_log,
+            python=args.python,
+            base_image=args.base_image,
+            ca_bundle=args.ca_bundle,
+            use_cache=not args.no_cache,
+            progress=progress,
+        )
+    return server.run()

@@ -1,0 +1,626 @@
+"""Docker images for a model: a build context (Dockerfile + requirements + model), built with
+the ``docker`` CLI.
+
+The Dockerfile (template ``docker/templates/Dockerfile.in``) has two stages: ``env`` (a Python
+base image, a virtualenv, a non-root user, the model's requirements plus ``envkit[serve]``)
+and ``model`` (``env`` + the model + the scoring server as entrypoint). ``envkit validate
+--env-manager docker`` builds ``env`` and mounts the model; ``envkit build-docker`` builds
+``model``. Both write the ``env`` stage identically, so they share its layers: validating a
+model warms the cache of the image that will serve it.
+
+Only classic-builder syntax is used (no ``RUN --mount``, heredocs or secrets). The install
+step runs with ``--network host`` (it needs PyPI; nothing else runs with the network). A CA
+bundle (``--ca-bundle``; by default the one ``ENVKIT_DOCKER_CA_BUNDLE``, ``PIP_CERT``,
+``SSL_CERT_FILE`` or ``REQUESTS_CA_BUNDLE`` names) is copied into the build so that pip works
+behind a TLS-intercepting proxy; it is used by the install step only, not trusted at run time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import string
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from envkit._subprocess import Outcome, run
+from envkit._version import __version__
+from envkit.errors import BackendUnavailableError, EnvironmentBuildError, UsageError
+
+if TYPE_CHECKING:
+    from envkit.sandbox.backends.base import InstallPlan
+    from envkit.sandbox.spec import EnvSpec
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "BuildContext",
+    "ImageBuild",
+    "build_image",
+    "default_base_image",
+    "engine_unavailable_reason",
+    "generate_dockerfile",
+]
+
+ENV_BASE_IMAGE = "ENVKIT_DOCKER_BASE_IMAGE"
+ENV_CA_BUNDLE = "ENVKIT_DOCKER_CA_BUNDLE"
+ENV_DOCKER = "ENVKIT_DOCKER"  # the docker executable (default: docker on PATH)
+CA_BUNDLE_SOURCES = (ENV_CA_BUNDLE, "PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+
+CONTAINER_UID = 10001
+CONTAINER_BUILD_DIR = "/opt/envkit/build"
+CONTAINER_VENV = "/opt/envkit/venv"
+CONTAINER_PYTHON = f"{CONTAINER_VENV}/bin/python"
+CONTAINER_MODEL_DIR = "/opt/ml/model"
+CONTAINER_PORT = 8080
+BUILD_DIR = "envkit-build"
+MODEL_DIR = "model"
+TEMPLATE_NAME = "Dockerfile.in"
+
+LABEL_SPEC_KEY = "org.envkit.spec-key"
+LABEL_BASE_IMAGE = "org.envkit.base-image"
+LABEL_VERSION = "org.envkit.version"
+
+DEFAULT_BUILD_TIMEOUT = 1800.0
+
+
+# --- the engine ----------------------------------------------------------------------------------
+
+
+def docker_executable() -> str | None:
+    """The docker CLI: ``$ENVKIT_DOCKER``, else ``docker`` on PATH."""
+    configured = os.environ.get(ENV_DOCKER)
+    if configured:
+        return configured if os.path.isfile(configured) else shutil.which(configured)
+    return shutil.which("docker")
+
+
+def docker(argv: Sequence[str], *, timeout: float | None = 60, input: str | None = None) -> Outcome:
+    """Run ``docker ARGV`` (the engine is whatever DOCKER_HOST / the CLI's context names)."""
+    executable = docker_executable()
+    if executable is None:
+        raise BackendUnavailableError(
+            "the docker CLI is not installed (no docker on PATH)",
+            reasons={"docker": "the docker CLI is not installed (no docker on PATH)"},
+        )
+    return run([executable, *argv], timeout=timeout, input=input)
+
+
+def engine_unavailable_reason() -> str | None:
+    """Why no Docker engine can be used from here (``None`` when one answers)."""
+    if docker_executable() is None:
+        return "the docker CLI is not installed (no docker on PATH; set ENVKIT_DOCKER)"
+    try:
+        outcome = docker(["version", "--format", "{{.Server.Version}}"], timeout=30)
+    except OSError as exc:
+        return f"the docker CLI cannot be run: {exc}"
+    if outcome.timed_out:
+        return "the Docker engine did not answer within 30s"
+    if not outcome.ok or not outcome.stdout.strip():
+        from envkit._subprocess import last_error_line
+
+        why = last_error_line(outcome.stderr) or last_error_line(outcome.stdout) or "no answer"
+        return f"the Docker engine is not reachable: {why}"
+    return None
+
+
+def engine_version() -> str:
+    outcome = docker(["version", "--format", "{{.Server.Version}}"], timeout=30)
+    return outcome.stdout.strip() if outcome.ok else "?"
+
+
+def require_engine() -> None:
+    """Raise :class:`BackendUnavailableError` (exit 3) when no engine answers."""
+    reason = engine_unavailable_reason()
+    if reason is not None:
+        raise BackendUnavailableError(f"cannot use Docker: {reason}", reasons={"docker": reason})
+
+
+def image_inspect(ref: str) -> dict[str, Any] | None:
+    """``docker image inspect REF`` as a dict, ``None`` when there is no such image."""
+    import json
+
+    outcome = docker(["image", "inspect", ref], timeout=60)
+    if not outcome.ok:
+        return None
+    try:
+        data = json.loads(outcome.stdout)
+    except ValueError:
+        return None
+    return data[0] if isinstance(data, list) and data else None
+
+
+def find_images(labels: Mapping[str, str]) -> list[str]:
+    """IDs of images that carry all of ``labels``."""
+    argv = ["images", "--quiet", "--no-trunc"]
+    for key, value in labels.items():
+        argv += ["--filter", f"label={key}={value}"]
+    outcome = docker(argv, timeout=60)
+    if not outcome.ok:
+        return []
+    return [line.strip() for line in outcome.stdout.splitlines() if line.strip()]
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+
+def python_minor(version: str) -> str:
+    parts = str(version).strip().split(".")
+    if len(parts) < 2 or not all(p.isdigit() for p in parts[:2]):
+        raise UsageError(f"cannot tell the Python minor version of {version!r}")
+    return f"{parts[0]}.{parts[1]}"
+
+
+def default_base_image(python: str, base_image: str | None = None) -> str:
+    """``base_image``, else ``$ENVKIT_DOCKER_BASE_IMAGE``, else ``python:<X.Y>-slim``."""
+    chosen = base_image or os.environ.get(ENV_BASE_IMAGE)
+    if chosen:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/:@-]*", chosen):
+            raise UsageError(f"invalid base image reference {chosen!r}")
+        return chosen
+    return f"python:{python_minor(python)}-slim"
+
+
+def resolve_ca_bundle(ca_bundle: str | os.PathLike[str] | None = "auto") -> Path | None:
+    """The CA bundle to build with: a path, ``none``, or ``auto`` (from the environment)."""
+    if ca_bundle is None or str(ca_bundle) == "auto":
+        for name in CA_BUNDLE_SOURCES:
+            value = os.environ.get(name)
+            if value and os.path.isfile(value):
+                return Path(value).absolute()
+        return None
+    if str(ca_bundle).lower() == "none":
+        return None
+    path = Path(ca_bundle).expanduser().absolute()
+    if not path.is_file():
+        raise UsageError(f"--ca-bundle {ca_bundle}: no such file")
+    return path
+
+
+# --- the build context --------------------------------------------------------------------------
+
+
+@dataclass
+class BuildContext:
+    """A directory ``docker build`` can build: Dockerfile, envkit-build/, model/."""
+
+    directory: Path
+    base_image: str
+    python: str
+    requirements: list[str]
+    env_vars: list[str] = field(default_factory=list)
+    ca_bundle: Path | None = None
+    has_model: bool = True
+
+    @property
+    def dockerfile(self) -> Path:
+        return self.directory / "Dockerfile"
+
+
+def template_path() -> Path:
+    """The Dockerfile template: shipped in the wheel, or ``docker/templates`` of a checkout."""
+    package = Path(__file__).resolve().parent
+    for candidate in (
+        package / "_docker_templates" / TEMPLATE_NAME,
+        package.parent / "docker" / "templates" / TEMPLATE_NAME,
+    ):
+        if candidate.is_file():
+            return candidate
+    raise EnvironmentBuildError(
+        f"the Dockerfile template {TEMPLATE_NAME} is missing from this envkit installation"
+    )
+
+
+def _rewrite_requirements(
+    lines: Sequence[str], wheels_dir: Path, container_dir: str
+) -> tuple[list[str], list[str]]:
+    """(the model's requirements, envkit's) for inside the image: local ``file://`` wheels are
+    copied into ``wheels_dir`` and pointed at ``container_dir``; envkit gets its ``serve``
+    extra and goes into a list of its own (its own layer)."""
+    from urllib.parse import unquote, urlparse
+    from urllib.request import url2pathname
+
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    options: list[str] = []
+    model: list[str] = []
+    envkit: list[str] = []
+    for line in lines:
+        if line.startswith("-"):
+            options.append(line)
+            continue
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            model.append(line)
+            continue
+        is_envkit = canonicalize_name(req.name) == "envkit"
+        extras = set(req.extras) | ({"serve"} if is_envkit else set())
+        url = req.url
+        if url and url.startswith("file:"):
+            source = Path(url2pathname(unquote(urlparse(url).path)))
+            if not source.is_file():
+                raise EnvironmentBuildError(f"the requirement {line!r} names a missing file")
+            wheels_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, wheels_dir / source.name)
+            url = f"file://{container_dir}/{source.name}"
+        text = str(canonicalize_name(req.name))
+        if extras:
+            text += "[" + ",".join(sorted(extras)) + "]"
+        text += f" @ {url}" if url else str(req.specifier)
+        if req.marker is not None:
+            text += ("; " if not url else " ; ") + str(req.marker)
+        (envkit if is_envkit else model).append(text)
+    return options + sorted(model), sorted(envkit)
+
+
+def _copy_model(model_dir: Path, target: Path) -> None:
+    """Copy the model with world-readable modes (the image runs it as a non-root user)."""
+    shutil.copytree(model_dir, target, symlinks=False)
+    for dirpath, _dirnames, filenames in os.walk(target):
+        os.chmod(dirpath, 0o755)
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            os.chmod(path, 0o755 if os.access(path, os.X_OK) else 0o644)
+
+
+def write_context(
+    directory: Path,
+    *,
+    plan: InstallPlan,
+    python: str,
+    base_image: str,
+    ca_bundle: Path | None,
+    model_dir: Path | None = None,
+    env_vars: Sequence[str] = (),
+    labels: Mapping[str, str] | None = None,
+) -> BuildContext:
+    """Write a build context into the empty (or new) ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    model_env = directory / BUILD_DIR / "model-env"
+    envkit_dir = directory / BUILD_DIR / "envkit"
+    model_env.mkdir(parents=True)
+    envkit_dir.mkdir(parents=True)
+    model_reqs, envkit_reqs = _rewrite_requirements(
+        plan.requirements, model_env / "wheels", f"{CONTAINER_BUILD_DIR}/model-env/wheels"
+    )
+    # The envkit wheel sits beside its requirement file, outside the model-env layer.
+    envkit_reqs = [
+        r.replace(f"{CONTAINER_BUILD_DIR}/model-env/wheels/", f"{CONTAINER_BUILD_DIR}/envkit/")
+        for r in envkit_reqs
+    ]
+    for wheel in sorted((model_env / "wheels").glob("envkit-*.whl")):
+        os.replace(wheel, envkit_dir / wheel.name)
+    if (model_env / "wheels").is_dir() and not any((model_env / "wheels").iterdir()):
+        (model_env / "wheels").rmdir()
+    if not envkit_reqs:
+        envkit_reqs = [f"envkit[serve]=={__version__}"]
+    (model_env / "requirements.txt").write_text(
+        "".join(f"{r}\n" for r in model_reqs), encoding="utf-8"
+    )
+    (envkit_dir / "requirements.txt").write_text("\n".join(envkit_reqs) + "\n", encoding="utf-8")
+
+    prefix: list[str] = []
+    if ca_bundle is not None:
+        shutil.copyfile(ca_bundle, model_env / "ca-bundle.crt")
+        bundle = f"{CONTAINER_BUILD_DIR}/model-env/ca-bundle.crt"
+        prefix.append(
+            f"export PIP_CERT={bundle} SSL_CERT_FILE={bundle} REQUESTS_CA_BUNDLE={bundle}"
+        )
+    pip = "python -m pip install --no-input"
+    constraints = ""
+    if plan.constraints:
+        (model_env / "constraints.txt").write_text(
+            "\n".join(plan.constraints) + "\n", encoding="utf-8"
+        )
+        constraints = f" -c {CONTAINER_BUILD_DIR}/model-env/constraints.txt"
+    model_commands = list(prefix)
+    if plan.build_dependencies:
+        (model_env / "build-requirements.txt").write_text(
+            "\n".join(plan.build_dependencies) + "\n", encoding="utf-8"
+        )
+        model_commands.append(f"{pip} -r {CONTAINER_BUILD_DIR}/model-env/build-requirements.txt")
+    model_file = f"-r {CONTAINER_BUILD_DIR}/model-env/requirements.txt"
+    if any(not r.startswith("-") for r in model_reqs):
+        model_commands.append(f"{pip} {model_file}{constraints}")
+    if not model_commands:
+        model_commands.append("echo 'the model lists no requirements besides envkit'")
+    envkit_commands = [
+        *prefix,
+        f"{pip} {model_file} -r {CONTAINER_BUILD_DIR}/envkit/requirements.txt{constraints}",
+    ]
+    requirements = model_reqs + envkit_reqs
+
+    model_name = model_dir.name if model_dir is not None else "(none: the env stage only)"
+    env_doc = ""
+    names = sorted(set(env_vars))
+    if names:
+        env_doc = (
+            "# Environment variables the model reads at inference (recorded by name in\n"
+            "# environment_variables.txt). Set them when you run the image, never here:\n"
+            + "".join(f"#   ENV {name}\n" for name in names)
+            + f"#   docker run {' '.join(f'-e {n}' for n in names)} ...\n"
+            + f'LABEL org.envkit.expected-env="{",".join(names)}"\n'
+        )
+    extra_labels = "".join(
+        f' \\\n      {key}="{_label_value(value)}"' for key, value in sorted((labels or {}).items())
+    )
+    text = string.Template(template_path().read_text(encoding="utf-8")).substitute(
+        envkit_version=__version__,
+        model_name=_label_value(model_name),
+        base_image=base_image,
+        python_minor=python_minor(python),
+        uid=CONTAINER_UID,
+        install_model_env=" \\\n && ".join(model_commands),
+        install_envkit=" \\\n && ".join(envkit_commands),
+        env_vars_doc=env_doc,
+        model_labels=extra_labels,
+    )
+    (directory / "Dockerfile").write_text(text, encoding="utf-8")
+    (directory / ".dockerignore").write_text("Dockerfile\n.dockerignore\n", encoding="utf-8")
+    if model_dir is not None:
+        _copy_model(model_dir, directory / MODEL_DIR)
+    return BuildContext(
+        directory=directory,
+        base_image=base_image,
+        python=python,
+        requirements=requirements,
+        env_vars=names,
+        ca_bundle=ca_bundle,
+        has_model=model_dir is not None,
+    )
+
+
+def _label_value(value: str) -> str:
+    return re.sub(r'["\\\n$`]', "_", value)
+
+
+def model_install_plan(
+    model_dir: Path, *, python: str | None = None
+) -> tuple[EnvSpec, InstallPlan]:
+    """The model's environment spec and what the image installs: its requirements plus
+    ``envkit[serve]`` from a wheel of the running envkit (envkit is not on any index)."""
+    from envkit.models.model import MLMODEL_FILE_NAME, Model
+    from envkit.sandbox.backends.base import install_plan
+    from envkit.sandbox.cache import EnvCache
+    from envkit.sandbox.selfwheel import build_self_wheel
+    from envkit.sandbox.spec import apply_overrides, read_env_spec
+
+    model = Model._read(model_dir / MLMODEL_FILE_NAME)
+    conf = model.flavors.get("python_function")
+    if conf is None:
+        have = ", ".join(sorted(model.flavors)) or "none"
+        raise UsageError(
+            f"the model has no python_function flavor (its flavors: {have}); the scoring "
+            "server serves models it can load as a pyfunc"
+        )
+    spec = read_env_spec(
+        model_dir,
+        env_manager="docker",
+        flavor_env=conf.get("env") if isinstance(conf.get("env"), dict) else None,
+        python_version_hint=conf.get("python_version"),
+    )
+    if python:
+        spec = spec.resolved(python=python)
+    from dataclasses import replace
+
+    wheel = build_self_wheel(EnvCache().root)
+    requirements = apply_overrides(spec.requirements, [f"envkit[serve]=={wheel.version}"])
+    spec = replace(spec, requirements=requirements.requirements).resolved(runner=wheel.runner_id)
+    return spec, install_plan(spec, wheel)
+
+
+def _prepare_model(model_uri: str | os.PathLike[str]) -> Path:
+    from envkit.models.uri import resolve_model_uri
+
+    return resolve_model_uri(model_uri)
+
+
+def generate_dockerfile(
+    model_uri: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    base_image: str | None = None,
+    ca_bundle: str | os.PathLike[str] | None = "auto",
+    python: str | None = None,
+) -> BuildContext:
+    """Write a build context for the model's serving image into ``output_dir`` (new or empty):
+    ``Dockerfile``, ``envkit-build/`` (requirements, wheels, CA bundle) and ``model/``."""
+    from envkit.deps.envvars import read_env_vars_file
+
+    model_dir = _prepare_model(model_uri)
+    out = Path(output_dir).expanduser().absolute()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"{output_dir} exists and is not an empty directory")
+    spec, plan = model_install_plan(model_dir, python=python)
+    return write_context(
+        out,
+        plan=plan,
+        python=spec.python,
+        base_image=default_base_image(spec.python, base_image),
+        ca_bundle=resolve_ca_bundle(ca_bundle),
+        model_dir=model_dir,
+        env_vars=read_env_vars_file(model_dir),
+        labels={LABEL_VERSION: __version__},
+    )
+
+
+# --- building ------------------------------------------------------------------------------------
+
+
+@dataclass
+class ImageBuild:
+    """A built image: its tag and ID, size, how long the build took and what it reused."""
+
+    tag: str
+    image_id: str
+    size_bytes: int
+    duration: float
+    base_image: str
+    python: str
+    steps: int = 0
+    cached_steps: int = 0
+    log: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tag": self.tag,
+            "image_id": self.image_id,
+            "size_bytes": self.size_bytes,
+            "duration": round(self.duration, 3),
+            "base_image": self.base_image,
+            "python": self.python,
+            "steps": self.steps,
+            "cached_steps": self.cached_steps,
+        }
+
+
+_MISSING_BASE = re.compile(
+    r"(pull access denied|repository does not exist|not found: manifest unknown|"
+    r"manifest for .* not found|no such host|dial tcp|lookup .* on|TLS handshake timeout|"
+    r"i/o timeout|connection refused)",
+    re.IGNORECASE,
+)
+
+
+def docker_build(
+    context: BuildContext,
+    tag: str,
+    *,
+    target: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    no_cache: bool = False,
+    timeout: float | None = DEFAULT_BUILD_TIMEOUT,
+) -> Outcome:
+    """``docker build --network host`` the context; a failure raises EnvironmentBuildError."""
+    argv = ["build", "--network", "host", "--tag", tag]
+    if target:
+        argv += ["--target", target]
+    if no_cache:
+        argv.append("--no-cache")
+    for key, value in sorted((labels or {}).items()):
+        argv += ["--label", f"{key}={value}"]
+    argv.append(str(context.directory))
+    outcome = docker(argv, timeout=timeout)
+    if outcome.ok:
+        return outcome
+    text = outcome.stdout + "\n" + outcome.stderr
+    for line in text.splitlines():
+        if line.strip().startswith("envkit:"):
+            raise EnvironmentBuildError(
+                f"the image cannot be built: {line.strip()[len('envkit:') :].strip()} "
+                f"(base image {context.base_image}; set it with --base-image or "
+                f"{ENV_BASE_IMAGE})",
+                detail=_tail(text),
+            )
+    if outcome.timed_out:
+        raise EnvironmentBuildError(
+            f"docker build timed out after {outcome.duration:.0f}s", detail=_tail(text)
+        )
+    from envkit._subprocess import last_error_line
+
+    last = last_error_line(outcome.stderr) or last_error_line(outcome.stdout)
+    if ("Step 1/" in outcome.stdout and "Step 2/" not in outcome.stdout) or _MISSING_BASE.search(
+        outcome.stderr
+    ):
+        raise EnvironmentBuildError(
+            f"the base image {context.base_image} cannot be had: {last}; pull or build it "
+            f"(docker/build-base-image.sh builds one without a registry) and pass it with "
+            f"--base-image or {ENV_BASE_IMAGE}",
+            detail=_tail(text),
+        )
+    raise EnvironmentBuildError(
+        f"docker build failed: {last}; check the model's requirements (the install step's "
+        "output is in --verbose)",
+        detail=_tail(text),
+    )
+
+
+def _tail(text: str, lines: int = 40) -> str:
+    from envkit.errors import tail
+
+    return tail(text, lines)
+
+
+def image_python(ref: str) -> str:
+    """The Python version of the image's virtualenv."""
+    outcome = docker(
+        [
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            CONTAINER_PYTHON,
+            ref,
+            "-c",
+            "import platform; print(platform.python_version())",
+        ],
+        timeout=120,
+    )
+    return outcome.stdout.strip() if outcome.ok else ""
+
+
+def build_image(
+    model_uri: str | os.PathLike[str],
+    tag: str,
+    *,
+    base_image: str | None = None,
+    ca_bundle: str | os.PathLike[str] | None = "auto",
+    python: str | None = None,
+    no_cache: bool = False,
+    timeout: float | None = DEFAULT_BUILD_TIMEOUT,
+    progress: Callable[[str, str], None] | None = None,
+) -> ImageBuild:
+    """Build the model's serving image ``tag`` (the ``model`` stage of the Dockerfile)."""
+    from envkit.deps.envvars import read_env_vars_file
+
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._/:@-]*", tag or ""):
+        raise UsageError(f"invalid image tag {tag!r} (lower-case name[:tag])")
+    model_dir = _prepare_model(model_uri)
+    require_engine()
+    notify = progress or (lambda _event, _message: None)
+    spec, plan = model_install_plan(model_dir, python=python)
+    base = default_base_image(spec.python, base_image)
+    with tempfile.TemporaryDirectory(prefix="envkit-docker-") as tmp:
+        context = write_context(
+            Path(tmp) / "context",
+            plan=plan,
+            python=spec.python,
+            base_image=base,
+            ca_bundle=resolve_ca_bundle(ca_bundle),
+            model_dir=model_dir,
+            env_vars=read_env_vars_file(model_dir),
+            labels={LABEL_VERSION: __version__},
+        )
+        notify("build", f"docker build {tag} (base {base})")
+        start = time.perf_counter()
+        outcome = docker_build(context, tag, no_cache=no_cache, timeout=timeout)
+        duration = time.perf_counter() - start
+    info = image_inspect(tag) or {}
+    steps, cached = count_steps(outcome.stdout)
+    return ImageBuild(
+        tag=tag,
+        image_id=str(info.get("Id", "")),
+        size_bytes=int(info.get("Size") or 0),
+        duration=duration,
+        base_image=base,
+        python=image_python(tag),
+        steps=steps,
+        cached_steps=cached,
+        log=outcome.stdout,
+    )
+
+
+def count_steps(log: str) -> tuple[int, int]:
+    """(steps, steps taken from the cache) in a classic builder's output."""
+    steps = len(re.findall(r"^Step \d+/\d+ :", log, re.MULTILINE))
+    cached = len(re.findall(r"^ ---> Using cache", log, re.MULTILINE))
+    return steps, cached

@@ -1,0 +1,286 @@
+"""The ``docker`` backend: the model's environment is a Docker image; the model runs in a
+locked-down container.
+
+The image is the ``env`` stage of the Dockerfile ``envkit build-docker`` builds (same layers:
+validating warms the cache of the serving image). It is labelled with the spec's cache key
+and reused by that label, even when the environment cache was emptied. The cache entry holds
+``image.json`` (image ID, tag, base image); the entry is stale when its image is gone or was
+built from another base image than the one configured now.
+
+The model runs with ``--network none``, a read-only root (``/tmp`` is a tmpfs), a non-root
+user, all capabilities dropped, and memory/CPU/PID limits. The paths the run needs are
+bind-mounted at the same place: model directories (those with an ``MLmodel``) and files
+read-only, other directories (the runner's work directory) read-write.
+
+Configuration (environment variables, since ``envkit validate`` has no docker flags):
+``ENVKIT_DOCKER_BASE_IMAGE`` (default ``python:<X.Y>-slim``), ``ENVKIT_DOCKER_CA_BUNDLE``
+(default: ``PIP_CERT``/``SSL_CERT_FILE``/``REQUESTS_CA_BUNDLE``; ``none`` to disable),
+``ENVKIT_DOCKER_MEMORY`` (default ``2g``), ``ENVKIT_DOCKER_CPUS`` (default ``1``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from envkit._subprocess import Outcome
+from envkit.errors import EnvironmentBuildError
+from envkit.sandbox.backends.base import Backend, Environment, InstallPlan
+from envkit.sandbox.cache import BuildInfo
+
+if TYPE_CHECKING:
+    from envkit.sandbox.interpreters import Interpreter
+    from envkit.sandbox.spec import EnvSpec
+
+IMAGE_RECORD = "image.json"
+IMAGE_REPOSITORY = "envkit-env"
+ENV_MEMORY = "ENVKIT_DOCKER_MEMORY"
+ENV_CPUS = "ENVKIT_DOCKER_CPUS"
+DEFAULT_MEMORY = "2g"
+DEFAULT_CPUS = "1"
+PIDS_LIMIT = 512
+
+
+class DockerBackend(Backend):
+    name = "docker"
+    description = "a Docker image built from the model's requirements; runs without network"
+    needs_interpreter = False  # the base image brings Python
+    cacheable = True
+    isolated = True
+
+    def __init__(self) -> None:
+        self._reason: str | None = None
+        self._checked = False
+
+    def unavailable_reason(self) -> str | None:
+        if not self._checked:
+            from envkit.docker_build import engine_unavailable_reason
+
+            self._reason = engine_unavailable_reason()
+            self._checked = True
+        return self._reason
+
+    def tool_versions(self) -> dict[str, str]:
+        from envkit.docker_build import engine_version
+
+        return {"docker": engine_version()}
+
+    # -- building --------------------------------------------------------------------------------
+
+    def create(
+        self,
+        spec: EnvSpec,
+        target: Path,
+        *,
+        interpreter: Interpreter | None,
+        plan: InstallPlan,
+        timeout: float | None = None,
+    ) -> BuildInfo:
+        import tempfile
+
+        from envkit import docker_build as db
+
+        base = db.default_base_image(spec.python)
+        labels = {db.LABEL_SPEC_KEY: spec.key, db.LABEL_BASE_IMAGE: base}
+        tag = f"{IMAGE_REPOSITORY}:{spec.key}"
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        existing = db.find_images(labels)
+        reused = bool(existing)
+        if reused:
+            image_id = existing[0]
+            db.docker(["tag", image_id, tag]).check(f"tagging image {image_id[:19]}")
+        else:
+            with tempfile.TemporaryDirectory(prefix="envkit-docker-") as tmp:
+                context = db.write_context(
+                    Path(tmp) / "context",
+                    plan=plan,
+                    python=spec.python,
+                    base_image=base,
+                    ca_bundle=db.resolve_ca_bundle(os.environ.get(db.ENV_CA_BUNDLE) or "auto"),
+                )
+                db.docker_build(
+                    context,
+                    tag,
+                    target="env",
+                    labels={**labels, db.LABEL_VERSION: spec.runner},
+                    timeout=timeout,
+                )
+            info = db.image_inspect(tag)
+            if info is None:
+                raise EnvironmentBuildError(f"docker build reported success but {tag} is missing")
+            image_id = str(info["Id"])
+        timings["install"] = time.perf_counter() - start
+        python = db.image_python(image_id)
+        record = {
+            "image": image_id,
+            "tag": tag,
+            "base_image": base,
+            "python": spec.python,
+            "reused": reused,
+        }
+        (target / IMAGE_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        return BuildInfo(
+            python=python or spec.python,
+            python_path=db.CONTAINER_PYTHON,
+            tools=self.tool_versions(),
+            timings=timings,
+            extra={"image": tag, "image_id": image_id, "base_image": base, "reused": reused},
+        )
+
+    def open(self, path: Path) -> Environment:
+        from envkit.docker_build import CONTAINER_PYTHON
+
+        record: dict[str, object] = {}
+        with contextlib.suppress(OSError, ValueError):
+            record = json.loads((path / IMAGE_RECORD).read_text(encoding="utf-8"))
+        return Environment(
+            path=path,
+            python=Path(CONTAINER_PYTHON),
+            backend=self.name,
+            python_flags=("-I",),
+            isolated=True,
+            extra=dict(record),
+        )
+
+    def check(self, env: Environment) -> str | None:
+        from envkit import docker_build as db
+
+        image = str(env.extra.get("image") or "")
+        if not image:
+            return "it has no image record"
+        if db.image_inspect(image) is None:
+            return f"its image {env.extra.get('tag', image)} no longer exists"
+        recorded = str(env.extra.get("base_image") or "")
+        python = str(env.extra.get("python") or "")
+        if recorded and python:
+            wanted = db.default_base_image(python)
+            if wanted != recorded:
+                return f"it was built from {recorded}, and the base image is now {wanted}"
+        return None
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def run(
+        self,
+        env: Environment,
+        argv: Sequence[str],
+        *,
+        cwd: Path | None = None,
+        timeout: float | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        paths: Sequence[Path] = (),
+    ) -> Outcome:
+        from envkit import docker_build as db
+        from envkit._subprocess import run
+
+        command = list(argv)
+        if command and command[0] == "python":
+            command = [str(env.python), *env.python_flags, *command[1:]]
+        name = f"envkit-run-{uuid.uuid4().hex[:12]}"
+        writable = [Path(p).absolute() for p in paths if _writable(Path(p))]
+        if cwd is not None and Path(cwd).absolute() not in writable and Path(cwd).is_dir():
+            writable.append(Path(cwd).absolute())
+        user = _container_user()
+        args = [
+            "run",
+            "--rm",
+            "--name",
+            name,
+            "--network",
+            "none",
+            "--read-only",
+            "--tmpfs",
+            "/tmp:rw,nosuid,nodev,size=512m",
+            "--user",
+            user,
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "--memory",
+            os.environ.get(ENV_MEMORY) or DEFAULT_MEMORY,
+            "--cpus",
+            os.environ.get(ENV_CPUS) or DEFAULT_CPUS,
+            "--pids-limit",
+            str(PIDS_LIMIT),
+            "--env",
+            "PYTHONNOUSERSITE=1",
+            "--env",
+            "PYTHONIOENCODING=utf-8",
+            "--env",
+            "HOME=/tmp",
+        ]
+        for path in _unique(Path(p).absolute() for p in paths):
+            mode = "rw" if path in writable else "ro"
+            args += ["--volume", f"{path}:{path}:{mode}"]
+        for path in writable:
+            if path not in [Path(p).absolute() for p in paths]:
+                args += ["--volume", f"{path}:{path}:rw"]
+        if cwd is not None:
+            args += ["--workdir", str(Path(cwd).absolute())]
+        # Values are handed to the docker client through its environment, never on argv.
+        child_env = dict(os.environ)
+        for key, value in (extra_env or {}).items():
+            args += ["--env", key]
+            child_env[key] = value
+        image = str(env.extra.get("image") or env.extra.get("tag"))
+        args += [image, *command]
+        executable = db.docker_executable() or "docker"
+        with _owned_by_container(writable, user):
+            try:
+                outcome = run(
+                    [executable, *args], env=child_env if extra_env else None, timeout=timeout
+                )
+            finally:
+                # A timed-out or interrupted client leaves its container running: remove it.
+                run([executable, "rm", "--force", name], timeout=60)
+        return outcome
+
+
+def _writable(path: Path) -> bool:
+    """Directories the run may write to: every mounted directory that is not a model."""
+    return path.is_dir() and not (path / "MLmodel").exists()
+
+
+def _unique(paths: Iterator[Path]) -> list[Path]:
+    seen: list[Path] = []
+    for path in paths:
+        if path not in seen:
+            seen.append(path)
+    return seen
+
+
+def _container_user() -> str:
+    """This user when it is not root; else the image's non-root user."""
+    from envkit.docker_build import CONTAINER_UID
+
+    if hasattr(os, "geteuid") and os.geteuid() != 0:
+        return f"{os.geteuid()}:{os.getegid()}"
+    return f"{CONTAINER_UID}:{CONTAINER_UID}"
+
+
+@contextlib.contextmanager
+def _owned_by_container(paths: Sequence[Path], user: str) -> Iterator[None]:
+    """As root, hand the writable directories to the container's user for the run."""
+    if not (hasattr(os, "geteuid") and os.geteuid() == 0) or user.startswith("0:"):
+        yield
+        return
+    uid, gid = (int(part) for part in user.split(":"))
+    previous = []
+    for path in paths:
+        stat = path.stat()
+        previous.append((path, stat.st_uid, stat.st_gid))
+        os.chown(path, uid, gid)
+    try:
+        yield
+    finally:
+        for path, old_uid, old_gid in previous:
+            with contextlib.suppress(OSError):
+                os.chown(path, old_uid, old_gid)

@@ -1,0 +1,259 @@
+"""The scoring server's ASGI application (Starlette): MLflow's scoring protocol.
+
+Routes: ``GET /ping`` and ``GET /health`` (200 while the model is loaded), ``GET /version``
+(the envkit version, as text), ``POST /invocations`` (a JSON payload with one of
+``dataframe_split``, ``dataframe_records``, ``instances``, ``inputs`` and optional ``params``,
+or ``text/csv``) answered with ``{"predictions": ...}``.
+
+Every failure of a request is a JSON body ``{"error_code": ..., "message": ...}``: 400 for a
+payload that cannot be read or does not match the signature, 413 for a body over the limit,
+415 for an unsupported content type, 500 when the model raises. The process keeps serving.
+Payloads are parsed by :func:`envkit.models.serving_input.parse_serving_input`, the parser
+``envkit validate --input`` and :func:`envkit.models.validate_serving_input` use.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from envkit._version import __version__
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "ScoringError", "create_app", "predictions_to_json"]
+
+DEFAULT_MAX_BODY_BYTES = 50 * 1024 * 1024
+
+# MLflow's error codes (databricks_pb2.ErrorCode names), so that MLflow clients understand them.
+BAD_REQUEST = "BAD_REQUEST"
+INVALID_PARAMETER_VALUE = "INVALID_PARAMETER_VALUE"
+MALFORMED_REQUEST = "MALFORMED_REQUEST"
+REQUEST_LIMIT_EXCEEDED = "REQUEST_LIMIT_EXCEEDED"
+ENDPOINT_NOT_FOUND = "ENDPOINT_NOT_FOUND"
+INTERNAL_ERROR = "INTERNAL_ERROR"
+
+_SUPPORTED_MIME = ("application/json", "text/csv", "application/vnd.apache.parquet")
+
+
+class ScoringError(Exception):
+    """A request that gets an error response: HTTP status, MLflow error code, message."""
+
+    def __init__(self, status: int, error_code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_code = error_code
+        self.message = message
+
+
+def predictions_to_json(predictions: Any) -> str:
+    """The response body ``{"predictions": ...}`` for what ``predict`` returned."""
+    if type(predictions).__module__ == "numpy" and hasattr(predictions, "tolist"):
+        data = predictions.tolist()  # the common case, without a detour through to_jsonable
+    else:
+        from envkit.sandbox.runner import to_jsonable
+
+        data = to_jsonable(predictions)
+    return json.dumps({"predictions": data}, default=str)
+
+
+def _error_body(error_code: str, message: str) -> bytes:
+    return json.dumps({"error_code": error_code, "message": message}).encode("utf-8")
+
+
+class _Scorer:
+    """The loaded model and what the request handler needs from it (one per process)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        meta = getattr(model, "metadata", None)
+        self.schema = _call_or_none(meta, "get_input_schema")
+        self.params_schema = _call_or_none(meta, "get_params_schema")
+        self.from_type_hint = bool(getattr(meta, "is_signature_from_type_hint", False))
+        # One prediction at a time per process: models are not promised to be thread-safe.
+        # Parallelism comes from --workers; /ping stays responsive while a prediction runs.
+        self.lock = threading.Lock()
+
+    def score(self, body: bytes, content_type: str) -> str:
+        from envkit.errors import (
+            EnvkitError,
+            SchemaEnforcementError,
+            ServingInputError,
+        )
+        from envkit.models.serving_input import parse_serving_input
+
+        with self.lock:
+            try:
+                data, params = parse_serving_input(
+                    body,
+                    content_type=content_type,
+                    schema=self.schema,
+                    params_schema=self.params_schema,
+                    signature_from_type_hint=self.from_type_hint,
+                )
+            except SchemaEnforcementError as exc:
+                raise ScoringError(400, INVALID_PARAMETER_VALUE, exc.message) from None
+            except ServingInputError as exc:
+                code = MALFORMED_REQUEST if "not valid JSON" in exc.message else BAD_REQUEST
+                raise ScoringError(400, code, exc.message) from None
+            except ImportError as exc:  # e.g. pandas missing from the model's environment
+                raise ScoringError(
+                    500,
+                    INTERNAL_ERROR,
+                    f"reading the payload needs a package this environment lacks: {exc}",
+                ) from None
+            try:
+                predictions = self.model.predict(data, params=params)
+            except SchemaEnforcementError as exc:
+                raise ScoringError(400, INVALID_PARAMETER_VALUE, exc.message) from None
+            except EnvkitError as exc:
+                raise ScoringError(500, INTERNAL_ERROR, exc.message) from None
+            except (Exception, SystemExit, KeyboardInterrupt) as exc:
+                # A request never takes the process down, even if the model calls sys.exit.
+                logger.exception("the model raised while predicting")
+                raise ScoringError(
+                    500,
+                    INTERNAL_ERROR,
+                    f"the model raised {type(exc).__name__} while predicting: {exc}",
+                ) from None
+        try:
+            return predictions_to_json(predictions)
+        except Exception as exc:
+            raise ScoringError(
+                500,
+                INTERNAL_ERROR,
+                f"the predictions ({type(predictions).__name__}) cannot be sent as JSON: {exc}",
+            ) from None
+
+
+def _call_or_none(obj: Any, name: str) -> Any:
+    method = getattr(obj, name, None)
+    if method is None:
+        return None
+    try:
+        return method()
+    except Exception:  # a malformed signature: serve without conversion, enforce at predict
+        logger.warning("the model's %s cannot be read; payloads are not converted", name)
+        return None
+
+
+def _content_type(request: Request) -> str:
+    """The request's content type; 415 for one the protocol does not know."""
+    header = request.headers.get("content-type") or "application/json"
+    mime = header.split(";", 1)[0].strip().lower()
+    if mime not in _SUPPORTED_MIME:
+        raise ScoringError(
+            415,
+            BAD_REQUEST,
+            f"unsupported content type {header!r}; send application/json (a payload with one "
+            "of dataframe_split, dataframe_records, instances, inputs) or text/csv",
+        )
+    return header
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refusing (413) one over ``limit`` bytes before reading all of it."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise ScoringError(400, BAD_REQUEST, f"invalid Content-Length {declared!r}") from None
+        if size > limit:
+            raise ScoringError(
+                413,
+                REQUEST_LIMIT_EXCEEDED,
+                f"the request body has {size} bytes, over this server's limit of {limit} "
+                "(raise it with --max-body-size)",
+            )
+    chunks = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise ScoringError(
+                413,
+                REQUEST_LIMIT_EXCEEDED,
+                f"the request body is over this server's limit of {limit} bytes (raise it with "
+                "--max-body-size)",
+            )
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body.strip():
+        raise ScoringError(
+            400,
+            BAD_REQUEST,
+            "the request body is empty; send a JSON payload such as "
+            '{"dataframe_split": {"columns": [...], "data": [[...]]}} or CSV',
+        )
+    return body
+
+
+def create_app(model: Any, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Starlette:
+    """The scoring server for a loaded pyfunc ``model`` (anything with ``predict``)."""
+    import anyio
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+    from starlette.responses import PlainTextResponse, Response
+    from starlette.routing import Route
+
+    if max_body_bytes <= 0:
+        raise ValueError("max_body_bytes must be positive")
+    scorer = _Scorer(model)
+
+    def json_response(body: bytes | str, status: int = 200) -> Response:
+        return Response(body, status_code=status, media_type="application/json")
+
+    async def ping(request: Request) -> Response:
+        return json_response("\n")
+
+    async def version(request: Request) -> Response:
+        return PlainTextResponse(__version__)
+
+    async def invocations(request: Request) -> Response:
+        try:
+            content_type = _content_type(request)
+            body = await _read_body(request, max_body_bytes)
+            result = await anyio.to_thread.run_sync(scorer.score, body, content_type)
+        except ScoringError as exc:
+            return json_response(_error_body(exc.error_code, exc.message), exc.status)
+        except Exception as exc:  # a bug of ours: still an answer, and the server goes on
+            logger.exception("unexpected error while scoring")
+            return json_response(
+                _error_body(INTERNAL_ERROR, f"unexpected {type(exc).__name__}: {exc}"), 500
+            )
+        return json_response(result)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 500)
+        if status == 404:
+            code, message = (
+                ENDPOINT_NOT_FOUND,
+                f"no endpoint {request.url.path}; use "
+                + ("POST /invocations, GET /ping, GET /health or GET /version"),
+            )
+        elif status == 405:
+            code, message = BAD_REQUEST, f"{request.method} is not allowed on {request.url.path}"
+        else:
+            code, message = BAD_REQUEST, str(getattr(exc, "detail", exc))
+        return json_response(_error_body(code, message), status)
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        return json_response(_error_body(INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"), 500)
+
+    return Starlette(
+        routes=[
+            Route("/ping", ping, methods=["GET"]),
+            Route("/health", ping, methods=["GET"]),
+            Route("/version", version, methods=["GET"]),
+            Route("/invocations", invocations, methods=["POST"]),
+        ],
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+    )

@@ -1,0 +1,186 @@
+"""Run the scoring server on uvicorn in this interpreter: ``python -m envkit.serving MODEL``.
+
+This is what ``envkit serve`` starts inside the model's environment (a cached virtualenv, a
+container, or this interpreter with ``--env-manager local``). The model is loaded once per
+worker process, before the port opens, so a model that cannot load fails at startup with
+envkit's exit code instead of failing every request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from envkit.errors import EnvkitError, ModelFailedError, UsageError
+from envkit.serving.app import DEFAULT_MAX_BODY_BYTES
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+logger = logging.getLogger("envkit.serving")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 5000
+# Read by the worker processes uvicorn spawns for --workers N (they build the app themselves).
+ENV_MODEL = "ENVKIT_SERVE_MODEL"
+ENV_MAX_BODY = "ENVKIT_SERVE_MAX_BODY_BYTES"
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes from ``1048576``, ``512k``, ``50MB``, ``1GiB`` (binary units)."""
+    if isinstance(text, int):
+        value = text
+    else:
+        match = _SIZE.match(str(text))
+        if not match:
+            raise UsageError(f"invalid size {text!r}; use bytes or a unit, e.g. 512k, 50MB, 1GB")
+        unit = (match.group(2) or "").lower()[:1]
+        value = int(float(match.group(1)) * _UNITS[unit])
+    if value <= 0:
+        raise UsageError(f"a size must be positive, got {text!r}")
+    return value
+
+
+def load_scoring_model(model_uri: str | os.PathLike[str]) -> Any:
+    """The model as a pyfunc; a failure to load is a :class:`ModelFailedError` (exit 1)."""
+    from envkit.pyfunc import load_model
+
+    try:
+        return load_model(model_uri)
+    except EnvkitError:
+        raise
+    except Exception as exc:
+        raise ModelFailedError(
+            f"loading the model failed: {type(exc).__name__}: {exc}",
+            detail=f"model: {model_uri}",
+        ) from exc
+
+
+def missing_expected_env_vars(model_uri: str | os.PathLike[str]) -> list[str]:
+    """Names recorded in ``environment_variables.txt`` that are not set here (names only)."""
+    from envkit.deps.envvars import read_env_vars_file
+
+    try:
+        names = read_env_vars_file(model_uri)
+    except OSError:
+        return []
+    return [name for name in names if name not in os.environ]
+
+
+def app_from_environment() -> Starlette:
+    """The app for one uvicorn worker process (``--workers N``), configured by variables."""
+    from envkit.serving.app import create_app
+
+    model_uri = os.environ[ENV_MODEL]
+    limit = int(os.environ.get(ENV_MAX_BODY) or DEFAULT_MAX_BODY_BYTES)
+    return create_app(load_scoring_model(model_uri), max_body_bytes=limit)
+
+
+def run_server(
+    model_uri: str | os.PathLike[str],
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    workers: int = 1,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    access_log: bool = False,
+    log_level: str = "info",
+) -> None:
+    """Load the model and serve it until interrupted (SIGINT/SIGTERM stop it gracefully)."""
+    try:
+        import uvicorn
+    except ImportError as exc:
+        raise UsageError(
+            f"serving needs starlette and uvicorn ({exc.name} is missing here): "
+            "pip install 'envkit[serve]'"
+        ) from None
+    from envkit.models.uri import resolve_model_uri
+    from envkit.serving.app import create_app
+
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port must be between 0 and 65535, got {port}")
+    model_dir = resolve_model_uri(model_uri)
+    missing = missing_expected_env_vars(model_dir)
+    if missing:
+        logger.warning(
+            "the model records environment variables that are not set: %s (set them if its "
+            "predictions need them)",
+            ", ".join(missing),
+        )
+    # Loaded here even with several workers: a model that cannot load fails before the port
+    # opens, once, instead of in every worker.
+    model = load_scoring_model(model_dir)
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "access_log": access_log,
+        "server_header": False,
+        "timeout_graceful_shutdown": 10,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(model, max_body_bytes=max_body_bytes), **common)
+        return
+    del model
+    os.environ[ENV_MODEL] = str(model_dir)
+    os.environ[ENV_MAX_BODY] = str(max_body_bytes)
+    uvicorn.run(
+        "envkit.serving.server:app_from_environment", factory=True, workers=workers, **common
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m envkit.serving",
+        description="Serve an MLflow-format model over HTTP in this interpreter.",
+    )
+    parser.add_argument("model", metavar="MODEL", help="model directory or URI")
+    parser.add_argument("--host", default=DEFAULT_HOST)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--max-body-size", default=str(DEFAULT_MAX_BODY_BYTES))
+    parser.add_argument("--access-log", action="store_true")
+    parser.add_argument(
+        "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug")
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="envkit: %(message)s", stream=sys.stderr)
+    try:
+        run_server(
+            Path(args.model) if "://" not in args.model else args.model,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            max_body_bytes=parse_size(args.max_body_size),
+            access_log=args.access_log,
+            log_level=args.log_level,
+        )
+    except EnvkitError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.detail:
+            print(exc.detail, file=sys.stderr)
+        return exc.exit_code
+    except SystemExit as exc:  # uvicorn exits when it cannot bind or start
+        if exc.code not in (0, None):
+            print(
+                f"error: the server could not start on {args.host}:{args.port} (see above)",
+                file=sys.stderr,
+            )
+            return 2
+        return 0
+    return 0
