@@ -272,20 +272,28 @@ def serve(
 
 
 def _run_forwarding_signals(argv: Sequence[str], env: dict[str, str] | None) -> int:
-    # A long-running child with inherited stdio: envkit._subprocess.run captures output and
-    # waits, which is right for tools but not for a server.
+    """Run a long-running child with inherited stdio, passing SIGINT/SIGTERM/SIGHUP on.
+
+    (``envkit._subprocess.run`` captures output and waits: right for tools, not a server.)
+    A child that stops because of a signal we passed on has stopped as asked: 0.
+    """
     # The child gets a session of its own, so a terminal's Ctrl-C reaches it once: from us.
     logger.debug("running: %s", " ".join(argv))
     proc = subprocess.Popen(list(argv), env=env, stdin=subprocess.DEVNULL, start_new_session=True)
-    with _forward_signals(proc):
-        return proc.wait()
+    forwarded: list[int] = []
+    with _forward_signals(proc, forwarded):
+        code = proc.wait()
+    if code < 0 and -code in forwarded:
+        return 0
+    return code
 
 
 @contextlib.contextmanager
-def _forward_signals(proc: subprocess.Popen[Any]) -> Iterator[None]:
+def _forward_signals(proc: subprocess.Popen[Any], forwarded: list[int]) -> Iterator[None]:
     previous: dict[int, Any] = {}
 
     def forward(signum: int, _frame: Any) -> None:
+        forwarded.append(signum)
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signum)
 

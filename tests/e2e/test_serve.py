@@ -1,0 +1,403 @@
+"""The scoring server, for real: `envkit serve` on a free loopback port, spoken to over HTTP."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+RUNTIME_PINS = [f"pandas=={version('pandas')}", f"numpy=={version('numpy')}"]
+FEATURES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+ROWS = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [7.7, 3.0, 6.1, 2.3]]
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def request(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | str | None = None,
+    content_type: str | None = "application/json",
+    *,
+    chunked: bool = False,
+) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        headers = {"Content-Type": content_type} if content_type else {}
+        data = body.encode() if isinstance(body, str) else body
+        if chunked:
+            conn.request(
+                method, path, body=iter([data or b""]), headers=headers, encode_chunked=True
+            )
+        else:
+            conn.request(method, path, body=data, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def post_json(port: int, payload, **kwargs) -> tuple[int, dict]:
+    status, body = request(port, "POST", "/invocations", json.dumps(payload), **kwargs)
+    return status, json.loads(body)
+
+
+class Server:
+    """`envkit serve ...` in a subprocess, stopped with SIGTERM (forwarded to the server)."""
+
+    def __init__(self, model: Path, *args: str, env: dict | None = None) -> None:
+        self.port = free_port()
+        self.argv = [
+            sys.executable,
+            "-m",
+            "envkit",
+            "serve",
+            str(model),
+            "--port",
+            str(self.port),
+            *args,
+        ]
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        self._output: str | None = None
+
+    def wait_ready(self, timeout: float = 240) -> Server:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the server exited {self.proc.returncode}:\n{self.output()}")
+            try:
+                status, _ = request(self.port, "GET", "/ping", content_type=None)
+                if status == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise AssertionError(f"the server did not answer /ping within {timeout}s:\n{self.output()}")
+
+    def output(self) -> str:
+        if self.proc.poll() is None:
+            return "(still running)"
+        if self._output is None:
+            assert self.proc.stdout is not None
+            with self.proc.stdout:
+                self._output = self.proc.stdout.read()
+        return self._output
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.output()  # reads and closes the pipe
+        return self.proc.returncode
+
+
+# --- models --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def serve_models(tmp_path_factory, iris_pipeline) -> dict[str, Path]:
+    import pandas as pd
+
+    import envkit.pyfunc
+    import envkit.sklearn
+    from envkit.models import infer_signature
+
+    root = tmp_path_factory.mktemp("serve-models")
+    iris = root / "iris"
+    X = pd.DataFrame(ROWS, columns=FEATURES)
+    envkit.sklearn.save_model(
+        iris_pipeline,
+        iris,
+        input_example=X,
+        pip_requirements=[
+            f"scikit-learn=={version('scikit-learn')}",
+            *RUNTIME_PINS,
+            f"cloudpickle=={version('cloudpickle')}",
+        ],
+    )
+    code = root / "counting_code.py"
+    code.write_text(
+        textwrap.dedent(
+            """
+            import envkit.models
+            import envkit.pyfunc
+
+
+            class Model(envkit.pyfunc.PythonModel):
+                def predict(self, context, model_input, params=None):
+                    k = (params or {}).get("k", 1)
+                    values = model_input.iloc[:, 0] if hasattr(model_input, "iloc") else model_input
+                    out = []
+                    for v in values:
+                        if int(v) == 13:
+                            raise ValueError("thirteen is unlucky")
+                        if int(v) == 99:
+                            raise SystemExit(3)
+                        out.append(int(v) * k)
+                    return out
+
+
+            envkit.models.set_model(Model())
+            """
+        )
+    )
+    counting = root / "counting"
+    envkit.pyfunc.save_model(
+        counting,
+        python_model=str(code),
+        input_example=([1, 2, 3], {"k": 2}),
+        signature=infer_signature([1, 2, 3], [2, 4, 6], params={"k": 2}),
+        pip_requirements=RUNTIME_PINS,
+    )
+    return {"iris": iris, "counting": counting}
+
+
+@pytest.fixture(scope="module")
+def iris_server(serve_models):
+    server = Server(
+        serve_models["iris"], "--env-manager", "local", "--max-body-size", "64k"
+    ).wait_ready()
+    yield server
+    assert server.stop() == 0, server.output()
+
+
+@pytest.fixture(scope="module")
+def counting_server(serve_models):
+    server = Server(serve_models["counting"], "--env-manager", "local").wait_ready()
+    yield server
+    server.stop()
+
+
+# --- the protocol --------------------------------------------------------------------------------
+
+
+def test_ping_health_version(iris_server):
+    from envkit import __version__
+
+    for path in ("/ping", "/health"):
+        assert request(iris_server.port, "GET", path, content_type=None)[0] == 200
+    status, body = request(iris_server.port, "GET", "/version", content_type=None)
+    assert (status, body.decode()) == (200, __version__)
+
+
+@pytest.mark.parametrize(
+    "content_type, body",
+    [
+        ("application/json", {"dataframe_split": {"columns": FEATURES, "data": ROWS}}),
+        ("application/json", {"dataframe_records": [dict(zip(FEATURES, r)) for r in ROWS]}),
+        ("application/json", {"instances": [dict(zip(FEATURES, r)) for r in ROWS]}),
+        ("application/json", {"inputs": {f: [r[i] for r in ROWS] for i, f in enumerate(FEATURES)}}),
+        ("text/csv", ",".join(FEATURES) + "\n" + "\n".join(",".join(map(str, r)) for r in ROWS)),
+        (
+            "application/json; charset=utf-8",
+            {"dataframe_split": {"columns": FEATURES, "data": ROWS}},
+        ),
+    ],
+    ids=["dataframe_split", "dataframe_records", "instances", "inputs", "csv", "charset"],
+)
+def test_every_payload_format_predicts(iris_server, iris_pipeline, content_type, body):
+    import pandas as pd
+
+    text = body if isinstance(body, str) else json.dumps(body)
+    status, raw = request(iris_server.port, "POST", "/invocations", text, content_type)
+    assert status == 200, raw
+    expected = iris_pipeline.predict(pd.DataFrame(ROWS, columns=FEATURES)).tolist()
+    assert json.loads(raw) == {"predictions": expected}
+
+
+def test_serving_input_example_round_trips_through_the_same_parser(iris_server, serve_models):
+    from envkit.models import validate_serving_input
+
+    path = serve_models["iris"] / "serving_input_example.json"
+    status, raw = request(iris_server.port, "POST", "/invocations", path.read_bytes())
+    assert status == 200, raw
+    expected = validate_serving_input(serve_models["iris"], path)
+    assert json.loads(raw)["predictions"] == expected.tolist()
+
+
+def test_params_reach_the_model(counting_server, serve_models):
+    port = counting_server.port
+    assert post_json(port, {"inputs": [1, 2], "params": {"k": 3}}) == (200, {"predictions": [3, 6]})
+    assert post_json(port, {"inputs": [1, 2]}) == (200, {"predictions": [2, 4]})  # default k=2
+    example = (serve_models["counting"] / "serving_input_example.json").read_bytes()
+    status, raw = request(port, "POST", "/invocations", example)
+    assert (status, json.loads(raw)) == (200, {"predictions": [2, 4, 6]})
+
+
+@pytest.mark.parametrize(
+    "method, path, body, content_type, status, code, words",
+    [
+        (
+            "POST",
+            "/invocations",
+            '{"dataframe": []}',
+            "application/json",
+            400,
+            "BAD_REQUEST",
+            ["dataframe_split", "'dataframe'"],
+        ),
+        (
+            "POST",
+            "/invocations",
+            '{"inputs": [1], "instances": [1]}',
+            "application/json",
+            400,
+            "BAD_REQUEST",
+            ["exactly one"],
+        ),
+        (
+            "POST",
+            "/invocations",
+            '{"dataframe_split": ',
+            "application/json",
+            400,
+            "MALFORMED_REQUEST",
+            ["not valid JSON"],
+        ),
+        ("POST", "/invocations", "[1, 2]", "application/json", 400, "BAD_REQUEST", ["JSON object"]),
+        (
+            "POST",
+            "/invocations",
+            json.dumps(
+                {
+                    "dataframe_records": [
+                        {FEATURES[0]: "wide", FEATURES[1]: 1.0, FEATURES[2]: 1.0, FEATURES[3]: 1.0}
+                    ]
+                }
+            ),
+            "application/json",
+            400,
+            "INVALID_PARAMETER_VALUE",
+            [FEATURES[0], "double"],
+        ),
+        (
+            "POST",
+            "/invocations",
+            json.dumps({"dataframe_records": [{FEATURES[0]: 1.0}]}),
+            "application/json",
+            400,
+            "INVALID_PARAMETER_VALUE",
+            ["missing", FEATURES[1]],
+        ),
+        (
+            "POST",
+            "/invocations",
+            "x" * 70_000,
+            "application/json",
+            413,
+            "REQUEST_LIMIT_EXCEEDED",
+            ["limit", "--max-body-size"],
+        ),
+        (
+            "POST",
+            "/invocations",
+            "a,b\n1,2",
+            "text/plain",
+            415,
+            "BAD_REQUEST",
+            ["text/plain", "text/csv"],
+        ),
+        ("POST", "/invocations", "", "application/json", 400, "BAD_REQUEST", ["empty"]),
+        ("GET", "/invocations", None, None, 405, "BAD_REQUEST", ["GET"]),
+        ("GET", "/predict", None, None, 404, "ENDPOINT_NOT_FOUND", ["/invocations"]),
+    ],
+    ids=[
+        "unknown-key",
+        "two-keys",
+        "malformed-json",
+        "not-an-object",
+        "schema-type",
+        "schema-missing-column",
+        "too-large",
+        "content-type",
+        "empty",
+        "method",
+        "route",
+    ],
+)
+def test_bad_requests_get_a_4xx_that_says_what_is_wrong(
+    iris_server, method, path, body, content_type, status, code, words
+):
+    got, raw = request(iris_server.port, method, path, body, content_type)
+    payload = json.loads(raw)
+    assert got == status, payload
+    assert payload["error_code"] == code
+    for word in words:
+        assert word in payload["message"], payload["message"]
+
+
+def test_a_chunked_body_over_the_limit_is_refused_while_reading(iris_server):
+    status, raw = request(iris_server.port, "POST", "/invocations", b"[" * 70_000, chunked=True)
+    assert status == 413
+    assert json.loads(raw)["error_code"] == "REQUEST_LIMIT_EXCEEDED"
+
+
+def test_a_model_exception_is_a_500_and_the_server_keeps_serving(counting_server):
+    port = counting_server.port
+    status, payload = post_json(port, {"inputs": [1, 13]})
+    assert status == 500
+    assert payload["error_code"] == "INTERNAL_ERROR"
+    assert "ValueError" in payload["message"] and "thirteen is unlucky" in payload["message"]
+    status, payload = post_json(port, {"inputs": [99]})  # the model calls sys.exit
+    assert status == 500 and "SystemExit" in payload["message"]
+    assert request(port, "GET", "/ping", content_type=None)[0] == 200
+    assert post_json(port, {"inputs": [4]}) == (200, {"predictions": [8]})
+    assert counting_server.proc.poll() is None
+
+
+def test_a_model_that_cannot_load_fails_at_startup_with_exit_1(tmp_path, serve_models):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(serve_models["iris"], broken)
+    (broken / "model.pkl").write_bytes(b"not a pickle")
+    server = Server(broken, "--env-manager", "local")
+    assert server.proc.wait(timeout=120) == 1
+    output = server.output()
+    assert "error: loading the model failed" in output, output
+
+
+@pytest.mark.slow
+def test_serve_in_the_cached_uv_environment_with_two_workers(serve_models, shared_cache):
+    """The server runs in the model's rebuilt environment (+ envkit[serve]), not here."""
+    env = {**os.environ, "ENVKIT_HOME": str(shared_cache)}
+    server = Server(serve_models["counting"], "--env-manager", "uv", "--workers", "2", env=env)
+    try:
+        server.wait_ready(timeout=600)
+        results = {post_json(server.port, {"inputs": [i]})[1]["predictions"][0] for i in range(6)}
+        assert results == {0, 2, 4, 6, 8, 10}
+        children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text()
+        child = children.split()[0]
+        python = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")[0].decode()
+        assert python.startswith(str(shared_cache)), python
+    finally:
+        assert server.stop() == 0, server.output()
