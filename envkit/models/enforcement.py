@@ -390,11 +390,11 @@ def _enforce_series(values: pd.Series, t: DataType) -> pd.Series:
     if t is DataType.string:
         if is_obj or is_str_dtype:
             return values
-        raise _Violation(f"got {_dtype_name(dtype)} values")
+        raise _Violation(f"got {_values_name(values)} values")
     if t is DataType.binary:
         if is_obj or is_str_dtype or dtype.kind == "S":
             return values
-        raise _Violation(f"got {_dtype_name(dtype)} values")
+        raise _Violation(f"got {_values_name(values)} values")
     if t is DataType.datetime:
         return _to_datetime(values)
     if t is DataType.boolean and is_obj:
@@ -407,7 +407,7 @@ def _enforce_series(values: pd.Series, t: DataType) -> pd.Series:
     if dtype == target:
         return values
     if is_str_dtype or is_obj:
-        raise _Violation(f"got {_dtype_name(dtype)} values")
+        raise _Violation(f"got {_values_name(values)} values")
     kind, size = dtype.kind, dtype.itemsize
     extension = not isinstance(dtype, np.dtype)
     if kind == target.kind:
@@ -429,7 +429,7 @@ def _enforce_series(values: pd.Series, t: DataType) -> pd.Series:
                     "; integer columns with missing values arrive as floats: declare the "
                     "column as double in the signature, or infer it from data with missing values"
                 )
-        raise _Violation(f"got {_dtype_name(dtype)} values that cannot be safely converted{hint}")
+        raise _Violation(f"got {_values_name(values)} values that cannot be safely converted{hint}")
     if extension and values.hasnans:
         return values.astype(_NULLABLE[t])
     return values.astype(target)
@@ -459,7 +459,7 @@ def _to_datetime(values: pd.Series) -> pd.Series:
             bad = next((v for v in values if not _parses_as_datetime(v)), None)
             what = _describe_value(bad) if bad is not None else f"values that fail: {exc}"
             raise _Violation(f"got {what}, which is not a datetime") from None
-    raise _Violation(f"got {_dtype_name(dtype)} values")
+    raise _Violation(f"got {_values_name(values)} values")
 
 
 def _parses_as_datetime(value: Any) -> bool:
@@ -729,6 +729,17 @@ def _dtype_name(dtype: Any) -> str:
     if isinstance(dtype, pd.StringDtype) or str(dtype) == "str":
         return "str"
     return str(dtype)
+
+
+def _values_name(values: pd.Series) -> str:
+    """The dtype of a column, or for an object column the types of its values (``str``)."""
+    dtype = values.dtype
+    if getattr(dtype, "kind", None) != "O" or _dtype_name(dtype) == "str":
+        return _dtype_name(dtype)
+    kinds = sorted({type(v).__name__ for v in values if not _is_missing(v)})
+    if not kinds:
+        return "missing"
+    return kinds[0] if len(kinds) == 1 else "mixed (" + ", ".join(kinds) + ")"
 
 
 def _short(value: Any, limit: int = 60) -> str:
