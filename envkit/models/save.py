@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from envkit._fs import copy_into, directory_size, staged_directory
-from envkit.errors import EnvkitError, ModelFailedError, UsageError
+from envkit.errors import EnvkitError, ModelFailedError, SchemaEnforcementError, UsageError
 from envkit.models.model import Model
 
 CODE_DIR = "code"
@@ -87,13 +87,11 @@ def save_model_directory(
 
             example_info = save_input_example(staging, input_example)
             model.saved_input_example_info = example_info
-        if signature is not None:
+        if signature is not None and signature is not False:
             model.signature = signature
         model.save(staging)
         if pyfunc_conf is not None:
-            _check_example_and_signature(
-                staging, model, writer, example_info, signature is not None, strict
-            )
+            _check_example_and_signature(staging, model, writer, input_example, signature, strict)
         model.model_size_bytes = directory_size(staging) - (staging / "MLmodel").stat().st_size
         env = capture_environment(
             staging,
@@ -116,36 +114,61 @@ def _check_example_and_signature(
     staging: Path,
     model: Model,
     writer: FlavorWriter,
-    example_info: dict[str, Any] | None,
-    has_signature: bool,
+    input_example: Any,
+    signature: Any,
     strict: bool,
 ) -> None:
-    """Predict on the input example in-process (it must work) and infer a missing signature."""
-    if example_info is None:
-        if not has_signature and writer.python_model is not None:
-            from envkit.models.signature import infer_signature_from_type_hints
+    """Predict on the input example in-process (it must work) and infer a missing signature.
 
-            hinted = infer_signature_from_type_hints(writer.python_model)
-            if hinted is not None:
-                model.signature = hinted
-                model.save(staging)
+    Like MLflow: the signature comes from the caller, else from the ``predict`` type hints,
+    else it is inferred from the in-memory example and what the model returns for it.
+    ``signature=False`` means: write no signature.
+    """
+    import copy
+
+    from envkit.models import type_hints
+    from envkit.models.input_example import split_input_example
+    from envkit.models.signature import infer_signature, infer_signature_from_type_hints
+
+    python_model = writer.python_model
+    if signature is None and python_model is not None:
+        hinted = infer_signature_from_type_hints(python_model, input_example)
+        if hinted is not None:
+            signature = hinted
+            model.signature = hinted
+            model.save(staging)
+    if input_example is None:
         return
-    from envkit.models.input_example import load_input_example
+    data, example_params = split_input_example(input_example)
     from envkit.pyfunc.loading import load_model
 
-    example = load_input_example(staging, example_info)
     output = None
     try:
         loaded = load_model(staging, suppress_warnings=True)
-        output = loaded.predict(example)
+        output = loaded.predict(copy.deepcopy(data), params=example_params)
+    except SchemaEnforcementError as exc:
+        if signature is not None and signature is not False:
+            raise UsageError(
+                f"the input example does not match the model signature: {exc.message}"
+            ) from exc
+        _example_failed(exc, strict)
     except Exception as exc:
-        reason = exc.message if isinstance(exc, EnvkitError) else f"{type(exc).__name__}: {exc}"
-        message = f"the model failed to predict on its input example: {reason}"
-        if strict:
-            raise ModelFailedError(message + " (strict mode)") from exc
-        warnings.warn(message, UserWarning, stacklevel=4)
-    if not has_signature:
-        from envkit.models.signature import infer_signature
+        _example_failed(exc, strict)
+    if signature is None:
+        inferred = infer_signature(data, output, example_params)
+        hint = type_hints.input_type_hint(python_model) if python_model is not None else None
+        if hint is not None and type_hints.is_type_from_example(hint):
+            import pandas as pd
 
-        model.signature = infer_signature(example, output)
+            if isinstance(data, (list, pd.DataFrame, pd.Series)):
+                inferred._is_type_hint_from_example = True
+        model.signature = inferred
         model.save(staging)
+
+
+def _example_failed(exc: BaseException, strict: bool) -> None:
+    reason = exc.message if isinstance(exc, EnvkitError) else f"{type(exc).__name__}: {exc}"
+    message = f"the model failed to predict on its input example: {reason}"
+    if strict:
+        raise ModelFailedError(message + " (strict mode)") from exc
+    warnings.warn(message, UserWarning, stacklevel=5)

@@ -70,7 +70,35 @@ class PyFuncModel:
     ) -> tuple[Any, dict[str, Any] | None]:
         from envkit.models.enforcement import validate_prediction_input
 
-        return validate_prediction_input(data, params, self._model_meta.signature)
+        signature = self._model_meta.signature
+        if signature is None:
+            return data, params
+        type_hint = None
+        python_model = getattr(self._model_impl, "python_model", None)
+        if python_model is not None:
+            from envkit.models.type_hints import input_type_hint
+
+            type_hint = input_type_hint(python_model)
+        from_example = getattr(signature, "_is_type_hint_from_example", False)
+        return validate_prediction_input(
+            data,
+            params,
+            signature,
+            type_hint=type_hint,
+            input_example=self._saved_input_example() if from_example else None,
+        )
+
+    def _saved_input_example(self) -> Any:
+        """The saved input example (for ``TypeFromExample`` models), read once."""
+        if not hasattr(self, "_input_example_cache"):
+            example = None
+            info = self._model_meta.saved_input_example_info
+            if info and self._local_path:
+                from envkit.models.input_example import load_input_example
+
+                example = load_input_example(self._local_path, info)
+            self._input_example_cache = example
+        return self._input_example_cache
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
         """Predict on ``data`` (DataFrame, Series, ndarray, scipy sparse, list, dict or str).
@@ -94,7 +122,11 @@ class PyFuncModel:
                 "this model does not support predict_stream (its python_function flavor is not "
                 "streamable); call predict() instead"
             )
-        data, params = self._prepare(data, params)
+        if self._model_meta.signature is not None:
+            from envkit.models.enforcement import to_stream_input
+
+            data, params = self._prepare(data, params)
+            data = to_stream_input(data)
         result = _call_with_params(method, data, params)
         if not isinstance(result, Iterator):
             raise ModelFailedError(

@@ -158,11 +158,6 @@ def test_round_trip_through_saved_pyfunc_models(df):
         _assert_same_values(served, df)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="envkit/models/save.py infers the signature from the example read back from JSON "
-    "(int8 -> long, datetime -> string); MLflow infers from the in-memory example",
-)
 def test_signature_inferred_at_save_is_the_one_of_the_in_memory_example(tmp_path):
     df = pd.DataFrame(
         {"small": np.array([1, 2], dtype=np.int8), "when": pd.to_datetime(["2020-01-01"] * 2)}
