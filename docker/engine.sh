@@ -48,7 +48,8 @@ wait_ready() {
 
 start() {
     if docker info >/dev/null 2>&1; then
-        log "an engine is already running"
+        log "an engine is already running (not started here, so not stopped here either)"
+        rm -f "$PIDFILE"
         return 0
     fi
     # /run is on disk on these machines: a PID file can survive a reboot.
