@@ -110,13 +110,21 @@ def streaming_model(models_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def payload(models_dir: Path) -> Path:
+    """A serving payload for the models saved without an input example (saving with one
+    would run them: they raise or hang)."""
+    path = models_dir / "payload.json"
+    path.write_text('{"inputs": [1, 2, 3]}', encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
 def raising_model(models_dir: Path) -> Path:
     return write_code_model(
         models_dir,
         "raising",
         "raise ValueError('the model is broken: feature 7 is missing')",
         requirements=RUNTIME_PINS,
-        input_example=[1, 2, 3],
     )
 
 
@@ -127,7 +135,6 @@ def hanging_model(models_dir: Path) -> Path:
         "hanging",
         "import time\ntime.sleep(600)\nreturn model_input",
         requirements=RUNTIME_PINS,
-        input_example=[1, 2, 3],
     )
 
 

@@ -155,16 +155,26 @@ def test_a_requirement_that_cannot_be_installed_exits_3_and_caches_nothing(
     assert _records(cache_root) == [] and _env_dirs(cache_root) == []
 
 
-def test_a_model_whose_predict_raises_exits_1_with_its_message(raising_model, shared_cache):
-    proc = envkit_cli("validate", str(raising_model), home=shared_cache)
+def test_a_model_whose_predict_raises_exits_1_with_its_message(
+    raising_model, payload, shared_cache
+):
+    proc = envkit_cli("validate", str(raising_model), "--input", str(payload), home=shared_cache)
     assert proc.returncode == 1
     assert proc.stdout.startswith("FAILED: predict raised ValueError: the model is broken")
     assert proc.stderr.startswith("error: predict raised ValueError: the model is broken")
 
 
-def test_a_model_that_hangs_times_out_and_exits_1(hanging_model, shared_cache):
+def test_a_model_that_hangs_times_out_and_exits_1(hanging_model, payload, shared_cache):
     start = time.perf_counter()
-    proc = envkit_cli("validate", str(hanging_model), "--timeout", "8", home=shared_cache)
+    proc = envkit_cli(
+        "validate",
+        str(hanging_model),
+        "--input",
+        str(payload),
+        "--timeout",
+        "8",
+        home=shared_cache,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "timed out after 8s during predict" in proc.stderr.splitlines()[0]
     assert time.perf_counter() - start < 120

@@ -94,8 +94,13 @@ def test_the_sandbox_never_sees_the_hosts_python_path(monkeypatch):
 def test_uv_gets_pips_index_and_certificate_settings(monkeypatch, tmp_path):
     cert = tmp_path / "ca.pem"
     cert.write_text("")
-    for name in ("UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_FIND_LINKS", "SSL_CERT_FILE",
-                 "UV_NATIVE_TLS"):
+    for name in (
+        "UV_INDEX_URL",
+        "UV_EXTRA_INDEX_URL",
+        "UV_FIND_LINKS",
+        "SSL_CERT_FILE",
+        "UV_NATIVE_TLS",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PIP_INDEX_URL", "https://mirror.invalid/simple")
     monkeypatch.setenv("PIP_CERT", str(cert))

@@ -37,8 +37,12 @@ def test_reads_an_mlflow_written_model(tmp_path):
     spec = read_env_spec(model)
     assert spec.python == "3.11.7"
     assert spec.requirements == (
-        "mlflow==3.17.2", "numpy==2.4.6", "pandas==3.1.1", "scikit-learn==1.9.1",
-        "scipy==1.17.1", "skops==0.16.0",
+        "mlflow==3.17.2",
+        "numpy==2.4.6",
+        "pandas==3.1.1",
+        "scikit-learn==1.9.1",
+        "scipy==1.17.1",
+        "skops==0.16.0",
     )
     assert spec.build_dependencies == ("pip==23.2.1", "setuptools==65.5.0", "wheel")
     assert spec.source == "python_env.yaml + requirements.txt"
