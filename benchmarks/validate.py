@@ -1,0 +1,199 @@
+"""``envkit validate`` vs ``mlflow models predict``: rebuilding an environment and predicting.
+
+Prints figures (never asserts): medians of N runs, side by side, on the iris scikit-learn
+pipeline (StandardScaler + LogisticRegression):
+
+* envkit cold   ``envkit validate`` with an empty environment cache (uv's cache warm, as for
+                MLflow), on the model saved by envkit and on the same model saved by MLflow;
+* envkit warm   the same command again (cache hit);
+* MLflow uv     ``mlflow models predict --env-manager uv`` on the MLflow-saved model (MLflow
+                builds a fresh environment on every call);
+* MLflow virtualenv  one attempt: it needs pyenv to install the recorded CPython, which
+                downloads it, so it fails where only package indexes are reachable.
+
+MLflow runs from its own virtualenv (built like ``tests/conftest.py::mlflow_python``).
+
+    python benchmarks/validate.py [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def mlflow_python() -> Path:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import _MLFLOW_VENV_EXTRAS, MLFLOW_VERSION, _pins, shared_venv
+
+    return shared_venv("mlflow", [f"mlflow=={MLFLOW_VERSION}", *_pins(_MLFLOW_VENV_EXTRAS)])
+
+
+def make_models(workdir: Path, mlflow_py: Path) -> tuple[Path, Path, Path]:
+    """(envkit-saved model, MLflow-saved model, serving payload), the same fitted pipeline."""
+    from importlib.metadata import version
+
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    import envkit.sklearn
+
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200)).fit(X, y)
+    ours = workdir / "iris_envkit"
+    # pandas: the input example is a DataFrame, which the loader reads back with pandas.
+    envkit.sklearn.save_model(
+        model,
+        ours,
+        input_example=X.head(3),
+        extra_pip_requirements=[f"pandas=={version('pandas')}"],
+    )
+    theirs = workdir / "iris_mlflow"
+    script = (
+        "import sys, mlflow.sklearn\n"
+        "from sklearn.datasets import load_iris\n"
+        "from sklearn.linear_model import LogisticRegression\n"
+        "from sklearn.pipeline import make_pipeline\n"
+        "from sklearn.preprocessing import StandardScaler\n"
+        "X, y = load_iris(return_X_y=True, as_frame=True)\n"
+        "m = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200)).fit(X, y)\n"
+        "mlflow.sklearn.save_model(m, sys.argv[1], input_example=X.head(3))\n"
+    )
+    subprocess.run([str(mlflow_py), "-c", script, str(theirs)], check=True, capture_output=True)
+    payload = workdir / "payload.json"
+    payload.write_text(
+        json.dumps({"dataframe_split": json.loads(X.head(3).to_json(orient="split"))})
+    )
+    return ours, theirs, payload
+
+
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess]:
+    start = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1800)
+    return time.perf_counter() - start, proc
+
+
+def envkit_runs(model: Path, runs: int, label: str) -> dict[str, list[float]]:
+    cold: list[float] = []
+    warm: list[float] = []
+    details: list[str] = []
+    for _ in range(runs):
+        home = Path(tempfile.mkdtemp(prefix="envkit-bench-home-"))
+        env = dict(os.environ, ENVKIT_HOME=str(home))
+        argv = [sys.executable, "-m", "envkit", "validate", str(model), "--format", "json"]
+        try:
+            seconds, proc = timed(argv, env)
+            if proc.returncode != 0:
+                raise SystemExit(f"envkit cold run failed ({label}):\n{proc.stdout}\n{proc.stderr}")
+            report = json.loads(proc.stdout)
+            assert report["cache"]["hit"] is False
+            cold.append(seconds)
+            t = report["timings"]
+            details.append(
+                f"install {t.get('install', 0):.2f}s load {t.get('load', 0):.2f}s "
+                f"predict {t.get('predict', 0):.2f}s"
+            )
+            seconds, proc = timed(argv, env)
+            report = json.loads(proc.stdout)
+            assert proc.returncode == 0 and report["cache"]["hit"] is True
+            warm.append(seconds)
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+    print(f"  {label}: cold runs {_fmt(cold)}; warm runs {_fmt(warm)}")
+    print(f"    cold breakdown: {' | '.join(details)}")
+    return {"cold": cold, "warm": warm}
+
+
+def mlflow_runs(
+    mlflow_py: Path, model: Path, payload: Path, manager: str, runs: int
+) -> list[float]:
+    mlflow_cli = mlflow_py.parent / "mlflow"
+    env = dict(os.environ)
+    env["PATH"] = f"{mlflow_py.parent}{os.pathsep}{env.get('PATH', '')}"
+    times = []
+    for _ in range(runs):
+        seconds, proc = timed(
+            [
+                str(mlflow_cli),
+                "models",
+                "predict",
+                "-m",
+                str(model),
+                "-i",
+                str(payload),
+                "-t",
+                "json",
+                "--env-manager",
+                manager,
+            ],
+            env,
+        )
+        if proc.returncode != 0:
+            last = [line for line in proc.stderr.strip().splitlines() if line.strip()][-3:]
+            print(f"  MLflow {manager}: FAILED after {seconds:.1f}s: " + " / ".join(last)[:600])
+            return []
+        times.append(seconds)
+    print(f"  MLflow {manager}: runs {_fmt(times)}")
+    return times
+
+
+def _fmt(values: list[float]) -> str:
+    return ", ".join(f"{v:.2f}s" for v in values)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    runs = max(1, args.runs)
+    print(f"envkit validate vs mlflow models predict, iris pipeline, {runs} runs each")
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    mlflow_py = mlflow_python()
+    with tempfile.TemporaryDirectory(prefix="envkit-bench-") as tmp:
+        ours, theirs, payload = make_models(Path(tmp), mlflow_py)
+        print("running:")
+        ek = envkit_runs(ours, runs, "envkit, envkit-saved model")
+        ek_mlflow = envkit_runs(theirs, runs, "envkit, MLflow-saved model (MLflow's loader)")
+        mf_uv = mlflow_runs(mlflow_py, theirs, payload, "uv", runs)
+        mlflow_runs(mlflow_py, theirs, payload, "virtualenv", 1)
+
+    def med(values: list[float]) -> float:
+        return statistics.median(values) if values else float("nan")
+
+    print()
+    print(f"{'median of ' + str(runs) + ' runs':<52}{'seconds':>9}")
+    rows = [
+        ("envkit validate, cold (empty env cache)", med(ek["cold"])),
+        ("envkit validate, warm (cache hit)", med(ek["warm"])),
+        ("envkit validate MLflow-saved model, cold", med(ek_mlflow["cold"])),
+        ("envkit validate MLflow-saved model, warm", med(ek_mlflow["warm"])),
+        ("mlflow models predict --env-manager uv (every call)", med(mf_uv)),
+    ]
+    for label, value in rows:
+        print(f"{label:<52}{value:>9.2f}")
+    print()
+    mlflow_uv = med(mf_uv)
+    if mf_uv:
+        print(f"cold / MLflow-uv:            {med(ek['cold']) / mlflow_uv:.2f}x   (target <= 0.5x)")
+        print(f"MLflow-uv / warm:            {mlflow_uv / med(ek['warm']):.1f}x    (target >= 5x)")
+        print(
+            f"MLflow-saved: cold / MLflow-uv {med(ek_mlflow['cold']) / mlflow_uv:.2f}x, "
+            f"MLflow-uv / warm {mlflow_uv / med(ek_mlflow['warm']):.1f}x"
+        )
+    print(f"warm:                        {med(ek['warm']):.2f}s  (target <= 2.5s)")
+
+
+if __name__ == "__main__":
+    main()
