@@ -20,6 +20,7 @@ standard library and envkit's loading machinery, before recording starts.
 from __future__ import annotations
 
 import builtins
+import dis
 import importlib
 import json
 import os
@@ -59,6 +60,10 @@ class _Recorder:
                 importer = globals.get("__name__", "") if globals else ""
                 if not importer or importer.startswith("importlib"):
                     importer = _calling_module()
+                elif importer.startswith("envkit") and not _is_statement(sys._getframe(1)):
+                    # Not envkit's own ``import``: C code (pickle's find_class) called from
+                    # envkit's loader, importing on the model's behalf.
+                    importer = ON_BEHALF_OF_MODEL
                 statements.add((name, str(importer), tuple(fromlist or ())))
             return orig_import(name, globals, locals, fromlist, level)
 
@@ -109,6 +114,18 @@ class _Recorder:
             else:
                 setattr(cls, attr, original)
         self._patched_env.clear()
+
+
+ON_BEHALF_OF_MODEL = "<model>"
+_IMPORT_NAME = dis.opmap["IMPORT_NAME"]
+
+
+def _is_statement(frame: Any) -> bool:
+    """Whether ``frame`` is executing an ``import`` statement (not a call into C)."""
+    try:
+        return bool(frame.f_code.co_code[frame.f_lasti] == _IMPORT_NAME)
+    except (IndexError, AttributeError):
+        return True
 
 
 def _calling_module() -> str:
@@ -255,10 +272,15 @@ def main(request: dict[str, Any]) -> int:
     return finish(0)
 
 
+# The result file is written before exiting; os._exit skips tearing down everything the model
+# imported (a noticeable share of the capture's cost for large libraries).
 BOOTSTRAP = (
-    "import json, sys\n"
+    "import json, os, sys\n"
     "request = json.load(open(sys.argv[1], encoding='utf-8'))\n"
     "sys.path[:] = request['sys_path']\n"
     "from envkit.deps._child import main\n"
-    "sys.exit(main(request))\n"
+    "code = main(request)\n"
+    "sys.stdout.flush()\n"
+    "sys.stderr.flush()\n"
+    "os._exit(code)\n"
 )

@@ -70,6 +70,10 @@ EXCLUDED_DISTRIBUTIONS = frozenset(
 )
 _EXCLUDED_PREFIXES = ("pytest-", "types-")
 
+# Libraries that rebuild the model's objects: what they import while doing so, the model needs
+# (cloudpickle importing a module a pickled function refers to, skops a class it restores).
+DESERIALIZERS = frozenset({"cloudpickle", "joblib", "skops", "dill"})
+
 
 def is_excluded(name: str) -> bool:
     return name in EXCLUDED_DISTRIBUTIONS or name.startswith(_EXCLUDED_PREFIXES)
@@ -141,11 +145,16 @@ def capture_imports(
         env = dict(os.environ)
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # never leave __pycache__ inside the model
         env["ENVKIT_CAPTURE_CHILD"] = "1"
-        outcome = _subprocess.run(
-            [sys.executable, "-B", "-c", BOOTSTRAP, str(request_path)],
-            env=env,
-            timeout=timeout,
-        )
+        if not sys.executable:
+            raise CaptureFailed("this interpreter does not know its own executable")
+        try:
+            outcome = _subprocess.run(
+                [sys.executable, "-B", "-c", BOOTSTRAP, str(request_path)],
+                env=env,
+                timeout=timeout,
+            )
+        except OSError as exc:
+            raise CaptureFailed(f"the capture process could not be started: {exc}") from None
         if outcome.timed_out:
             raise CaptureFailed(
                 f"loading the model in a fresh process timed out after {timeout:g}s "
@@ -239,7 +248,7 @@ def needed_distributions(
         source = dist_of(importer)
         if source == target:
             continue
-        if source is None or kind in (STDLIB, LOCAL, "model", None):
+        if source is None or kind in (STDLIB, LOCAL, "model", None) or source in DESERIALIZERS:
             root_targets.add(target)
         else:
             incoming.setdefault(target, set()).add(source)
