@@ -58,8 +58,8 @@ def progress_display(enabled: bool) -> Iterator[Callable[[str, str], None] | Non
             if event == "done":
                 return
             status.update(message)
-            if event in ("build", "run"):
-                console.log(message)
+            if event in ("environment", "run"):
+                console.print(f"[dim]{message}[/]", highlight=False)
 
         yield update
 

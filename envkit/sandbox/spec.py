@@ -122,7 +122,7 @@ class EnvSpec:
             "python": self.python,
             "requirements": list(self.requirements),
             "constraints": list(self.constraints),
-            "options": list(self.options),
+            "options": [_redact(option) for option in self.options],
             "build_dependencies": list(self.build_dependencies),
             "conda_dependencies": list(self.conda_dependencies),
             "conda_channels": list(self.conda_channels),
@@ -202,6 +202,12 @@ class EnvSpec:
         if not changes and self.to_dict() != other.to_dict():
             changes.append("spec format changed")
         return changes
+
+
+def _redact(text: str) -> str:
+    from envkit._subprocess import redact_url
+
+    return redact_url(text)
 
 
 def describe_change(old: Iterable[str], new: Iterable[str]) -> str:

@@ -303,6 +303,7 @@ class _Session:
             report.cache = {"used": False, "hit": False, "reason": "--no-cache", "key": spec.key}
             report.tools = dict(info.tools)
             report.timings["install"] = time.perf_counter() - started
+            self.progress("environment", f"built in {report.timings['install']:.1f}s (--no-cache)")
             return backend, backend.open(self.scratch_env)
 
         miss_note = "checking the environment cache"
@@ -322,6 +323,12 @@ class _Session:
         }
         report.tools = dict(record.tools)
         report.timings["install"] = 0.0 if result.hit else time.perf_counter() - started
+        self.progress(
+            "environment",
+            f"environment {spec.key}: "
+            + ("cache hit" if result.hit else f"built in {report.timings['install']:.1f}s")
+            + f" ({result.reason})",
+        )
         if not result.hit:
             report.timings["build_create"] = record.timings.get("create", 0.0)
             report.timings["build_install"] = record.timings.get("install", 0.0)

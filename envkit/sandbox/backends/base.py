@@ -7,9 +7,11 @@ entry-point group) plugs in without changes elsewhere.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -59,16 +61,41 @@ class InstallPlan:
     constraints: list[str] = field(default_factory=list)
     build_dependencies: list[str] = field(default_factory=list)
 
-    def write(self, directory: Path) -> tuple[Path, Path | None]:
-        """Write ``requirements.txt`` (and ``constraints.txt``) into ``directory``."""
+    def write(self, directory: Path, *, redact: bool = False) -> InstallFiles:
+        """Write the requirement files into ``directory`` (``redact``: without URL
+        credentials, for the copy kept beside an environment)."""
+        from envkit._subprocess import redact_url
+
+        def text(lines: list[str]) -> str:
+            return "\n".join(redact_url(line) if redact else line for line in lines) + "\n"
+
         directory.mkdir(parents=True, exist_ok=True)
-        constraints_path = None
+        requirements = directory / "requirements.txt"
+        requirements.write_text(text(self.requirements), encoding="utf-8")
+        constraints = build = None
         if self.constraints:
-            constraints_path = directory / "constraints.txt"
-            constraints_path.write_text("\n".join(self.constraints) + "\n", encoding="utf-8")
-        requirements_path = directory / "requirements.txt"
-        requirements_path.write_text("\n".join(self.requirements) + "\n", encoding="utf-8")
-        return requirements_path, constraints_path
+            constraints = directory / "constraints.txt"
+            constraints.write_text(text(self.constraints), encoding="utf-8")
+        if self.build_dependencies:
+            build = directory / "build-requirements.txt"
+            build.write_text(text(self.build_dependencies), encoding="utf-8")
+        return InstallFiles(requirements, constraints, build)
+
+    @contextlib.contextmanager
+    def staged(self, target: Path) -> Iterator[InstallFiles]:
+        """The requirement files in a private temporary directory (they may hold index
+        credentials); after a successful install a redacted copy is kept in
+        ``target/.envkit``."""
+        with tempfile.TemporaryDirectory(prefix="envkit-install-") as tmp:
+            yield self.write(Path(tmp))
+        self.write(target / ".envkit", redact=True)
+
+
+@dataclass
+class InstallFiles:
+    requirements: Path
+    constraints: Path | None
+    build: Path | None
 
 
 def install_plan(spec: EnvSpec, wheel: SelfWheel | None) -> InstallPlan:

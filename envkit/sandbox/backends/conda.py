@@ -72,10 +72,10 @@ class CondaBackend(Backend):
         assert self._exe is not None
         meta = target.parent / f".{target.name}.conda"
         meta.mkdir(parents=True, exist_ok=True)
-        requirements_path, constraints_path = plan.write(meta)
-        pip_section = [f"-r {requirements_path}"]
-        if constraints_path is not None:
-            pip_section.append(f"-c {constraints_path}")
+        files = plan.write(meta)
+        pip_section = [f"-r {files.requirements}"]
+        if files.constraints is not None:
+            pip_section.append(f"-c {files.constraints}")
         dependencies: list[object] = [f"python={spec.python}"]
         dependencies += [d for d in spec.conda_dependencies if not d.startswith("python")]
         if not any(str(d).split("=")[0].split("<")[0] == "pip" for d in dependencies):

@@ -6,11 +6,14 @@ missing requirement is *not* caught. Reports say so.
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from envkit._subprocess import Outcome, run
 from envkit.sandbox.backends.base import Backend, Environment, InstallPlan
 from envkit.sandbox.cache import BuildInfo
 
@@ -36,6 +39,22 @@ class LocalBackend(Backend):
         timeout: float | None = None,
     ) -> BuildInfo:
         return BuildInfo(python=platform.python_version(), python_path=sys.executable)
+
+    def run(
+        self,
+        env: Environment,
+        argv: Sequence[str],
+        *,
+        cwd: Path | None = None,
+        timeout: float | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        paths: Sequence[Path] = (),
+    ) -> Outcome:
+        """Run with this process's environment as it is (PYTHONPATH included)."""
+        command = list(argv)
+        if command and command[0] == "python":
+            command = [sys.executable, *command[1:]]
+        return run(command, env={**os.environ, **(extra_env or {})}, cwd=cwd, timeout=timeout)
 
     def open(self, path: Path) -> Environment:
         return Environment(

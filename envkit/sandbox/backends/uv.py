@@ -102,33 +102,22 @@ class UvBackend(Backend):
         ).check(f"creating a virtual environment with uv for Python {interpreter.version}")
         timings["create"] = time.perf_counter() - start
         python = venv_python(target)
-        meta = target / ".envkit"
-        requirements_path, constraints_path = plan.write(meta)
         start = time.perf_counter()
-        if plan.build_dependencies:
-            (meta / "build-requirements.txt").write_text(
-                "\n".join(plan.build_dependencies) + "\n", encoding="utf-8"
+        with plan.staged(target) as files:
+            if files.build is not None:
+                run(
+                    [self._uv, "pip", "install", "--python", str(python), "-r", str(files.build)],
+                    env=env,
+                    cwd=target,
+                    timeout=timeout,
+                ).check("installing the build dependencies (python_env.yaml) with uv")
+            argv = [self._uv, "pip", "install", "--python", str(python)]
+            argv += ["-r", str(files.requirements)]
+            if files.constraints is not None:
+                argv += ["-c", str(files.constraints)]
+            run(argv, env=env, cwd=target, timeout=timeout).check(
+                "installing the model's requirements with uv"
             )
-            run(
-                [
-                    self._uv,
-                    "pip",
-                    "install",
-                    "--python",
-                    str(python),
-                    "-r",
-                    str(meta / "build-requirements.txt"),
-                ],
-                env=env,
-                cwd=meta,
-                timeout=timeout,
-            ).check("installing the build dependencies (python_env.yaml) with uv")
-        argv = [self._uv, "pip", "install", "--python", str(python), "-r", str(requirements_path)]
-        if constraints_path is not None:
-            argv += ["-c", str(constraints_path)]
-        run(argv, env=env, cwd=meta, timeout=timeout).check(
-            "installing the model's requirements with uv"
-        )
         timings["install"] = time.perf_counter() - start
         return BuildInfo(
             python=interpreter.version,

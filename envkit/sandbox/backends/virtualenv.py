@@ -69,20 +69,19 @@ class VirtualenvBackend(Backend):
         ).check(f"creating a virtualenv for Python {interpreter.version}")
         timings["create"] = time.perf_counter() - start
         python = venv_python(target)
-        meta = target / ".envkit"
-        requirements_path, constraints_path = plan.write(meta)
         pip = [str(python), "-I", "-m", "pip", "install", "--no-input"]
         start = time.perf_counter()
-        if plan.build_dependencies:
-            run([*pip, *plan.build_dependencies], env=env, cwd=meta, timeout=timeout).check(
-                "installing the build dependencies (python_env.yaml) with pip"
+        with plan.staged(target) as files:
+            if files.build is not None:
+                run([*pip, "-r", str(files.build)], env=env, cwd=target, timeout=timeout).check(
+                    "installing the build dependencies (python_env.yaml) with pip"
+                )
+            argv = [*pip, "-r", str(files.requirements)]
+            if files.constraints is not None:
+                argv += ["-c", str(files.constraints)]
+            run(argv, env=env, cwd=target, timeout=timeout).check(
+                "installing the model's requirements with pip"
             )
-        argv = [*pip, "-r", str(requirements_path)]
-        if constraints_path is not None:
-            argv += ["-c", str(constraints_path)]
-        run(argv, env=env, cwd=meta, timeout=timeout).check(
-            "installing the model's requirements with pip"
-        )
         timings["install"] = time.perf_counter() - start
         tools = self.tool_versions()
         pip_version = run([str(python), "-I", "-m", "pip", "--version"], env=env, timeout=60)
