@@ -144,7 +144,6 @@ def capture_imports(
         request_path.write_text(json.dumps(request), encoding="utf-8")
         env = dict(os.environ)
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # never leave __pycache__ inside the model
-        env["ENVKIT_CAPTURE_CHILD"] = "1"
         if not sys.executable:
             raise CaptureFailed("this interpreter does not know its own executable")
         try:

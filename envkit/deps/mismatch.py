@@ -239,5 +239,6 @@ def check_model_requirements(
     key = model.model_uuid or str(Path(model_dir).resolve())
     if key not in _reported:
         _reported.add(key)
-        warnings.warn(message, DependencyMismatchWarning, stacklevel=4)
+        # check_model_requirements <- load_model <- the caller of load_model
+        warnings.warn(message, DependencyMismatchWarning, stacklevel=3)
     return mismatches

@@ -96,6 +96,7 @@ def test_load_warns_once_per_model_with_every_mismatch(tmp_path):
     with pytest.warns(DependencyMismatchWarning) as record:
         envkit.pyfunc.load_model(model)
     assert len(record) == 1
+    assert record[0].filename == __file__  # points at the code that loaded the model
     message = str(record[0].message)
     assert "not-installed-pkg-zz (current: uninstalled, required: not-installed-pkg-zz==2.0)" in (
         message
