@@ -208,6 +208,16 @@ def test_predict_cli_and_python_api(double_model, shared_cache, tmp_path, monkey
     proc = envkit_cli("predict", str(double_model), "--input", str(payload), home=shared_cache)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {"predictions": [8, 10]}
+    piped = subprocess.run(
+        [sys.executable, "-m", "envkit", "predict", str(double_model), "--input", "-"],
+        input='{"inputs": [7]}',
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, ENVKIT_HOME=str(shared_cache)),
+        timeout=600,
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert json.loads(piped.stdout) == {"predictions": [14]}
 
     import envkit.models
 

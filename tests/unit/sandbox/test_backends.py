@@ -116,3 +116,15 @@ def test_envkit_is_installed_from_the_local_wheel_never_from_an_index(tmp_path):
     plan = install_plan(spec, wheel)
     assert plan.requirements == [f"envkit[sklearn] @ {wheel.path.as_uri()}", "numpy"]
     assert plan.constraints == []
+
+
+def test_index_credentials_never_reach_the_record_or_the_kept_files(tmp_path):
+    spec = EnvSpec(
+        "3.11.7", ("numpy",), options=("--extra-index-url https://user:s3cret@pypi.corp/simple",)
+    )
+    assert "s3cret" not in str(spec.to_dict())
+    plan = install_plan(spec, None)
+    with plan.staged(tmp_path) as files:
+        assert "s3cret" in files.requirements.read_text()  # the installer needs them
+    kept = (tmp_path / ".envkit" / "requirements.txt").read_text()
+    assert "s3cret" not in kept and "https://pypi.corp/simple" in kept
