@@ -64,8 +64,15 @@ def _matches(version: str, requested: tuple[int, ...]) -> bool:
 
 
 def _current() -> Iterator[Interpreter]:
-    if platform.python_implementation() == "CPython":
-        yield Interpreter(Path(sys.executable), platform.python_version(), "current")
+    """This interpreter (the base one when we run inside a virtual environment, so that a
+    cached environment does not depend on, say, a tox environment that may be recreated)."""
+    if platform.python_implementation() != "CPython":
+        return
+    executable = Path(sys.executable)
+    base = getattr(sys, "_base_executable", None)
+    if sys.prefix != sys.base_prefix and base and Path(base).is_file():
+        executable = Path(base)
+    yield Interpreter(executable, platform.python_version(), "current")
 
 
 def _pyenv() -> Iterator[Interpreter]:

@@ -352,6 +352,8 @@ class _Session:
         predictions_path: Path | None = None,
         stream: bool = True,
     ) -> None:
+        from envkit.sandbox.spec import requirement_name
+
         report = self.report
         result_path = self.workdir / "result.json"
         status_path = self.workdir / "status.json"
@@ -363,7 +365,7 @@ class _Session:
             "status_path": str(status_path),
             "predictions_path": str(predictions_path) if predictions_path else None,
             "stream": stream,
-            "requirements": [r for r in self.requirements if not r.startswith("envkit")],
+            "requirements": [r for r in self.requirements if requirement_name(r) != "envkit"],
         }
         request_path = self.workdir / "request.json"
         request_path.write_text(json.dumps(request), encoding="utf-8")
