@@ -471,7 +471,12 @@ def decide_requirements(
     Raises :class:`~envkit.errors.CaptureError` when the capture fails under ``strict``.
     """
     from envkit.deps.distributions import warm_in_background
-    from envkit.deps.imports import CaptureFailed, capture_imports, needed_distributions
+    from envkit.deps.imports import (
+        CapturedImports,
+        CaptureFailed,
+        capture_imports,
+        needed_distributions,
+    )
 
     index_config = IndexConfig.current()
     user = user_requirements
@@ -479,11 +484,35 @@ def decide_requirements(
         builder = _Builder(index_config)
         for line in user.requirements:
             builder.line(line, SOURCE_USER, user=False)
+        capture = CaptureRecord("skipped", reason="pip_requirements replaces inference")
+        env_names: list[str] = []
+        if input_example_info and recording_enabled():
+            # No requirement inference, but the names the model reads while predicting are
+            # still worth recording for whoever deploys it.
+            try:
+                names_only = capture_imports(
+                    model_dir, input_example_info=input_example_info, timeout=timeout
+                )
+            except CaptureFailed as exc:
+                if strict:
+                    raise CaptureError(
+                        f"recording the environment variables the model reads failed: "
+                        f"{exc.reason}{strict_label}",
+                        detail=exc.detail,
+                    ) from None
+                builder.messages.append(
+                    f"capturing the environment variable names the model reads failed: "
+                    f"{exc.reason}; environment_variables.txt was not written"
+                )
+            else:
+                env_names = allowlisted(names_only.env_vars)
+                capture.reason = f"{capture.reason}; environment variable names recorded"
+                capture.predicted = names_only.predicted
         return Decision(
             records=builder.result(framework),
             constraints=list(user.constraints),
-            env_vars=[],
-            capture=CaptureRecord("skipped", reason="pip_requirements replaces inference"),
+            env_vars=env_names,
+            capture=capture,
             messages=builder.messages,
             index_config=index_config,
         )
@@ -491,7 +520,7 @@ def decide_requirements(
     warmer = warm_in_background()
     record_env = recording_enabled()
     messages: list[str] = []
-    captured = None
+    captured: CapturedImports | None = None
     try:
         captured = capture_imports(
             model_dir,

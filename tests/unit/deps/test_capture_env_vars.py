@@ -88,3 +88,16 @@ def test_secret_values_in_a_capture_error_are_redacted(tmp_path, monkeypatch):
     assert "bad key ***" in str(record[0].message)
     assert SECRET not in str(record[0].message)
     assert SECRET.encode() not in _all_bytes(tmp_path / "m")
+
+
+def test_names_are_recorded_when_pip_requirements_replace_inference(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_API_KEY", SECRET)
+    envkit.pyfunc.save_model(
+        tmp_path / "m",
+        python_model=SeedModel(),
+        input_example="data",
+        pip_requirements=["envkit", "cloudpickle"],
+    )
+    assert (tmp_path / "m" / "requirements.txt").read_text() == "envkit\ncloudpickle"
+    names = (tmp_path / "m" / "environment_variables.txt").read_text().splitlines()[3:]
+    assert names == ["TEST_API_KEY"]
