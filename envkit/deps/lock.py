@@ -1,7 +1,8 @@
 """``envkit lock MODEL``: a fully pinned, hashed, transitive ``requirements.lock``.
 
-The model's ``requirements.txt`` (and its constraints) is compiled with ``uv pip compile`` or
-pip-tools' ``pip-compile`` for the Python version the model records, with ``--generate-hashes``.
+The model's ``requirements.txt`` (and its constraints) is compiled with ``uv pip compile`` (for
+the Python version the model records) or pip-tools' ``pip-compile`` (for the running
+interpreter), with ``--generate-hashes``.
 envkit itself is not resolved from an index (a different project of that name is published
 there; the sandbox installs the running envkit from a wheel it builds), so its line is replaced by
 envkit's own runtime requirements, which the lock then pins like everything else.
@@ -164,6 +165,9 @@ def lock_model(
             if python:
                 argv += ["--python-version", python]
         else:
+            import platform
+
+            python = platform.python_version()  # pip-compile resolves for this interpreter
             argv = [
                 sys.executable,
                 "-m",
@@ -173,6 +177,10 @@ def lock_model(
                 "--generate-hashes",
                 "--no-header",
                 "--strip-extras",
+                # this machine's pip configuration (indexes, find-links) is not the model's
+                "--no-emit-index-url",
+                "--no-emit-find-links",
+                "--no-emit-trusted-host",
                 "--output-file",
                 str(output),
                 str(source),

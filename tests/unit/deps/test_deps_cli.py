@@ -97,16 +97,17 @@ def test_deps_on_a_missing_model(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_lock_writes_a_hashed_transitive_lock(model, capsys):
+@pytest.mark.parametrize("tool", ["uv", "pip-tools"])
+def test_lock_writes_a_hashed_transitive_lock(model, capsys, tool):
     from envkit.deps.lock import available_tools
 
-    if available_tools()["uv"] is not None:
-        pytest.skip("uv is not installed")
-    code = main(["lock", str(model)])
+    assert available_tools()[tool] is None  # both are in the dev/test extras
+    code = main(["lock", str(model), "--tool", tool])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "requirements.lock" in captured.out
     text = (model / "requirements.lock").read_text()
+    assert "--find-links" not in text and "--extra-index-url" not in text
     assert "pyyaml==" in text and "--hash=sha256:" in text
     assert "\nenvkit==" not in text  # envkit is installed from its own wheel, never resolved
     assert "filelock==" in text  # envkit's own requirements are locked instead
