@@ -158,3 +158,25 @@ def test_an_optional_import_that_is_absent_is_not_a_requirement(tmp_path):
     )
     envkit.pyfunc.save_model(tmp_path / "m", python_model=model)
     assert names(tmp_path / "m") == PYFUNC | {"pyyaml"}
+
+
+def test_a_module_a_pickled_function_refers_to(tmp_path, iris):
+    """A FunctionTransformer whose function (pickled by value) uses a module global."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    namespace = {"__name__": "corpus_features"}
+    exec(
+        "import yaml\nimport numpy as np\n"
+        "def features(X):\n    yaml.safe_dump([1])\n    return np.asarray(X) * 2\n",
+        namespace,
+    )
+    X, y = iris
+    clf = make_pipeline(FunctionTransformer(namespace["features"]), LogisticRegression())
+    clf.fit(np.asarray(X), y)
+    envkit.sklearn.save_model(clf, tmp_path / "m", serialization_format="cloudpickle")
+    found = names(tmp_path / "m")
+    assert "pyyaml" in found  # imported by cloudpickle while rebuilding the function
+    assert found - {"envkit", "cloudpickle", "pyyaml"} - sklearn_closure() == set()
