@@ -174,7 +174,8 @@ def test_a_module_a_pickled_function_refers_to(tmp_path, iris):
         namespace,
     )
     X, y = iris
-    clf = make_pipeline(FunctionTransformer(namespace["features"]), LogisticRegression())
+    model = LogisticRegression(max_iter=1000)
+    clf = make_pipeline(FunctionTransformer(namespace["features"]), model)
     clf.fit(np.asarray(X), y)
     envkit.sklearn.save_model(clf, tmp_path / "m", serialization_format="cloudpickle")
     found = names(tmp_path / "m")
