@@ -386,6 +386,14 @@ class _Builder:
             self.entries.pop(key, None)
             self.entries[key] = RequirementProvenance(requirement=line, name=None, source=source)
             return
+        if source == SOURCE_FLAVOR and name != "envkit" and name not in self.entries:
+            version = self.index.version(name)
+            if version is not None and line.replace(" ", "") in (
+                f"{name}=={version}",
+                f"{line.split('==', 1)[0]}=={version}",
+            ):
+                self.pinned(name, source)  # the installed version: strip a local label
+                return
         existing = self.entries.get(name)
         if existing is not None and existing.requirement == line:
             if source == SOURCE_USER:

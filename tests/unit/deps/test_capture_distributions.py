@@ -155,3 +155,19 @@ def test_owner_of_stdlib_installed_and_local_modules(tmp_path):
     local.write_text("")
     assert index.owner("yaml", str(local)).kind == "local"
     assert sys.modules["yaml"] is yaml
+
+
+def test_a_flavor_requirement_with_a_local_label_is_stripped_too(fake_site, tmp_path):
+    from envkit.deps.capture import UserRequirements, decide_requirements
+
+    fake_site.install("flavorlib", "1.4.0+cpu", {"flavorlib.py": "A = 1\n"})
+    envkit.pyfunc.save_model(tmp_path / "m", python_model=model_importing(), pip_requirements=[])
+    decision = decide_requirements(
+        tmp_path / "m",
+        default_requirements=["flavorlib==1.4.0+cpu"],
+        user_requirements=UserRequirements(),
+        input_example_info=None,
+        strict=True,
+    )
+    assert "flavorlib==1.4.0" in decision.requirements
+    assert any("+cpu" in message for message in decision.messages)
