@@ -329,8 +329,6 @@ class _Builder:
         record.url = info.url
         if info.kind == INSTALL_INDEX:
             record.index_url = self.index_config.index_url
-        if self.warn_installs and name != "envkit":
-            self._warn_install(name, requirement, info.kind, info.url)
         return record
 
     def _warn_install(self, name: str, requirement: str, kind: str, url: str | None) -> None:
@@ -367,14 +365,7 @@ class _Builder:
         else:
             public, local = _split_local(version)
             record = self._record(name, f"{name}=={public}", source)
-            if local:
-                record.local_label = local
-                self.messages.append(
-                    f"{name} {version} has a local version label (+{local}); it was recorded as "
-                    f"{name}=={public} so that it installs from the index. If the model needs "
-                    f"that build, pass it with pip_requirements/extra_pip_requirements and the "
-                    "index URL that serves it (--extra-index-url)"
-                )
+            record.local_label = local
         record.modules = sorted(modules or [])
         self.entries[name] = record
 
@@ -416,8 +407,26 @@ class _Builder:
             del self.entries[name]
         self.entries[name] = record
 
+    def _final_messages(self) -> None:
+        """Warnings about the pins that remain (a user line replacing one settles it)."""
+        for record in self.entries.values():
+            if record.source == SOURCE_USER or record.name in (None, "envkit"):
+                continue
+            if record.local_label:
+                public = record.requirement.split("==", 1)[-1]
+                self.messages.append(
+                    f"{record.name} {record.installed_version} has a local version label "
+                    f"(+{record.local_label}); it was recorded as {record.name}=={public} so that "
+                    "it installs from the index. If the model needs that build, pass it with "
+                    "pip_requirements/extra_pip_requirements and the index URL that serves it "
+                    "(--extra-index-url)"
+                )
+            if self.warn_installs:
+                self._warn_install(str(record.name), record.requirement, record.install, record.url)
+
     def result(self, framework: str | None) -> list[RequirementProvenance]:
         """Framework line first, then requirements sorted by name, user lines in their order."""
+        self._final_messages()
         records = list(self.entries.values())
         first = [r for r in records if r.name is not None and r.name == framework]
         named = sorted(

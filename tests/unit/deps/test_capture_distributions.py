@@ -171,3 +171,21 @@ def test_a_flavor_requirement_with_a_local_label_is_stripped_too(fake_site, tmp_
     )
     assert "flavorlib==1.4.0" in decision.requirements
     assert any("+cpu" in message for message in decision.messages)
+
+
+def test_a_user_line_for_a_vcs_install_settles_the_warning(fake_site, tmp_path):
+    import warnings
+
+    fake_site.install(
+        "fromgit2",
+        "0.4.0",
+        {"fromgit2.py": "A = 1\n"},
+        direct_url={"url": "https://example.com/fromgit2.git", "vcs_info": {"vcs": "git"}},
+    )
+    line = "fromgit2 @ git+https://example.com/fromgit2.git"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        envkit.pyfunc.save_model(
+            tmp_path / "m", python_model=_model("import fromgit2"), extra_pip_requirements=[line]
+        )
+    assert (tmp_path / "m" / "requirements.txt").read_text().splitlines()[-1] == line
