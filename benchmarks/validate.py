@@ -41,8 +41,6 @@ def mlflow_python() -> Path:
 
 def make_models(workdir: Path, mlflow_py: Path) -> tuple[Path, Path, Path]:
     """(envkit-saved model, MLflow-saved model, serving payload), the same fitted pipeline."""
-    from importlib.metadata import version
-
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -53,13 +51,7 @@ def make_models(workdir: Path, mlflow_py: Path) -> tuple[Path, Path, Path]:
     X, y = load_iris(return_X_y=True, as_frame=True)
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200)).fit(X, y)
     ours = workdir / "iris_envkit"
-    # pandas: the input example is a DataFrame, which the loader reads back with pandas.
-    envkit.sklearn.save_model(
-        model,
-        ours,
-        input_example=X.head(3),
-        extra_pip_requirements=[f"pandas=={version('pandas')}"],
-    )
+    envkit.sklearn.save_model(model, ours, input_example=X.head(3))
     theirs = workdir / "iris_mlflow"
     script = (
         "import sys, mlflow.sklearn\n"

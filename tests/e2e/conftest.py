@@ -152,14 +152,12 @@ def undeclared_import_model(models_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def iris_model(models_dir: Path, iris, iris_pipeline) -> Path:
-    """The iris pipeline saved with envkit.sklearn (pandas added: the example is a DataFrame)."""
+    """The iris pipeline saved with envkit.sklearn, requirements as captured."""
     import envkit.sklearn
 
     X, _ = iris
     path = models_dir / "iris"
-    envkit.sklearn.save_model(
-        iris_pipeline, path, input_example=X.head(3), extra_pip_requirements=RUNTIME_PINS
-    )
+    envkit.sklearn.save_model(iris_pipeline, path, input_example=X.head(3))
     return path
 
 
