@@ -67,9 +67,9 @@ def test_unknown_options_and_non_strings_are_refused():
 
 
 def test_a_bad_line_at_save_time_writes_nothing(tmp_path):
-    with pytest.raises(InvalidRequirementError, match="numpy==="):
+    with pytest.raises(InvalidRequirementError, match="numpy=>>1"):
         envkit.pyfunc.save_model(
-            tmp_path / "m", python_model=model_importing(), extra_pip_requirements=["numpy==="]
+            tmp_path / "m", python_model=model_importing(), extra_pip_requirements=["numpy=>>1"]
         )
     assert list(tmp_path.iterdir()) == []
 
