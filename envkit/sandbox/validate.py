@@ -371,6 +371,8 @@ class _Session:
         request_path.write_text(json.dumps(request), encoding="utf-8")
         self.progress("run", "loading the model and predicting")
         paths = [self.model_dir, self.workdir] + ([input_path] if input_path else [])
+        if predictions_path is not None:  # written by the runner: a container must see it
+            paths.append(predictions_path.parent)
         outcome = backend.run(
             env,
             ["python", "-m", "envkit.sandbox.runner", str(request_path)],
