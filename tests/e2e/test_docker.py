@@ -112,65 +112,59 @@ def docker_env(docker_ready, shared_cache) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def probe_report(docker_env, docker_models, shared_cache) -> dict:
-    """`envkit validate probe --env-manager docker`, once per session (xdist workers wait)."""
+def build_lock(shared_cache):
+    """Held while building: xdist workers build one at a time and reuse each other's layers."""
     from filelock import FileLock
 
-    with FileLock(str(shared_cache / "docker-tests.lock"), timeout=1800):
-        result = run_envkit(
-            "validate",
-            str(docker_models["probe"]),
-            "--env-manager",
-            "docker",
-            "--format",
-            "json",
-            env=docker_env,
-        )
+    return FileLock(str(shared_cache / "docker-tests.lock"), timeout=1800)
+
+
+def validate_json(model: Path, env: dict) -> dict:
+    result = run_envkit(
+        "validate", str(model), "--env-manager", "docker", "--format", "json", env=env
+    )
     assert result.returncode == 0, result.stdout + result.stderr
-    report = json.loads(result.stdout)
-    yield report
-    docker("rmi", f"envkit-env:{report['cache']['key']}")
+    return json.loads(result.stdout)
 
 
 @pytest.mark.docker
 def test_validate_runs_the_model_in_a_locked_down_container(
-    probe_report, docker_env, docker_models, tmp_path
+    docker_env, docker_models, build_lock, tmp_path
 ):
-    report = probe_report
-    assert report["ok"] and report["backend"] == "docker"
-    preview = report["output"]["preview"]
-    # Non-root, read-only root file system, no network interface but loopback.
-    assert "uid=10001" in preview and "root=read-only" in preview and "net=lo" in preview
-    assert report["interpreter"]["running"].startswith("3.11")
+    with build_lock:
+        report = validate_json(docker_models["probe"], docker_env)
+    try:
+        assert report["ok"] and report["backend"] == "docker"
+        preview = report["output"]["preview"]
+        # Non-root, read-only root file system, no network interface but loopback.
+        assert "uid=10001" in preview and "root=read-only" in preview and "net=lo" in preview
+        assert report["interpreter"]["running"].startswith("3.11")
 
-    again = run_envkit(
-        "validate",
-        str(docker_models["probe"]),
-        "--env-manager",
-        "docker",
-        "--format",
-        "json",
-        env=docker_env,
-    )
-    assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout)["cache"]["hit"] is True
+        assert validate_json(docker_models["probe"], docker_env)["cache"]["hit"] is True
 
-    # An empty environment cache still finds the image by its spec-key label.
-    fresh = {**docker_env, "ENVKIT_HOME": str(tmp_path / "home")}
-    third = run_envkit(
-        "validate",
-        str(docker_models["probe"]),
-        "--env-manager",
-        "docker",
-        "--format",
-        "json",
-        env=fresh,
-    )
-    assert third.returncode == 0, third.stderr
-    data = json.loads(third.stdout)
-    assert data["cache"]["hit"] is False
-    record = json.loads(Path(data["cache"]["path"] + "/image.json").read_text())
-    assert record["reused"] is True and record["image"].startswith("sha256:")
+        # An empty environment cache still finds the image by its spec-key label.
+        fresh = {**docker_env, "ENVKIT_HOME": str(tmp_path / "home")}
+        data = validate_json(docker_models["probe"], fresh)
+        assert data["cache"]["hit"] is False
+        record = json.loads(Path(data["cache"]["path"] + "/image.json").read_text())
+        assert record["reused"] is True and record["image"].startswith("sha256:")
+
+        # envkit predict in the container: the predictions come back out of it.
+        payload = tmp_path / "payload.json"
+        payload.write_text(json.dumps({"inputs": [1]}))
+        result = run_envkit(
+            "predict",
+            str(docker_models["probe"]),
+            "--env-manager",
+            "docker",
+            "--input",
+            str(payload),
+            env=docker_env,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "uid=10001" in json.loads(result.stdout)["predictions"]
+    finally:
+        docker("rmi", f"envkit-env:{report['cache']['key']}")  # untags; shared layers stay
 
 
 def _layers(ref: str) -> list[str]:
@@ -179,7 +173,7 @@ def _layers(ref: str) -> list[str]:
 
 @pytest.mark.docker
 def test_build_docker_serves_and_a_model_only_change_rebuilds_only_the_model_layer(
-    probe_report, docker_env, docker_models, iris
+    docker_env, docker_models, build_lock, iris
 ):
     from sklearn.linear_model import LogisticRegression
     from test_serve import Server, post_json
@@ -190,15 +184,16 @@ def test_build_docker_serves_and_a_model_only_change_rebuilds_only_the_model_lay
     tags = [f"envkit-test-iris:{run_id}-a", f"envkit-test-iris:{run_id}-b"]
     builds = []
     try:
-        first = run_envkit(
-            "build-docker",
-            str(docker_models["iris"]),
-            "-t",
-            tags[0],
-            "--format",
-            "json",
-            env=docker_env,
-        )
+        with build_lock:
+            first = run_envkit(
+                "build-docker",
+                str(docker_models["iris"]),
+                "-t",
+                tags[0],
+                "--format",
+                "json",
+                env=docker_env,
+            )
         assert first.returncode == 0, first.stdout + first.stderr
         builds.append(json.loads(first.stdout))
         config = json.loads(docker("image", "inspect", tags[0]).stdout)[0]["Config"]
