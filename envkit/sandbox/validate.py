@@ -467,8 +467,15 @@ class _Session:
         report.status = "env_failed"
         report.exit_code = EXIT_ENV_FAILED
         message = exc.message
-        if isinstance(exc, SubprocessError):
-            message += "; check the requirement names and versions, or try --override REQ"
+        if isinstance(exc, SubprocessError) and "build dependencies" in message:
+            message = message.rstrip(".") + (
+                "; the build dependencies python_env.yaml records cannot be installed for this "
+                "Python (try another --python)"
+            )
+        elif isinstance(exc, SubprocessError):
+            message = message.rstrip(".") + (
+                "; check the requirement names and versions, or try --override REQ"
+            )
         kind = type(exc).__name__
         report.error = {
             "kind": kind,

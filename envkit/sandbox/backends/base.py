@@ -120,6 +120,44 @@ def install_plan(spec: EnvSpec, wheel: SelfWheel | None) -> InstallPlan:
     return InstallPlan(lines, constraints, list(spec.build_dependencies))
 
 
+def check_install(outcome: Outcome, what: str) -> Outcome:
+    """Like ``outcome.check(what)``, with the installer's reason in the message: uv's
+    ``cause:`` lines (why resolution failed) are joined into the one-line message."""
+    if outcome.ok:
+        return outcome
+    from envkit._subprocess import last_error_line
+    from envkit.errors import SubprocessError
+
+    lines = (outcome.stderr or outcome.stdout).splitlines()
+    cause: list[str] = []
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped.startswith("cause:"):
+            cause = [stripped[len("cause:") :].strip()]
+            for following in lines[index + 1 :]:
+                if not following.startswith("   ") or following.strip().startswith("cause:"):
+                    break
+                cause.append(following.strip())
+            break
+    if outcome.timed_out:
+        reason = f"timed out after {outcome.duration:.0f}s"
+    else:
+        reason = last_error_line(outcome.stderr) or last_error_line(outcome.stdout)
+        if reason.lower().startswith("error: "):
+            reason = reason[len("error: ") :]
+        if cause:
+            reason = f"{reason}: {' '.join(cause)}"
+    if len(reason) > 600:
+        reason = reason[:600] + "..."
+    raise SubprocessError(
+        f"{what} failed: {reason or f'exit code {outcome.returncode}'}",
+        argv=outcome.argv,
+        returncode=outcome.returncode,
+        stdout=outcome.stdout,
+        stderr=outcome.stderr,
+    )
+
+
 def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The host environment without variables that leak packages into a sandbox."""
     env = {k: v for k, v in os.environ.items() if k not in LEAKY_VARIABLES}

@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from envkit._subprocess import run
-from envkit.sandbox.backends.base import Backend, InstallPlan, child_environment, venv_python
+from envkit.sandbox.backends.base import (
+    Backend,
+    InstallPlan,
+    check_install,
+    child_environment,
+    venv_python,
+)
 from envkit.sandbox.cache import BuildInfo
 
 if TYPE_CHECKING:
@@ -105,19 +111,21 @@ class UvBackend(Backend):
         start = time.perf_counter()
         with plan.staged(target) as files:
             if files.build is not None:
-                run(
+                outcome = run(
                     [self._uv, "pip", "install", "--python", str(python), "-r", str(files.build)],
                     env=env,
                     cwd=target,
                     timeout=timeout,
-                ).check("installing the build dependencies (python_env.yaml) with uv")
+                )
+                check_install(
+                    outcome, "installing the build dependencies (python_env.yaml) with uv"
+                )
             argv = [self._uv, "pip", "install", "--python", str(python)]
             argv += ["-r", str(files.requirements)]
             if files.constraints is not None:
                 argv += ["-c", str(files.constraints)]
-            run(argv, env=env, cwd=target, timeout=timeout).check(
-                "installing the model's requirements with uv"
-            )
+            outcome = run(argv, env=env, cwd=target, timeout=timeout)
+            check_install(outcome, "installing the model's requirements with uv")
         timings["install"] = time.perf_counter() - start
         return BuildInfo(
             python=interpreter.version,
