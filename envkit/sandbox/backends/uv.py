@@ -110,22 +110,30 @@ class UvBackend(Backend):
         python = venv_python(target)
         start = time.perf_counter()
         with plan.staged(target) as files:
+            install = [self._uv, "pip", "install", "--python", str(python)]
+            constraints = ["-c", str(files.constraints)] if files.constraints else []
+            requirements = ["-r", str(files.requirements), *constraints]
+            done = False
             if files.build is not None:
-                outcome = run(
-                    [self._uv, "pip", "install", "--python", str(python), "-r", str(files.build)],
+                # One resolve for both is faster; when they conflict, do what pip-based tools
+                # (and MLflow) do: build dependencies first, then the requirements over them.
+                combined = run(
+                    [*install, "-r", str(files.build), *requirements],
                     env=env,
                     cwd=target,
                     timeout=timeout,
                 )
-                check_install(
-                    outcome, "installing the build dependencies (python_env.yaml) with uv"
-                )
-            argv = [self._uv, "pip", "install", "--python", str(python)]
-            argv += ["-r", str(files.requirements)]
-            if files.constraints is not None:
-                argv += ["-c", str(files.constraints)]
-            outcome = run(argv, env=env, cwd=target, timeout=timeout)
-            check_install(outcome, "installing the model's requirements with uv")
+                done = combined.ok
+                if not done:
+                    outcome = run(
+                        [*install, "-r", str(files.build)], env=env, cwd=target, timeout=timeout
+                    )
+                    check_install(
+                        outcome, "installing the build dependencies (python_env.yaml) with uv"
+                    )
+            if not done:
+                outcome = run([*install, *requirements], env=env, cwd=target, timeout=timeout)
+                check_install(outcome, "installing the model's requirements with uv")
         timings["install"] = time.perf_counter() - start
         return BuildInfo(
             python=interpreter.version,
