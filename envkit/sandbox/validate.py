@@ -292,9 +292,21 @@ class _Session:
 
         def build(directory: Path) -> Any:
             self.progress("build", f"building the environment with {backend.name}")
-            return backend.create(
+            info = backend.create(
                 spec, directory, interpreter=interpreter, plan=plan, timeout=self.build_timeout
             )
+            if interpreter is not None and self.use_cache:
+                from envkit.sandbox.bytecode import seed_bytecode
+
+                started = time.perf_counter()
+                donors = [
+                    r.path
+                    for r in cache.records()
+                    if r.python == interpreter.version and r.path != directory
+                ][:3]
+                info.extra["seeded_bytecode"] = seed_bytecode(directory, donors)
+                info.timings["seed_bytecode"] = time.perf_counter() - started
+            return info
 
         started = time.perf_counter()
         if not self.use_cache:
@@ -321,6 +333,8 @@ class _Session:
             "root": str(cache.root),
             "waited": round(result.waited, 3),
         }
+        if not result.hit and "seeded_bytecode" in record.extra:
+            report.cache["seeded_bytecode"] = record.extra["seeded_bytecode"]
         report.tools = dict(record.tools)
         report.timings["install"] = 0.0 if result.hit else time.perf_counter() - started
         self.progress(
@@ -458,6 +472,13 @@ class _Session:
 
     def _fail(self, kind: str, message: str, *, detail: str | None, stage: str) -> None:
         report = self.report
+        names = [str(n) for n in (self.model.env_vars or [])]
+        unset = [n for n in names if n not in os.environ and n not in self.extra_env]
+        if unset:  # names only: values are never shown
+            report.warnings.append(
+                "the model records environment variables it reads that are not set here: "
+                + ", ".join(unset)
+            )
         report.status = "model_failed"
         report.exit_code = EXIT_MODEL_FAILED
         report.error = {"kind": kind, "stage": stage, "message": message, "detail": detail}

@@ -87,6 +87,24 @@ def test_uv_validates_the_iris_model_and_the_second_run_is_a_cache_hit(
     assert report3["output"]["shape"] == [4]
     assert len(_env_dirs(cache_root)) == 1 and len(_records(cache_root)) == 1
 
+    # A changed spec is a miss that says what changed; files it shares with the cached
+    # environment (uv hard-links both from its cache) come with their compiled bytecode.
+    fourth = envkit_cli(
+        "validate",
+        str(iris_model),
+        "--override",
+        "six==1.16.0",
+        "--format",
+        "json",
+        home=cache_root,
+    )
+    assert fourth.returncode == 0, fourth.stderr
+    report4 = json_report(fourth)
+    assert report4["cache"]["hit"] is False
+    assert "requirements changed: " in report4["cache"]["reason"]
+    assert "added six==1.16.0" in report4["cache"]["reason"]
+    assert report4["cache"]["seeded_bytecode"] > 100
+
 
 def test_virtualenv_backend_validates_a_model(double_model, cache_root):
     proc = envkit_cli(
