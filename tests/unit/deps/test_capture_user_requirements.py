@@ -124,3 +124,12 @@ def test_a_compatible_user_requirement_replaces_the_pin_silently(tmp_path):
     lines = (tmp_path / "m" / "requirements.txt").read_text().splitlines()
     assert "PyYAML>=5" in lines
     assert not any(line.startswith("pyyaml") for line in lines)
+
+
+def test_an_unreadable_requirements_file_is_named(tmp_path):
+    (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00pandas")
+    with pytest.raises(InvalidRequirementError, match=r"binary\.txt is not UTF-8 text"):
+        check_user_requirements(None, tmp_path / "binary.txt")
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(InvalidRequirementError, match="is a directory"):
+        check_user_requirements(tmp_path / "adir", None)
