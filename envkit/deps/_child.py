@@ -45,6 +45,7 @@ class _Recorder:
         self._patched_env: list[tuple[str, Any]] = []
 
     def start(self) -> None:
+        add = self.statements.add
         statements = self.statements
         orig_import = self._orig_import
         orig_import_module = self._orig_import_module
@@ -56,19 +57,19 @@ class _Recorder:
             fromlist: Any = (),
             level: int = 0,
         ) -> Any:
-            if level == 0 and name:
-                importer = globals.get("__name__", "") if globals else ""
-                if not importer or importer.startswith("importlib"):
+            if not level and name:
+                importer = globals.get("__name__") if globals else None
+                if type(importer) is not str or not importer or importer.startswith("importlib"):
                     importer = _calling_module()
                 elif importer.startswith("envkit") and not _is_statement(sys._getframe(1)):
                     # Not envkit's own ``import``: C code (pickle's find_class) called from
                     # envkit's loader, importing on the model's behalf.
                     importer = ON_BEHALF_OF_MODEL
-                statements.add((name, str(importer), tuple(fromlist or ())))
+                add((name, importer, tuple(fromlist) if fromlist else ()))
             return orig_import(name, globals, locals, fromlist, level)
 
         def recording_import_module(name: str, package: str | None = None) -> Any:
-            if not name.startswith("."):
+            if isinstance(name, str) and not name.startswith("."):
                 caller = sys._getframe(1).f_globals.get("__name__", "")
                 statements.add((name, str(caller), ()))
             return orig_import_module(name, package)
@@ -137,8 +138,8 @@ def _calling_module() -> str:
     frame: Any = sys._getframe(2)
     while frame is not None:
         name = frame.f_globals.get("__name__", "")
-        if name and not name.startswith("importlib") and name != __name__:
-            return str(name)
+        if isinstance(name, str) and name and not name.startswith("importlib") and name != __name__:
+            return name
         frame = frame.f_back
     return ""
 
