@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-ENV_VARS_FILE = "environment_variables.txt"
+from envkit.deps.envfiles import ENV_VARS_FILE
 
 # MLflow's RECORD_ENV_VAR_ALLOWLIST: a name is recorded when it contains any of these.
 RECORD_ENV_VAR_ALLOWLIST = frozenset(
