@@ -413,6 +413,16 @@ class _Session:
         if data.get("python"):
             report.interpreter.setdefault("version", data["python"])
             report.interpreter["running"] = data["python"]
+            recorded = str(report.interpreter.get("recorded") or "")
+            if recorded and not _same_version(recorded, data["python"]):
+                report.mismatches.insert(
+                    0,
+                    {
+                        "requirement": f"python=={recorded}",
+                        "installed": data["python"],
+                        "problem": f"Python {data['python']} runs the model",
+                    },
+                )
 
         if outcome.timed_out:
             stage = data.get("stage", "start")
@@ -535,6 +545,11 @@ def _ensure_envkit(spec: Any, version: str, notes: list[str]) -> Any:
             f"--override 'envkit=={version}'"
         )
     return spec
+
+
+def _same_version(recorded: str, running: str) -> bool:
+    """Whether ``running`` (3.11.7) is the recorded version (``3.11.7`` or just ``3.11``)."""
+    return running.split(".")[: len(recorded.split("."))] == recorded.split(".")
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -150,6 +150,7 @@ def test_python_option_validates_against_another_version(double_model, shared_ca
     assert report["interpreter"]["version"].startswith(other + ".")
     assert report["interpreter"]["running"].startswith(other + ".")
     assert report["spec"]["python"].startswith(other + ".")
+    assert report["mismatches"][0]["requirement"] == f"python=={report['interpreter']['recorded']}"
 
 
 def test_a_requirement_that_cannot_be_installed_exits_3_and_caches_nothing(
