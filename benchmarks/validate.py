@@ -95,7 +95,7 @@ def envkit_runs(model: Path, runs: int, label: str) -> dict[str, list[float]]:
             t = report["timings"]
             details.append(
                 f"install {t.get('install', 0):.2f}s load {t.get('load', 0):.2f}s "
-                f"predict {t.get('predict', 0):.2f}s"
+                f"input {t.get('input', 0):.2f}s predict {t.get('predict', 0):.2f}s"
             )
             seconds, proc = timed(argv, env)
             report = json.loads(proc.stdout)

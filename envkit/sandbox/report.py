@@ -73,7 +73,7 @@ def _rows(report: ValidationReport) -> list[tuple[str, str]]:
         rows.append(("requirements", text))
     t = report.timings
     parts = [f"install {_seconds(t.get('install'))}"]
-    for name in ("load", "predict", "stream"):
+    for name in ("load", "input", "predict", "stream"):
         if name in t:
             parts.append(f"{name} {_seconds(t[name])}")
     parts.append(f"total {_seconds(t.get('total'))}")

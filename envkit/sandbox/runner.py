@@ -339,6 +339,7 @@ def _body(run: _Run, request: dict[str, Any]) -> None:
     run.result["mismatches"] = requirement_mismatches(request.get("requirements") or [])
 
     run.stage("input")
+    start = time.perf_counter()
     if request.get("input_path"):
         data, params = _serving_input(
             request["input_path"], request.get("content_type") or "json", model_dir
@@ -349,6 +350,7 @@ def _body(run: _Run, request: dict[str, Any]) -> None:
         run.result["input"] = {"source": "input_example" if data is not None else None}
         if data is None:
             return  # nothing to predict on: the model loaded, which is all we can check
+    run.timed("input", start)
     if params:
         run.result["input"]["params"] = sorted(params)
 

@@ -401,7 +401,7 @@ class _Session:
         if outcome.timed_out:
             status = _read_json(status_path) or {}
             data = {**status, **data}
-        for name in ("load", "predict", "stream"):
+        for name in ("load", "input", "predict", "stream"):
             if name in (data.get("timings") or {}):
                 report.timings[name] = float(data["timings"][name])
         report.loader = data.get("loader")

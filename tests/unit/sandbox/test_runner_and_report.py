@@ -41,7 +41,7 @@ def test_the_runner_loads_predicts_and_reports(tmp_path, iris_model):
     assert result["ok"] and result["stage"] == "done"
     assert result["loader"] == "envkit.pyfunc.load_model"
     assert result["output"]["type"] == "numpy.ndarray" and result["output"]["shape"] == [3]
-    assert set(result["timings"]) == {"load", "predict"}
+    assert set(result["timings"]) == {"load", "input", "predict"}
     assert result["mismatches"] == [
         {
             "requirement": "surely-not-installed-dist==1.0",
