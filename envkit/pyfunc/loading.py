@@ -256,13 +256,10 @@ def load_model(
     if not loader_module:
         raise ModelFormatError("python_function flavor has no loader_module")
     if not suppress_warnings:
-        from envkit.deps.mismatch import check_model_requirements
-        from envkit.models.flavors import envkit_loader_for
+        from envkit.deps.mismatch import check_model_requirements, not_needed_for
 
         # MLflow-written models list mlflow for MLflow's loader; envkit's own stands in for it.
-        mapped = envkit_loader_for(str(loader_module))
-        replaced = mapped != loader_module and mapped != "envkit.pyfunc.mlflow_compat"
-        check_model_requirements(local, meta, not_needed=("mlflow",) if replaced else ())
+        check_model_requirements(local, meta, not_needed=not_needed_for(meta))
     config = merge_model_config(conf.get("config"), _read_config_argument(model_config))
     module = import_loader(str(loader_module))
     _add_code_to_path(local, conf)
