@@ -1,8 +1,10 @@
-"""Quick start: train a tiny iris classifier, save it with envkit, load it back and predict.
+"""Quick start: train a tiny iris classifier, save it with envkit, load it, then validate it.
 
     python examples/quickstart.py [MODEL_DIR]
 
-MODEL_DIR defaults to examples/out/iris_model (replaced if it exists).
+MODEL_DIR defaults to examples/out/iris_model (replaced if it exists). The last step rebuilds
+the model's recorded environment in a sandbox (uv, cached under ~/.cache/envkit) and runs the
+input example there, exactly what `envkit validate MODEL_DIR` does. Exits with its exit code.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+import envkit
 import envkit.pyfunc
 import envkit.sklearn
+from envkit.sandbox.report import render_text
 
 
 def main() -> int:
@@ -38,7 +42,11 @@ def main() -> int:
     model = envkit.pyfunc.load_model(target)
     predictions = model.predict(X.head(3))
     print("predictions on the input example:", list(predictions))
-    return 0
+
+    # 4. Prove it runs in a freshly rebuilt environment (same as `envkit validate MODEL_DIR`).
+    report = envkit.validate(target)
+    print(render_text(report))
+    return report.exit_code
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ It gives test suites of model projects a fixture to gate a model on ``envkit val
 
     def test_model_deploys(envkit_validate):
         report = envkit_validate("path/to/model")
-        assert report.ok, report.summary
+        assert report.ok, report.headline
 
 The fixture is cheap to register: envkit's sandbox is imported only when it is used.
 """
