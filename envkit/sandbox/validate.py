@@ -183,11 +183,14 @@ class _Session:
         self.extra_env = dict(extra_env or {})
         self.progress = progress or (lambda _event, _message: None)
         self.report = ValidationReport(model=str(self.model_dir))
-        self.workdir = Path(tempfile.mkdtemp(prefix="envkit-run-"))
+        # Created just before the model runs, so that a build killed halfway leaves no
+        # temporary directory behind.
+        self.workdir: Path | None = None
         self.scratch_env: Path | None = None
 
     def close(self) -> None:
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
         if self.scratch_env is not None:
             shutil.rmtree(self.scratch_env, ignore_errors=True)
 
@@ -369,8 +372,9 @@ class _Session:
         from envkit.sandbox.spec import requirement_name
 
         report = self.report
-        result_path = self.workdir / "result.json"
-        status_path = self.workdir / "status.json"
+        workdir = self.workdir = Path(tempfile.mkdtemp(prefix="envkit-run-"))
+        result_path = workdir / "result.json"
+        status_path = workdir / "status.json"
         request = {
             "model_dir": str(self.model_dir),
             "input_path": str(input_path) if input_path else None,
@@ -381,16 +385,16 @@ class _Session:
             "stream": stream,
             "requirements": [r for r in self.requirements if requirement_name(r) != "envkit"],
         }
-        request_path = self.workdir / "request.json"
+        request_path = workdir / "request.json"
         request_path.write_text(json.dumps(request), encoding="utf-8")
         self.progress("run", "loading the model and predicting")
-        paths = [self.model_dir, self.workdir] + ([input_path] if input_path else [])
+        paths = [self.model_dir, workdir] + ([input_path] if input_path else [])
         if predictions_path is not None:  # written by the runner: a container must see it
             paths.append(predictions_path.parent)
         outcome = backend.run(
             env,
             ["python", "-m", "envkit.sandbox.runner", str(request_path)],
-            cwd=self.workdir,
+            cwd=workdir,
             timeout=self.timeout,
             extra_env=self.extra_env,
             paths=paths,

@@ -257,8 +257,10 @@ def test_python_api_returns_a_report(double_model, shared_cache):
     assert report.output is not None and report.output["preview"] == "[2, 4, 6]"
 
 
-def test_a_sigkill_during_a_build_leaves_nothing_trusted(double_model, cache_root):
-    env = dict(os.environ, ENVKIT_HOME=str(cache_root))
+def test_a_sigkill_during_a_build_leaves_nothing_trusted(double_model, cache_root, tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = dict(os.environ, ENVKIT_HOME=str(cache_root), TMPDIR=str(scratch))
     proc = subprocess.Popen(
         [sys.executable, "-m", "envkit", "validate", str(double_model)],
         env=env,
@@ -276,6 +278,7 @@ def test_a_sigkill_during_a_build_leaves_nothing_trusted(double_model, cache_roo
         os.killpg(proc.pid, signal.SIGKILL)  # the job is killed: envkit and its uv children
         proc.wait()
     assert _records(cache_root) == []
+    assert list(scratch.iterdir()) == []  # no temporary directory left behind either
     interrupted = _env_dirs(cache_root)
     assert len(interrupted) == 1
 
