@@ -261,8 +261,8 @@ def load_model(
         # MLflow-written models list mlflow for MLflow's loader; envkit's own stands in for it.
         check_model_requirements(local, meta, not_needed=not_needed_for(meta))
     config = merge_model_config(conf.get("config"), _read_config_argument(model_config))
+    _add_code_to_path(local, conf)  # before the import: a custom loader may live in code/
     module = import_loader(str(loader_module))
-    _add_code_to_path(local, conf)
     data_path = resolve_inside(local, str(conf["data"])) if conf.get("data") else local
     try:
         if config:

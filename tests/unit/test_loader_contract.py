@@ -80,3 +80,21 @@ def test_entry_point_flavors_are_registered(third_party):
 def test_model_saved_with_mlflow_module_name_loads_through_the_registry(tmp_path, third_party):
     _write_model(tmp_path / "m", "mlflow.acme")
     assert envkit.pyfunc.load_model(tmp_path / "m").predict([2]) == [6]
+
+
+def test_a_loader_module_shipped_in_the_models_code_directory(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    path = tmp_path / "m"
+    (path / "code").mkdir(parents=True)
+    (path / "code" / "my_loader_in_code.py").write_text(
+        "class M:\n"
+        "    def predict(self, data, params=None):\n"
+        "        return ['from code/'] * len(data)\n"
+        "def _load_pyfunc(path, model_config=None):\n"
+        "    return M()\n"
+    )
+    Model().add_flavor(
+        "python_function", loader_module="my_loader_in_code", code="code", python_version="3"
+    ).save(path)
+    assert envkit.pyfunc.load_model(path).predict([1, 2]) == ["from code/", "from code/"]
+    sys.modules.pop("my_loader_in_code", None)
