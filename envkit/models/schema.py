@@ -18,7 +18,7 @@ import json
 import string
 from copy import deepcopy
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, TypeVar, Union
 
 from envkit.errors import SignatureError
 
@@ -171,6 +171,18 @@ def _type_from_dict(d: Any, what: str) -> Any:
     return _to_datatype(kind, what)
 
 
+def _duplicated(names: list[str]) -> list[str]:
+    """The names that occur more than once, sorted."""
+    return sorted({n for n in names if names.count(n) > 1})
+
+
+def _parse_json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise SignatureError(f"{what} is not valid JSON: {exc}") from exc
+
+
 class BaseType:
     """Common base of the nested types (Array, Object, Map, AnyType)."""
 
@@ -273,8 +285,7 @@ class Object(BaseType):
             raise SignatureError("an Object needs at least one property")
         if any(not isinstance(p, Property) for p in properties):
             raise SignatureError("Object properties must be Property instances")
-        names = [p.name for p in properties]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        duplicates = _duplicated([p.name for p in properties])
         if duplicates:
             raise SignatureError(f"duplicated property names: {', '.join(duplicates)}")
 
@@ -328,8 +339,61 @@ class Object(BaseType):
         return Object(merged)
 
 
-class Array(BaseType):
+class _OneTypeContainer(BaseType):
+    """What :class:`Array` and :class:`Map` share: a JSON container whose elements all have
+    one type. Each subclass names the element type (``dtype``, ``value_type``) and its JSON."""
+
+    _KIND: str  # the JSON type name ("array")
+    _ELEMENTS: str  # the JSON key of the element type ("items")
+    _A_KIND: str  # how messages name a value of this kind ("an array")
+
+    def __init__(self, element_type: Any) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def _element_type(self) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        # Of exactly the same kind: a SparkMLVector is an Array but never equals one.
+        return (
+            isinstance(other, _OneTypeContainer)
+            and type(other) is type(self)
+            and self._element_type == other._element_type
+        )
+
+    def __hash__(self) -> int:
+        return hash((self._KIND, repr(self._element_type)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self._KIND, self._ELEMENTS: _type_to_dict(self._element_type)}
+
+    @classmethod
+    def from_json_dict(cls: type[_Container], **kwargs: Any) -> _Container:
+        kind, elements = cls._KIND, cls._ELEMENTS
+        if kwargs.get("type") != kind or elements not in kwargs:
+            raise SignatureError(f"{cls._A_KIND} type needs 'type': '{kind}' and '{elements}'")
+        return cls(_type_from_dict(kwargs[elements], f"{kind} {elements}"))
+
+    def _merge(self: _Container, other: Any) -> _Container:
+        if isinstance(other, AnyType) or self == other:
+            return deepcopy(self)
+        if not isinstance(other, type(self)):
+            raise SignatureError(f"cannot merge {self._A_KIND} with {type(other).__name__}")
+        if isinstance(self._element_type, DataType):
+            if isinstance(other._element_type, AnyType):
+                return type(self)(self._element_type)
+            raise SignatureError(f"incompatible {self._KIND} types {self!r} and {other!r}")
+        return type(self)(self._element_type._merge(other._element_type))
+
+
+_Container = TypeVar("_Container", bound=_OneTypeContainer)
+
+
+class Array(_OneTypeContainer):
     """A JSON array whose items all have one type."""
+
+    _KIND, _ELEMENTS, _A_KIND = ARRAY_TYPE, "items", "an array"
 
     def __init__(self, dtype: Any) -> None:
         self._dtype = _to_datatype(dtype, "array item type")
@@ -338,38 +402,10 @@ class Array(BaseType):
     def dtype(self) -> Any:
         return self._dtype
 
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, Array)
-            and not isinstance(other, SparkMLVector)
-            and (self.dtype == other.dtype)
-        )
-
-    def __hash__(self) -> int:
-        return hash(("array", repr(self.dtype)))
+    _element_type = dtype
 
     def __repr__(self) -> str:
         return f"Array({self.dtype!r})"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": ARRAY_TYPE, "items": _type_to_dict(self.dtype)}
-
-    @classmethod
-    def from_json_dict(cls, **kwargs: Any) -> Array:
-        if kwargs.get("type") != ARRAY_TYPE or "items" not in kwargs:
-            raise SignatureError("an array type needs 'type': 'array' and 'items'")
-        return cls(_type_from_dict(kwargs["items"], "array items"))
-
-    def _merge(self, other: Any) -> Array:
-        if isinstance(other, AnyType) or self == other:
-            return deepcopy(self)
-        if not isinstance(other, Array):
-            raise SignatureError(f"cannot merge an array with {type(other).__name__}")
-        if isinstance(self.dtype, DataType):
-            if isinstance(other.dtype, AnyType):
-                return Array(self.dtype)
-            raise SignatureError(f"incompatible array types {self!r} and {other!r}")
-        return Array(self.dtype._merge(other.dtype))
 
 
 class SparkMLVector(Array):
@@ -396,8 +432,10 @@ class SparkMLVector(Array):
         raise SignatureError("a SparkML vector cannot be merged with another type")
 
 
-class Map(BaseType):
+class Map(_OneTypeContainer):
     """A JSON object with string keys and values of one type."""
+
+    _KIND, _ELEMENTS, _A_KIND = MAP_TYPE, "values", "a map"
 
     def __init__(self, value_type: Any) -> None:
         self._value_type = _to_datatype(value_type, "map value type")
@@ -406,34 +444,10 @@ class Map(BaseType):
     def value_type(self) -> Any:
         return self._value_type
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Map) and self.value_type == other.value_type
-
-    def __hash__(self) -> int:
-        return hash(("map", repr(self.value_type)))
+    _element_type = value_type
 
     def __repr__(self) -> str:
         return f"Map(str -> {self.value_type!r})"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": MAP_TYPE, "values": _type_to_dict(self.value_type)}
-
-    @classmethod
-    def from_json_dict(cls, **kwargs: Any) -> Map:
-        if kwargs.get("type") != MAP_TYPE or "values" not in kwargs:
-            raise SignatureError("a map type needs 'type': 'map' and 'values'")
-        return cls(_type_from_dict(kwargs["values"], "map values"))
-
-    def _merge(self, other: Any) -> Map:
-        if isinstance(other, AnyType) or self == other:
-            return deepcopy(self)
-        if not isinstance(other, Map):
-            raise SignatureError(f"cannot merge a map with {type(other).__name__}")
-        if isinstance(self.value_type, DataType):
-            if isinstance(other.value_type, AnyType):
-                return Map(self.value_type)
-            raise SignatureError(f"incompatible map types {self!r} and {other!r}")
-        return Map(self.value_type._merge(other.value_type))
 
 
 class AnyType(BaseType):
@@ -622,8 +636,7 @@ class Schema:
             raise SignatureError("a Schema with several tensors must name each of them")
         if not any(named) and any(not x.required for x in inputs):
             raise SignatureError("unnamed columns cannot be optional; name them or require them")
-        names = [x.name for x in inputs if x.name is not None]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        duplicates = _duplicated([x.name for x in inputs if x.name is not None])
         if duplicates:
             raise SignatureError(f"duplicated column names in Schema: {duplicates}")
         self._inputs: list[Any] = inputs
@@ -702,11 +715,7 @@ class Schema:
 
     @classmethod
     def from_json(cls, json_str: str) -> Schema:
-        try:
-            entries = json.loads(json_str)
-        except ValueError as exc:
-            raise SignatureError(f"a schema is not valid JSON: {exc}") from exc
-        return cls.from_dict(entries)
+        return cls.from_dict(_parse_json(json_str, "a schema"))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Schema) and self._inputs == other._inputs
@@ -812,8 +821,7 @@ class ParamSchema:
     def __init__(self, params: list[ParamSpec]) -> None:
         if not isinstance(params, list) or not all(isinstance(p, ParamSpec) for p in params):
             raise SignatureError("ParamSchema takes a list of ParamSpec")
-        names = [p.name for p in params]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        duplicates = _duplicated([p.name for p in params])
         if duplicates:
             raise SignatureError(f"duplicated params in schema: {duplicates}")
         self._params = params
@@ -842,11 +850,7 @@ class ParamSchema:
 
     @classmethod
     def from_json(cls, json_str: str) -> ParamSchema:
-        try:
-            entries = json.loads(json_str)
-        except ValueError as exc:
-            raise SignatureError(f"a params schema is not valid JSON: {exc}") from exc
-        return cls.from_dict(entries)
+        return cls.from_dict(_parse_json(json_str, "a params schema"))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ParamSchema) and self._params == other._params
