@@ -19,7 +19,16 @@ from copy import deepcopy
 from typing import TYPE_CHECKING, Any
 
 from envkit.errors import SchemaEnforcementError, SignatureError
-from envkit.models.schema import AnyType, Array, DataType, Map, Object, ParamSchema, Schema
+from envkit.models.schema import (
+    AnyType,
+    Array,
+    DataType,
+    Map,
+    Object,
+    ParamSchema,
+    Schema,
+    tensor_type_of,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -581,19 +590,9 @@ def _enforce_tensor_spec(values: Any, spec: Any, label: str) -> Any:
         raise SchemaEnforcementError(
             f"{label}: expected {expected}, got shape {_shape(actual_shape)}"
         )
-    if _clean_tensor_type(actual_type) != expected_type:
+    if tensor_type_of(actual_type) != expected_type:
         raise SchemaEnforcementError(f"{label}: expected {expected}, got dtype {actual_type}")
     return values
-
-
-def _clean_tensor_type(dtype: Any) -> Any:
-    import numpy as np
-
-    if dtype.char == "U":
-        return np.dtype("str")
-    if dtype.char == "S":
-        return np.dtype("bytes")
-    return dtype
 
 
 def _reshape_column(name: str | None, series: pd.Series, spec: Any) -> Any:

@@ -610,6 +610,18 @@ class TensorSpec:
         return info if self.name is None else f"{self.name!r}: {info}"
 
 
+def tensor_type_of(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    """The numpy dtype a :class:`TensorSpec` records for an array of ``dtype``: string and
+    bytes dtypes lose their size (``<U5`` is ``str``), as MLflow records them."""
+    import numpy as np
+
+    if dtype.char == "U":
+        return np.dtype("str")
+    if dtype.char == "S":
+        return np.dtype("bytes")
+    return dtype
+
+
 class Schema:
     """The columns or tensors of a model's input or output.
 

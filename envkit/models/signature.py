@@ -28,6 +28,7 @@ from envkit.models.schema import (
     Schema,
     TensorSpec,
     convert_dataclass_to_schema,
+    tensor_type_of,
 )
 
 __all__ = [
@@ -174,7 +175,7 @@ def infer_schema(data: Any) -> Schema:
         if data and all(isinstance(v, np.ndarray) for v in data.values()):
             return Schema(
                 [
-                    TensorSpec(_clean_tensor_type(arr.dtype), _tensor_shape(arr), name=name)
+                    TensorSpec(tensor_type_of(arr.dtype), _tensor_shape(arr), name=name)
                     for name, arr in data.items()
                 ]
             )
@@ -198,9 +199,9 @@ def infer_schema(data: Any) -> Schema:
             ]
         )
     if isinstance(data, np.ndarray):
-        return Schema([TensorSpec(_clean_tensor_type(data.dtype), _tensor_shape(data))])
+        return Schema([TensorSpec(tensor_type_of(data.dtype), _tensor_shape(data))])
     if _is_sparse(data):
-        return Schema([TensorSpec(_clean_tensor_type(data.data.dtype), _tensor_shape(data))])
+        return Schema([TensorSpec(tensor_type_of(data.data.dtype), _tensor_shape(data))])
     if isinstance(data, list):
         return Schema([ColSpec(_infer_colspec_type(data).dtype)])
     try:
@@ -222,16 +223,6 @@ def _is_sparse(x: Any) -> bool:
     from scipy.sparse import csc_matrix, csr_matrix
 
     return isinstance(x, (csc_matrix, csr_matrix))
-
-
-def _clean_tensor_type(dtype: Any) -> Any:
-    import numpy as np
-
-    if dtype.char == "U":
-        return np.dtype("str")
-    if dtype.char == "S":
-        return np.dtype("bytes")
-    return dtype
 
 
 def _tensor_shape(data: Any) -> tuple[int, ...]:
