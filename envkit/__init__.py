@@ -6,9 +6,9 @@ The public API is imported lazily so that ``import envkit`` stays fast: submodul
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from envkit._lazy import lazy_attributes
 from envkit._version import __version__
 
 if TYPE_CHECKING:
@@ -29,25 +29,15 @@ __all__ = [
     "validate",
 ]
 
-_LAZY_ATTRIBUTES = {
-    "start_run": "envkit.models.tracking",
-    "end_run": "envkit.models.tracking",
-    "active_run": "envkit.models.tracking",
-    "set_tracking_dir": "envkit.models.tracking",
-    "validate": "envkit.sandbox.validate",
-    "ValidationReport": "envkit.sandbox.validate",
-}
-_LAZY_SUBMODULES = {"models", "pyfunc", "sklearn", "deps", "sandbox", "serving", "errors"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY_SUBMODULES:
-        return importlib.import_module(f"envkit.{name}")
-    module = _LAZY_ATTRIBUTES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'envkit' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__) | _LAZY_SUBMODULES)
+__getattr__, __dir__ = lazy_attributes(
+    __name__,
+    {
+        "start_run": "envkit.models.tracking",
+        "end_run": "envkit.models.tracking",
+        "active_run": "envkit.models.tracking",
+        "set_tracking_dir": "envkit.models.tracking",
+        "validate": "envkit.sandbox.validate",
+        "ValidationReport": "envkit.sandbox.validate",
+    },
+    submodules={"models", "pyfunc", "sklearn", "deps", "sandbox", "serving", "errors"},
+)

@@ -5,8 +5,9 @@ Names are imported lazily so that ``import envkit.models`` does not pull in pand
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from envkit._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from envkit.models.code import set_model
@@ -31,32 +32,24 @@ __all__ = [
     "validate_serving_input",
 ]
 
-_LAZY = {
-    "Model": "envkit.models.model",
-    "ModelInfo": "envkit.models.model",
-    "MLMODEL_FILE_NAME": "envkit.models.model",
-    "get_model_info": "envkit.models.model",
-    "set_model": "envkit.models.code",
-    "ModelSignature": "envkit.models.signature",
-    "Schema": "envkit.models.schema",
-    "ColSpec": "envkit.models.schema",
-    "TensorSpec": "envkit.models.schema",
-    "ParamSchema": "envkit.models.schema",
-    "ParamSpec": "envkit.models.schema",
-    "get_model_config": "envkit.models.code",
-    "infer_signature": "envkit.models.signature",
-    "validate_serving_input": "envkit.models.serving_input",
-    "update_model_requirements": "envkit.deps.update",
-    "predict": "envkit.sandbox.validate",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'envkit.models' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(
+    __name__,
+    {
+        "Model": "envkit.models.model",
+        "ModelInfo": "envkit.models.model",
+        "MLMODEL_FILE_NAME": "envkit.models.model",
+        "get_model_info": "envkit.models.model",
+        "set_model": "envkit.models.code",
+        "ModelSignature": "envkit.models.signature",
+        "Schema": "envkit.models.schema",
+        "ColSpec": "envkit.models.schema",
+        "TensorSpec": "envkit.models.schema",
+        "ParamSchema": "envkit.models.schema",
+        "ParamSpec": "envkit.models.schema",
+        "get_model_config": "envkit.models.code",
+        "infer_signature": "envkit.models.signature",
+        "validate_serving_input": "envkit.models.serving_input",
+        "update_model_requirements": "envkit.deps.update",
+        "predict": "envkit.sandbox.validate",
+    },
+)

@@ -7,8 +7,9 @@ this interpreter. starlette and uvicorn (the ``serve`` extra) are imported only 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from envkit._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from envkit.serving.app import create_app, predictions_to_json
@@ -17,20 +18,12 @@ if TYPE_CHECKING:
 
 __all__ = ["create_app", "predictions_to_json", "run_server", "serve"]
 
-_LAZY = {
-    "create_app": "envkit.serving.app",
-    "predictions_to_json": "envkit.serving.app",
-    "run_server": "envkit.serving.server",
-    "serve": "envkit.serving.launch",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'envkit.serving' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(
+    __name__,
+    {
+        "create_app": "envkit.serving.app",
+        "predictions_to_json": "envkit.serving.app",
+        "run_server": "envkit.serving.server",
+        "serve": "envkit.serving.launch",
+    },
+)
