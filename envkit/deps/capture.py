@@ -31,6 +31,7 @@ from typing import Any
 
 from envkit.deps.envfiles import (
     parse_requirement_line,
+    requirement_name,
     write_environment_files,
 )
 from envkit.deps.envvars import allowlisted, recording_enabled, write_env_vars_file
@@ -263,18 +264,6 @@ def check_user_requirements(
 # -- deciding the requirement set ----------------------------------------------------------------
 
 
-def _requirement_name(line: str) -> str | None:
-    from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.utils import canonicalize_name
-
-    if line.startswith("-"):
-        return None
-    try:
-        return str(canonicalize_name(Requirement(line.split(" --hash", 1)[0]).name))
-    except InvalidRequirement:
-        return None
-
-
 def _satisfied_by(line: str, version: str | None) -> bool:
     """Whether ``version`` satisfies the requirement line (URL requirements always do)."""
     from packaging.requirements import InvalidRequirement, Requirement
@@ -371,7 +360,7 @@ class _Builder:
 
     def line(self, line: str, source: str, *, user: bool) -> None:
         """Add a requirement line as given (flavor defaults, user lines)."""
-        name = _requirement_name(line)
+        name = requirement_name(line)
         if name is None:
             key = line
             self.entries.pop(key, None)

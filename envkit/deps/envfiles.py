@@ -192,6 +192,20 @@ def read_requirements_file(path: str | Path, *, _seen: set[Path] | None = None) 
     return result
 
 
+def requirement_name(line: str) -> str | None:
+    """The canonical distribution name of a requirement line; None for option lines
+    (``-c ...``) and lines that are not PEP 508 requirements."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    if line.startswith("-"):
+        return None
+    try:
+        return str(canonicalize_name(Requirement(line.split(" --hash", 1)[0]).name))
+    except InvalidRequirement:
+        return None
+
+
 def requirement_names(requirements: Iterable[str]) -> dict[str, str]:
     """Map canonical distribution name -> requirement line, for PEP 508 lines."""
     from packaging.requirements import InvalidRequirement, Requirement

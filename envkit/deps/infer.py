@@ -26,6 +26,7 @@ from envkit.deps.envfiles import (
     REQUIREMENTS_FILE,
     copy_metadata,
     read_requirements_file,
+    requirement_name,
     write_environment_files,
 )
 from envkit.deps.envvars import ENV_VARS_FILE, read_env_vars_file, write_env_vars_file
@@ -97,9 +98,7 @@ class InferenceResult:
 
 
 def _key(line: str) -> str:
-    from envkit.deps.capture import _requirement_name
-
-    return _requirement_name(line) or line
+    return requirement_name(line) or line
 
 
 def diff_requirements(old: list[str], new: list[str]) -> list[RequirementChange]:

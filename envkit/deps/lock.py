@@ -25,6 +25,7 @@ from envkit.deps.envfiles import (
     PythonEnv,
     copy_metadata,
     read_requirements_file,
+    requirement_name,
 )
 from envkit.errors import ModelFormatError, UsageError
 
@@ -91,12 +92,10 @@ def _envkit_runtime_requirements() -> list[str]:
 
 def compile_input(model_dir: Path) -> list[str]:
     """The lines given to the compiler: the model's requirements, envkit's line replaced."""
-    from envkit.deps.capture import _requirement_name
-
     lines = read_requirements_file(model_dir / REQUIREMENTS_FILE)
     result: list[str] = []
     for line in lines:
-        if _requirement_name(line) == "envkit":
+        if requirement_name(line) == "envkit":
             result.extend(r for r in _envkit_runtime_requirements() if r not in result)
             continue
         if line.startswith(("-c ", "--constraint ")):

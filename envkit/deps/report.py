@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envkit.deps.envfiles import LOCK_FILE, installed_version
+from envkit.deps.envfiles import LOCK_FILE, installed_version, requirement_name
 from envkit.deps.envvars import read_env_vars_file
 from envkit.deps.mismatch import (
     Mismatch,
@@ -85,7 +85,6 @@ def dependency_report(model_uri: str | os.PathLike[str]) -> DependencyReport:
     """Recorded requirements of the model at ``model_uri``, checked against this interpreter."""
     from packaging.utils import canonicalize_name
 
-    from envkit.deps.capture import _requirement_name
     from envkit.deps.mismatch import find_mismatches, not_needed_for
     from envkit.models.model import Model
     from envkit.models.uri import resolve_model_uri
@@ -98,7 +97,7 @@ def dependency_report(model_uri: str | os.PathLike[str]) -> DependencyReport:
     by_name = provenance.by_name() if provenance else {}
     rows = []
     for line in recorded_requirements(model_dir):
-        name = _requirement_name(line)
+        name = requirement_name(line)
         mismatch = check_requirement(line)
         if name in skip:
             mismatch = None

@@ -25,6 +25,7 @@ from envkit.deps.envfiles import (
     format_requirements,
     parse_requirement_line,
     read_requirements_file,
+    requirement_name,
 )
 from envkit.deps.provenance import (
     PROVENANCE_FILE,
@@ -39,22 +40,10 @@ logger = logging.getLogger(__name__)
 __all__ = ["update_model_requirements"]
 
 
-def _name(line: str) -> str | None:
-    from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.utils import canonicalize_name
-
-    if line.startswith("-"):
-        return None
-    try:
-        return str(canonicalize_name(Requirement(line.split(" --hash", 1)[0]).name))
-    except InvalidRequirement:
-        return None
-
-
 def _apply(lines: list[str], operation: str, changes: list[tuple[str | None, str]]) -> list[str]:
     result = list(lines)
     for name, line in changes:
-        positions = [i for i, old in enumerate(result) if (name and _name(old) == name)]
+        positions = [i for i, old in enumerate(result) if (name and requirement_name(old) == name)]
         if operation == "add":
             if positions:
                 result[positions[0]] = line
@@ -108,7 +97,7 @@ def update_model_requirements(
                 f"requirement_list[{position}] {parsed!r}: options cannot be added or removed "
                 "here; give requirements"
             )
-        changes.append((_name(parsed), parsed))
+        changes.append((requirement_name(parsed), parsed))
 
     model_dir = resolve_model_uri(model_uri)
     req_path = model_dir / REQUIREMENTS_FILE
@@ -134,7 +123,7 @@ def update_model_requirements(
             if record is None:
                 record = RequirementProvenance(
                     requirement=line,
-                    name=_name(line),
+                    name=requirement_name(line),
                     source=SOURCE_USER,
                     note="added by update_model_requirements",
                 )

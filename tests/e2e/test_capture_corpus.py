@@ -23,10 +23,10 @@ PYFUNC = {"envkit", "cloudpickle"}
 
 
 def names(model_dir: Path) -> set[str]:
-    from envkit.deps.capture import _requirement_name
+    from envkit.deps.envfiles import requirement_name
 
     lines = (model_dir / "requirements.txt").read_text().splitlines()
-    return {n for n in map(_requirement_name, lines) if n}
+    return {n for n in map(requirement_name, lines) if n}
 
 
 def pins_match_installed(model_dir: Path) -> None:

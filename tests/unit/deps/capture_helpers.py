@@ -8,10 +8,10 @@ from typing import Any
 
 def requirement_names(model_dir) -> set[str]:
     """Distribution names in a model's requirements.txt (option lines left out)."""
-    from envkit.deps.capture import _requirement_name
+    from envkit.deps.envfiles import requirement_name
 
     lines = Path(model_dir, "requirements.txt").read_text().splitlines()
-    return {n for n in (_requirement_name(line) for line in lines) if n}
+    return {n for n in (requirement_name(line) for line in lines) if n}
 
 
 def model_importing(*import_lines: str, where: str = "load_context") -> Any:
