@@ -24,6 +24,28 @@ def _provenance(model_dir: Path) -> dict:
     return {r["name"]: r for r in data["requirements"] if r.get("name")}
 
 
+def _save_importing(tmp_path: Path, module: str, warns: str | None = None) -> dict:
+    """Save a model (at tmp_path/m) whose load_context imports ``module``, and return the
+    provenance record of the distribution named like it; ``warns`` matches the
+    RequirementWarning the save must give (any other warning fails the test)."""
+    model = _model(f"import {module}")
+    if warns is None:
+        envkit.pyfunc.save_model(tmp_path / "m", python_model=model)
+    else:
+        with pytest.warns(RequirementWarning, match=warns):
+            envkit.pyfunc.save_model(tmp_path / "m", python_model=model)
+    return _provenance(tmp_path / "m")[module]
+
+
+def _install_and_save(
+    fake_site, tmp_path: Path, name: str, version: str, *, direct_url=None, warns=None
+) -> dict:
+    """Install distribution ``name`` (with ``direct_url.json``, if given) providing the one
+    module ``name``, then :func:`_save_importing` it."""
+    fake_site.install(name, version, {f"{name}.py": "A = 1\n"}, direct_url=direct_url)
+    return _save_importing(tmp_path, name, warns)
+
+
 def test_namespace_package_is_disambiguated_by_the_imported_file(fake_site, tmp_path):
     fake_site.install("nsdemo-one", "1.0", {"nsdemo/one/__init__.py": "X = 1\n"})
     fake_site.install("nsdemo-two", "2.0", {"nsdemo/two/__init__.py": "X = 2\n"})
@@ -54,28 +76,30 @@ def test_declared_dependencies_are_kept_and_optional_imports_are_not(fake_site, 
 
 
 def test_a_local_version_label_is_stripped_with_a_warning_and_recorded(fake_site, tmp_path):
-    fake_site.install("labelled", "2.3.0+cu121", {"labelled.py": "A = 1\n"})
-    with pytest.warns(RequirementWarning, match=r"labelled 2\.3\.0\+cu121 has a local version"):
-        envkit.pyfunc.save_model(tmp_path / "m", python_model=_model("import labelled"))
+    record = _install_and_save(
+        fake_site,
+        tmp_path,
+        "labelled",
+        "2.3.0+cu121",
+        warns=r"labelled 2\.3\.0\+cu121 has a local version",
+    )
     assert "labelled==2.3.0" in (tmp_path / "m" / "requirements.txt").read_text().splitlines()
-    record = _provenance(tmp_path / "m")["labelled"]
     assert record["local_label"] == "cu121"
     assert record["installed_version"] == "2.3.0+cu121"
 
 
 def test_a_vcs_install_is_reported_with_the_line_to_use(fake_site, tmp_path):
-    fake_site.install(
+    record = _install_and_save(
+        fake_site,
+        tmp_path,
         "fromgit",
         "0.4.0",
-        {"fromgit.py": "A = 1\n"},
         direct_url={
             "url": "https://user:hunter2@example.com/org/fromgit.git",
             "vcs_info": {"vcs": "git", "commit_id": "0123abc"},
         },
+        warns=r"fromgit @ git\+https://example.com/org",
     )
-    with pytest.warns(RequirementWarning, match=r"fromgit @ git\+https://example.com/org"):
-        envkit.pyfunc.save_model(tmp_path / "m", python_model=_model("import fromgit"))
-    record = _provenance(tmp_path / "m")["fromgit"]
     assert record["install"] == "vcs"
     assert record["url"] == "git+https://example.com/org/fromgit.git@0123abc"
     assert "index_url" not in record
@@ -98,34 +122,31 @@ def test_an_editable_install_is_found_through_its_project_directory(
         source_dir=project,
     )
     monkeypatch.syspath_prepend(str(project / "src"))
-    with pytest.warns(RequirementWarning, match="myedit is an editable install"):
-        envkit.pyfunc.save_model(tmp_path / "m", python_model=_model("import myedit"))
-    record = _provenance(tmp_path / "m")["myedit"]
+    record = _save_importing(tmp_path, "myedit", warns="myedit is an editable install")
     assert record["install"] == "editable"
     assert record["requirement"] == "myedit==0.1.0"
 
 
 def test_a_local_directory_install_is_reported(fake_site, tmp_path):
-    fake_site.install(
+    record = _install_and_save(
+        fake_site,
+        tmp_path,
         "fromdir",
         "1.2",
-        {"fromdir.py": "A = 1\n"},
         direct_url={"url": (tmp_path / "src").as_uri(), "dir_info": {}},
+        warns="fromdir was installed from a local path",
     )
-    with pytest.warns(RequirementWarning, match="fromdir was installed from a local path"):
-        envkit.pyfunc.save_model(tmp_path / "m", python_model=_model("import fromdir"))
-    assert _provenance(tmp_path / "m")["fromdir"]["install"] == "local"
+    assert record["install"] == "local"
 
 
 def test_the_index_url_is_recorded_without_credentials(fake_site, tmp_path, monkeypatch):
     monkeypatch.setenv("PIP_INDEX_URL", "https://build:s3cr3t-t0ken@pkgs.example.com/simple?x=1")
     monkeypatch.delenv("UV_INDEX_URL", raising=False)
     monkeypatch.delenv("UV_DEFAULT_INDEX", raising=False)
-    fake_site.install("plainpkg", "1.0", {"plainpkg.py": "A = 1\n"})
-    envkit.pyfunc.save_model(tmp_path / "m", python_model=_model("import plainpkg"))
+    record = _install_and_save(fake_site, tmp_path, "plainpkg", "1.0")
     data = json.loads((tmp_path / "m" / "requirements.provenance.json").read_text())
     assert data["index_url"] == "https://pkgs.example.com/simple"
-    assert _provenance(tmp_path / "m")["plainpkg"]["index_url"] == "https://pkgs.example.com/simple"
+    assert record["index_url"] == "https://pkgs.example.com/simple"
     for path in (tmp_path / "m").rglob("*"):
         if path.is_file():
             assert b"s3cr3t" not in path.read_bytes()
