@@ -46,13 +46,19 @@ def _mlmodel(path: Path) -> dict:
     return yaml.safe_load((path / "MLmodel").read_text())
 
 
-def test_custom_model_with_artifacts_and_config(tmp_path):
-    offset = tmp_path / "offset.txt"
-    offset.write_text("0.5")
+def _save_add_n(tmp_path: Path, offset: str) -> Path:
+    """AddN saved at tmp_path/model with n=1 in its config and ``offset`` as its artifact."""
+    offset_file = tmp_path / "offset.txt"
+    offset_file.write_text(offset)
     path = tmp_path / "model"
     envkit.pyfunc.save_model(
-        path, python_model=AddN(), artifacts={"offset": offset}, model_config={"n": 1}
+        path, python_model=AddN(), artifacts={"offset": offset_file}, model_config={"n": 1}
     )
+    return path
+
+
+def test_custom_model_with_artifacts_and_config(tmp_path):
+    path = _save_add_n(tmp_path, "0.5")
     conf = _mlmodel(path)["flavors"]["python_function"]
     assert conf["loader_module"] == "envkit.pyfunc.model"
     assert conf["python_model"] == "python_model.pkl"
@@ -70,12 +76,7 @@ def test_custom_model_with_artifacts_and_config(tmp_path):
 
 
 def test_model_config_override_replaces_and_warns_once_about_unknown_keys(tmp_path):
-    offset = tmp_path / "offset.txt"
-    offset.write_text("0")
-    path = tmp_path / "model"
-    envkit.pyfunc.save_model(
-        path, python_model=AddN(), artifacts={"offset": offset}, model_config={"n": 1}
-    )
+    path = _save_add_n(tmp_path, "0")
     with pytest.warns(UserWarning, match=r"model_config key\(s\) bogus, other ignored") as record:
         model = envkit.pyfunc.load_model(path, model_config={"n": 10, "bogus": 1, "other": 2})
     assert len([w for w in record if "model_config" in str(w.message)]) == 1
@@ -84,14 +85,10 @@ def test_model_config_override_replaces_and_warns_once_about_unknown_keys(tmp_pa
 
 
 def test_model_config_from_a_yaml_file(tmp_path):
-    offset = tmp_path / "offset.txt"
-    offset.write_text("0")
-    envkit.pyfunc.save_model(
-        tmp_path / "m", python_model=AddN(), artifacts={"offset": offset}, model_config={"n": 1}
-    )
+    path = _save_add_n(tmp_path, "0")
     config_file = tmp_path / "config.yaml"
     config_file.write_text("n: 5\n")
-    assert envkit.pyfunc.load_model(tmp_path / "m", model_config=config_file).predict([0]) == [5.0]
+    assert envkit.pyfunc.load_model(path, model_config=config_file).predict([0]) == [5.0]
 
 
 def test_predict_stream_returns_a_generator(tmp_path):

@@ -71,10 +71,14 @@ def test_saving_into_an_empty_directory_is_allowed(tmp_path):
     assert (tmp_path / "m" / "MLmodel").is_file()
 
 
-def _edit_mlmodel(path, edit):
+def _echo_with_pyfunc_conf(tmp_path, **changes):
+    """Echo saved at tmp_path/m, then its MLmodel's python_function flavor edited."""
+    path = tmp_path / "m"
+    envkit.pyfunc.save_model(path, python_model=Echo())
     data = yaml.safe_load((path / "MLmodel").read_text())
-    edit(data)
+    data["flavors"]["python_function"].update(changes)
     (path / "MLmodel").write_text(yaml.safe_dump(data))
+    return path
 
 
 def test_unknown_flavor_without_python_function(tmp_path):
@@ -84,24 +88,16 @@ def test_unknown_flavor_without_python_function(tmp_path):
 
 
 def test_loader_module_that_cannot_be_imported(tmp_path):
-    envkit.pyfunc.save_model(tmp_path / "m", python_model=Echo())
-    _edit_mlmodel(
-        tmp_path / "m",
-        lambda d: d["flavors"]["python_function"].update(loader_module="no_such_pkg.loader"),
-    )
+    path = _echo_with_pyfunc_conf(tmp_path, loader_module="no_such_pkg.loader")
     with pytest.raises(LoaderImportError, match="'no_such_pkg.loader' cannot be imported"):
-        envkit.pyfunc.load_model(tmp_path / "m")
+        envkit.pyfunc.load_model(path)
 
 
 def test_dotdot_path_in_mlmodel_is_refused(tmp_path):
-    envkit.pyfunc.save_model(tmp_path / "m", python_model=Echo())
-    shutil.copy(tmp_path / "m" / "python_model.pkl", tmp_path / "outside.pkl")
-    _edit_mlmodel(
-        tmp_path / "m",
-        lambda d: d["flavors"]["python_function"].update(python_model="../outside.pkl"),
-    )
+    path = _echo_with_pyfunc_conf(tmp_path, python_model="../outside.pkl")
+    shutil.copy(path / "python_model.pkl", tmp_path / "outside.pkl")
     with pytest.raises(UnsafePathError, match="outside the model directory"):
-        envkit.pyfunc.load_model(tmp_path / "m")
+        envkit.pyfunc.load_model(path)
 
 
 def test_symlink_escaping_the_model_is_refused(tmp_path):
