@@ -13,6 +13,8 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -92,6 +94,66 @@ def mlflow_python() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def run_in_mlflow(mlflow_python: Path, repo_root: Path) -> Callable[..., str]:
+    """``run(script, *args, with_envkit=False, cwd=None)``: run a Python script (dedented)
+    under the MLflow virtualenv's interpreter, assert that it succeeds and return its stdout.
+
+    envkit is importable there only with ``with_envkit=True`` (from this checkout).
+    """
+
+    def run(script: str, *args: str, with_envkit: bool = False, cwd: Path | None = None) -> str:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        if with_envkit:
+            env["PYTHONPATH"] = str(repo_root)
+        out = subprocess.run(
+            [str(mlflow_python), "-c", textwrap.dedent(script), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=cwd,
+            timeout=600,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        return out.stdout
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def mlflow_models(run_in_mlflow, tmp_path_factory) -> Path:
+    """Models written by real MLflow: the iris pipeline with an input example (skops, MLflow's
+    default) and without one (pickle), and a PythonModel; ``expected.json`` holds the
+    pipeline's predictions on the first ten rows."""
+    root = tmp_path_factory.mktemp("mlflow-models")
+    run_in_mlflow(
+        """
+        import json, sys
+        import mlflow.pyfunc, mlflow.sklearn
+        from sklearn.datasets import load_iris
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        out = sys.argv[1]
+        X, y = load_iris(return_X_y=True, as_frame=True)
+        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200)).fit(X, y)
+        mlflow.sklearn.save_model(clf, f"{out}/sk_skops", input_example=X.head(3))
+        mlflow.sklearn.save_model(clf, f"{out}/sk_pickle", serialization_format="pickle")
+
+        class Doubler(mlflow.pyfunc.PythonModel):
+            def predict(self, context, model_input, params=None):
+                return [2 * x for x in model_input]
+
+        mlflow.pyfunc.save_model(f"{out}/py_model", python_model=Doubler())
+        expected = {"sk": clf.predict(X.head(10)).tolist()}
+        open(f"{out}/expected.json", "w").write(json.dumps(expected))
+        """,
+        str(root),
+    )
+    return root
 
 
 @pytest.fixture(scope="session")

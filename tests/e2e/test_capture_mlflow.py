@@ -4,10 +4,6 @@ the environment variable MLflow 3.17.2 does not record for its own documented ex
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import textwrap
-from pathlib import Path
 
 import pytest
 import yaml
@@ -18,38 +14,17 @@ from envkit.cli import main
 pytestmark = [pytest.mark.mlflow, pytest.mark.slow]
 
 
-def run_in_mlflow(python: Path, script: str, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    out = subprocess.run(
-        [str(python), "-c", textwrap.dedent(script), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out.stdout
-
-
 @pytest.fixture(scope="module")
-def mlflow_written(mlflow_python, tmp_path_factory):
+def mlflow_seed_model(run_in_mlflow, tmp_path_factory):
+    """MLflow's documented example of a model that reads an environment variable."""
     root = tmp_path_factory.mktemp("mlflow-capture")
     run_in_mlflow(
-        mlflow_python,
         """
         import os, sys
         import pandas as pd
-        import mlflow.pyfunc, mlflow.sklearn
-        from sklearn.datasets import load_iris
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
+        import mlflow.pyfunc
 
         out = sys.argv[1]
-        X, y = load_iris(return_X_y=True, as_frame=True)
-        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200)).fit(X, y)
-        mlflow.sklearn.save_model(clf, f"{out}/sk", input_example=X.head(3))
-
         os.environ["TEST_API_KEY"] = "secret-value-123"
         class MyModel(mlflow.pyfunc.PythonModel):
             def predict(self, context, model_input, params=None):
@@ -64,16 +39,16 @@ def mlflow_written(mlflow_python, tmp_path_factory):
         """,
         str(root),
     )
-    return root
+    return root / "seed"
 
 
 def test_infer_on_an_mlflow_model_keeps_mlflow_and_mlflow_still_loads_it(
-    mlflow_written, mlflow_python, tmp_path, capsys
+    mlflow_models, run_in_mlflow, tmp_path, capsys
 ):
     import shutil
 
     model = tmp_path / "sk"
-    shutil.copytree(mlflow_written / "sk", model)
+    shutil.copytree(mlflow_models / "sk_skops", model)
     before = (model / "requirements.txt").read_text().splitlines()
     assert main(["infer", str(model), "--format", "json"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -90,7 +65,6 @@ def test_infer_on_an_mlflow_model_keeps_mlflow_and_mlflow_still_loads_it(
     assert not (model / "metadata").exists()  # MLflow's save_model writes none; envkit adds none
     assert (model / "requirements.provenance.json").is_file()
     out = run_in_mlflow(
-        mlflow_python,
         """
         import sys, mlflow.pyfunc
         from sklearn.datasets import load_iris
@@ -103,11 +77,11 @@ def test_infer_on_an_mlflow_model_keeps_mlflow_and_mlflow_still_loads_it(
 
 
 def test_mlflow_misses_the_seed_env_var_and_envkit_records_it(
-    mlflow_written, tmp_path, monkeypatch
+    mlflow_seed_model, tmp_path, monkeypatch
 ):
     import pandas as pd
 
-    assert not (mlflow_written / "seed" / "environment_variables.txt").exists()
+    assert not (mlflow_seed_model / "environment_variables.txt").exists()
 
     class MyModel(envkit.pyfunc.PythonModel):
         def predict(self, context, model_input, params=None):

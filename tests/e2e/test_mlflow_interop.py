@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
-import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,64 +18,10 @@ from envkit.errors import LoaderImportError
 
 pytestmark = [pytest.mark.mlflow, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def run_in_mlflow(
-    python: Path, script: str, *args: str, with_envkit: bool = False, cwd: Path | None = None
-) -> str:
-    """Run ``script`` under the MLflow venv's python; envkit importable only if asked."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    if with_envkit:
-        env["PYTHONPATH"] = str(REPO)
-    out = subprocess.run(
-        [str(python), "-c", textwrap.dedent(script), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out.stdout
-
 
 def test_mlflow_is_not_installed_in_the_test_environment():
     # The "without MLflow" half of the interop tests depends on this.
     assert importlib.util.find_spec("mlflow") is None
-
-
-@pytest.fixture(scope="session")
-def mlflow_models(mlflow_python, tmp_path_factory):
-    """Models written by real MLflow: sklearn (skops default and pickle), a PythonModel."""
-    root = tmp_path_factory.mktemp("mlflow-models")
-    run_in_mlflow(
-        mlflow_python,
-        """
-        import json, sys
-        import mlflow.pyfunc, mlflow.sklearn
-        from sklearn.datasets import load_iris
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
-        out = sys.argv[1]
-        X, y = load_iris(return_X_y=True, as_frame=True)
-        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200)).fit(X, y)
-        mlflow.sklearn.save_model(clf, f"{out}/sk_skops", input_example=X.head(3))
-        mlflow.sklearn.save_model(clf, f"{out}/sk_pickle", serialization_format="pickle")
-
-        class Doubler(mlflow.pyfunc.PythonModel):
-            def predict(self, context, model_input, params=None):
-                return [2 * x for x in model_input]
-
-        mlflow.pyfunc.save_model(f"{out}/py_model", python_model=Doubler())
-        expected = {"sk": clf.predict(X.head(10)).tolist()}
-        open(f"{out}/expected.json", "w").write(json.dumps(expected))
-        """,
-        str(root),
-    )
-    return root
 
 
 @pytest.mark.parametrize("name", ["sk_skops", "sk_pickle"])
@@ -117,9 +59,8 @@ def test_mlflow_python_model_without_mlflow_is_a_clear_error(mlflow_models):
     assert "pip install mlflow==3.17.2" in message
 
 
-def test_mlflow_python_model_is_delegated_to_mlflow_when_importable(mlflow_python, mlflow_models):
+def test_mlflow_python_model_is_delegated_to_mlflow_when_importable(run_in_mlflow, mlflow_models):
     out = run_in_mlflow(
-        mlflow_python,
         """
         import sys, envkit.pyfunc
         model = envkit.pyfunc.load_model(sys.argv[1])
@@ -132,13 +73,12 @@ def test_mlflow_python_model_is_delegated_to_mlflow_when_importable(mlflow_pytho
 
 
 @pytest.mark.parametrize("fmt", ["cloudpickle", "pickle", "skops"])
-def test_envkit_sklearn_models_load_with_mlflow(mlflow_python, tmp_path, iris, iris_pipeline, fmt):
+def test_envkit_sklearn_models_load_with_mlflow(run_in_mlflow, tmp_path, iris, iris_pipeline, fmt):
     X, _ = iris
     path = tmp_path / fmt
     envkit.sklearn.save_model(iris_pipeline, path, serialization_format=fmt)
     # mlflow.sklearn.load_model reads the sklearn flavor: envkit need not be installed there.
     out = run_in_mlflow(
-        mlflow_python,
         """
         import json, sys
         import mlflow.sklearn
@@ -153,7 +93,7 @@ def test_envkit_sklearn_models_load_with_mlflow(mlflow_python, tmp_path, iris, i
 
 
 def test_envkit_models_load_with_mlflow_pyfunc_when_envkit_is_installed(
-    mlflow_python, tmp_path, iris, iris_pipeline
+    run_in_mlflow, tmp_path, iris, iris_pipeline
 ):
     X, _ = iris
     envkit.sklearn.save_model(iris_pipeline, tmp_path / "sk")
@@ -164,7 +104,6 @@ def test_envkit_models_load_with_mlflow_pyfunc_when_envkit_is_installed(
 
     envkit.pyfunc.save_model(tmp_path / "py", python_model=Tripler())
     out = run_in_mlflow(
-        mlflow_python,
         """
         import json, sys
         import mlflow.pyfunc
@@ -183,9 +122,8 @@ def test_envkit_models_load_with_mlflow_pyfunc_when_envkit_is_installed(
     assert py == [3, 6]
 
 
-def test_log_model_goes_into_the_active_mlflow_run(mlflow_python, tmp_path):
+def test_log_model_goes_into_the_active_mlflow_run(run_in_mlflow, tmp_path):
     out = run_in_mlflow(
-        mlflow_python,
         """
         import json, os, sys
         import mlflow
