@@ -11,9 +11,8 @@ import argparse
 import json
 from typing import Any
 
+from envkit.cli._common import add_format_option, add_model_argument, add_timeout_option
 from envkit.errors import EXIT_MODEL_FAILED, EXIT_OK
-
-_MODEL_HELP = "model directory or runs:/<run_id>/<name>"
 
 
 def register(subparsers: Any) -> None:
@@ -25,13 +24,13 @@ def register(subparsers: Any) -> None:
             "interpreter satisfies them. With --check, exit 1 when it does not."
         ),
     )
-    deps.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
+    add_model_argument(deps)
     deps.add_argument(
         "--check",
         action="store_true",
         help="exit 1 when this environment does not satisfy the requirements (for CI)",
     )
-    deps.add_argument("--format", choices=("text", "json"), default="text")
+    add_format_option(deps)
     deps.set_defaults(func=run_deps)
 
     infer = subparsers.add_parser(
@@ -43,20 +42,14 @@ def register(subparsers: Any) -> None:
             "Works for models MLflow wrote too."
         ),
     )
-    infer.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
+    add_model_argument(infer)
     infer.add_argument(
         "--write",
         action="store_true",
         help="rewrite the model's environment files, provenance and metadata with the result",
     )
-    infer.add_argument(
-        "--timeout",
-        type=float,
-        default=None,
-        metavar="S",
-        help="seconds the model may take to load and predict (default 120)",
-    )
-    infer.add_argument("--format", choices=("text", "json"), default="text")
+    add_timeout_option(infer, "seconds the model may take to load and predict (default 120)")
+    add_format_option(infer)
     infer.set_defaults(func=run_infer)
 
     lock = subparsers.add_parser(
@@ -68,20 +61,14 @@ def register(subparsers: Any) -> None:
             "Validation installs the lock when it is present."
         ),
     )
-    lock.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
+    add_model_argument(lock)
     lock.add_argument(
         "--tool",
         choices=("uv", "pip-tools"),
         default=None,
         help="the resolver to use (default: uv when available)",
     )
-    lock.add_argument(
-        "--timeout",
-        type=float,
-        default=None,
-        metavar="S",
-        help="seconds resolution may take (default 600)",
-    )
+    add_timeout_option(lock, "seconds resolution may take (default 600)")
     lock.set_defaults(func=run_lock)
 
 

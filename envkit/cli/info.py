@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from envkit.cli._common import add_format_option, add_model_argument
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -13,8 +15,8 @@ def register(subparsers: Any) -> None:
         help="show a model's flavors, signature, environment, files and sizes",
         description="Show a model's flavors, signature, environment, files and sizes.",
     )
-    parser.add_argument("model", metavar="MODEL", help="model directory or runs:/<run_id>/<name>")
-    parser.add_argument("--format", choices=("text", "json"), default="text")
+    add_model_argument(parser)
+    add_format_option(parser)
     parser.set_defaults(func=run)
 
 
