@@ -169,18 +169,18 @@ def test_models_from_code_are_stored_as_code_not_pickle(tmp_path):
     assert envkit.pyfunc.load_model(path).predict(["a"]) == ["A", 1]
 
 
-def test_models_from_code_file_without_set_model_is_refused_at_save(tmp_path):
-    code = tmp_path / "empty.py"
-    code.write_text("x = 1\n")
-    with pytest.raises(UsageError, match="does not define a model"):
-        envkit.pyfunc.save_model(tmp_path / "m", python_model=str(code))
-    assert not (tmp_path / "m").exists()
-
-
-def test_models_from_code_file_that_raises_is_refused_at_save(tmp_path):
-    code = tmp_path / "broken.py"
-    code.write_text("raise RuntimeError('boom at import')\n")
-    with pytest.raises(ModelFailedError, match="boom at import"):
+@pytest.mark.parametrize(
+    ("source", "error", "message"),
+    [
+        ("x = 1\n", UsageError, "does not define a model"),
+        ("raise RuntimeError('boom at import')\n", ModelFailedError, "boom at import"),
+    ],
+    ids=["without_set_model", "that_raises"],
+)
+def test_a_models_from_code_file_is_refused_at_save(tmp_path, source, error, message):
+    code = tmp_path / "model_code.py"
+    code.write_text(source)
+    with pytest.raises(error, match=message):
         envkit.pyfunc.save_model(tmp_path / "m", python_model=str(code))
     assert not (tmp_path / "m").exists()
 
