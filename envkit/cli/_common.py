@@ -1,11 +1,29 @@
-"""Arguments that several commands take: ``MODEL``, ``--format`` and ``--timeout``."""
+"""What several commands share: a parser that takes ``MODEL``, ``--format``, ``--timeout``."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 MODEL_HELP = "model directory or runs:/<run_id>/<name>"
+
+
+def add_model_command(
+    subparsers: Any,
+    name: str,
+    run: Callable[[argparse.Namespace], int],
+    *,
+    help: str,
+    description: str,
+) -> argparse.ArgumentParser:
+    """The parser of command ``name``, which takes ``MODEL`` and is run by ``run``."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name, help=help, description=description
+    )
+    add_model_argument(parser)
+    parser.set_defaults(func=run)
+    return parser
 
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:

@@ -11,30 +11,32 @@ import argparse
 import json
 from typing import Any
 
-from envkit.cli._common import add_format_option, add_model_argument, add_timeout_option
+from envkit.cli._common import add_format_option, add_model_command, add_timeout_option
 from envkit.errors import EXIT_MODEL_FAILED, EXIT_OK
 
 
 def register(subparsers: Any) -> None:
-    deps = subparsers.add_parser(
+    deps = add_model_command(
+        subparsers,
         "deps",
+        run_deps,
         help="list a model's requirements with their provenance; --check them here",
         description=(
             "List the requirements a model records, where each came from, and whether this "
             "interpreter satisfies them. With --check, exit 1 when it does not."
         ),
     )
-    add_model_argument(deps)
     deps.add_argument(
         "--check",
         action="store_true",
         help="exit 1 when this environment does not satisfy the requirements (for CI)",
     )
     add_format_option(deps)
-    deps.set_defaults(func=run_deps)
 
-    infer = subparsers.add_parser(
+    infer = add_model_command(
+        subparsers,
         "infer",
+        run_infer,
         help="re-capture a model's requirements and show the difference",
         description=(
             "Load the model in a fresh process (and predict on its input example), infer its "
@@ -42,7 +44,6 @@ def register(subparsers: Any) -> None:
             "Works for models MLflow wrote too."
         ),
     )
-    add_model_argument(infer)
     infer.add_argument(
         "--write",
         action="store_true",
@@ -50,10 +51,11 @@ def register(subparsers: Any) -> None:
     )
     add_timeout_option(infer, "seconds the model may take to load and predict (default 120)")
     add_format_option(infer)
-    infer.set_defaults(func=run_infer)
 
-    lock = subparsers.add_parser(
+    lock = add_model_command(
+        subparsers,
         "lock",
+        run_lock,
         help="write requirements.lock: every transitive requirement pinned, with hashes",
         description=(
             "Resolve the model's requirements.txt for the Python it records and write a fully "
@@ -61,7 +63,6 @@ def register(subparsers: Any) -> None:
             "Validation installs the lock when it is present."
         ),
     )
-    add_model_argument(lock)
     lock.add_argument(
         "--tool",
         choices=("uv", "pip-tools"),
@@ -69,7 +70,6 @@ def register(subparsers: Any) -> None:
         help="the resolver to use (default: uv when available)",
     )
     add_timeout_option(lock, "seconds resolution may take (default 600)")
-    lock.set_defaults(func=run_lock)
 
 
 def run_deps(args: argparse.Namespace) -> int:

@@ -6,18 +6,18 @@ import argparse
 import json
 from typing import Any
 
-from envkit.cli._common import add_format_option, add_model_argument
+from envkit.cli._common import add_format_option, add_model_command
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    parser = add_model_command(
+        subparsers,
         "info",
+        run,
         help="show a model's flavors, signature, environment, files and sizes",
         description="Show a model's flavors, signature, environment, files and sizes.",
     )
-    add_model_argument(parser)
     add_format_option(parser)
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
