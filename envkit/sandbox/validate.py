@@ -42,6 +42,13 @@ __all__ = ["DEFAULT_TIMEOUT", "ValidationReport", "predict", "validate"]
 
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_BUILD_TIMEOUT = 1800.0
+# The runner's stages, as a report names them.
+_STAGE_WORDS = {
+    "load": "loading the model",
+    "input": "reading the input",
+    "predict": "predict",
+    "stream": "predict_stream",
+}
 
 ProgressCallback = Callable[[str, str], None]
 
@@ -388,16 +395,16 @@ class _Session:
         request_path = workdir / "request.json"
         request_path.write_text(json.dumps(request), encoding="utf-8")
         self.progress("run", "loading the model and predicting")
-        paths = [self.model_dir, workdir] + ([input_path] if input_path else [])
-        if predictions_path is not None:  # written by the runner: a container must see it
-            paths.append(predictions_path.parent)
+        # What the runner reads and writes: a containerizing backend mounts exactly these.
+        writable = [workdir] + ([predictions_path.parent] if predictions_path else [])
         outcome = backend.run(
             env,
             ["python", "-m", "envkit.sandbox.runner", str(request_path)],
             cwd=workdir,
             timeout=self.timeout,
             extra_env=self.extra_env,
-            paths=paths,
+            paths=[self.model_dir] + ([input_path] if input_path else []),
+            writable_paths=writable,
         )
         report.timings["run"] = outcome.duration
         report.model_log = (outcome.stdout + outcome.stderr).strip()
@@ -430,12 +437,7 @@ class _Session:
 
         if outcome.timed_out:
             stage = data.get("stage", "start")
-            what = {
-                "load": "loading the model",
-                "input": "reading the input",
-                "predict": "predict",
-                "stream": "predict_stream",
-            }.get(stage, "the model")
+            what = _STAGE_WORDS.get(stage, "the model")
             self._fail(
                 "timeout",
                 f"the model timed out after {self.timeout:.0f}s during {what}; raise --timeout "
@@ -457,12 +459,7 @@ class _Session:
             kind = error.get("kind", stage)
             message = error.get("message", "unknown error")
             etype = str(error.get("type", "Exception")).rsplit(".", 1)[-1]
-            what = {
-                "load": "loading the model",
-                "input": "reading the input",
-                "predict": "predict",
-                "stream": "predict_stream",
-            }.get(stage, "the model")
+            what = _STAGE_WORDS.get(stage, "the model")
             if kind == "import":
                 text = (
                     f"{what} failed: {etype}: {message}; the environment holds only the model's "
@@ -496,6 +493,20 @@ class _Session:
         report.status = "model_failed"
         report.exit_code = EXIT_MODEL_FAILED
         report.error = {"kind": kind, "stage": stage, "message": message, "detail": detail}
+
+    def run(self, **options: Any) -> None:
+        """Build (or reuse) the environment and run the model there (``options`` are
+        :meth:`run_model`'s), then clean up; an environment that cannot be built is reported,
+        not raised."""
+        try:
+            try:
+                backend, env = self.prepare()
+            except (EnvironmentBuildError, SubprocessError) as exc:
+                self.env_failed(exc)
+            else:
+                self.run_model(backend, env, **options)
+        finally:
+            self.close()
 
     def env_failed(self, exc: EnvkitError) -> None:
         report = self.report
@@ -644,15 +655,7 @@ def validate(
         extra_env=extra_env,
         progress=progress,
     )
-    try:
-        try:
-            backend, env = session.prepare()
-        except (EnvironmentBuildError, SubprocessError) as exc:
-            session.env_failed(exc)
-        else:
-            session.run_model(backend, env, input_path=path, content_type=kind, stream=stream)
-    finally:
-        session.close()
+    session.run(input_path=path, content_type=kind, stream=stream)
     report = session.report
     report.timings["total"] = time.perf_counter() - session.start
     session.progress("done", report.headline)
@@ -706,22 +709,9 @@ def predict(
             progress=progress,
         )
         predictions_path = tmpdir / "predictions.json"
-        try:
-            try:
-                backend, env = session.prepare()
-            except (EnvironmentBuildError, SubprocessError) as exc:
-                session.env_failed(exc)
-            else:
-                session.run_model(
-                    backend,
-                    env,
-                    input_path=path,
-                    content_type=kind,
-                    predictions_path=predictions_path,
-                    stream=False,
-                )
-        finally:
-            session.close()
+        session.run(
+            input_path=path, content_type=kind, predictions_path=predictions_path, stream=False
+        )
         session.report.raise_for_error()
         data = _read_json(predictions_path)
         if data is None:

@@ -17,15 +17,15 @@ pytestmark = pytest.mark.slow
 
 
 def envkit_cli(
-    *args: str, home: Path, timeout: float = 900, **kwargs
+    *args: str, home: Path, timeout: float = 900, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
-    """Run ``python -m envkit ARGS`` with ``ENVKIT_HOME=home``; output captured as text."""
-    env = dict(os.environ, ENVKIT_HOME=str(home))
+    """Run ``python -m envkit ARGS`` with ``ENVKIT_HOME=home`` and the variables in ``env``
+    set; output captured as text."""
     return subprocess.run(
         [sys.executable, "-m", "envkit", *args],
         capture_output=True,
         text=True,
-        env=env,
+        env={**os.environ, **(env or {}), "ENVKIT_HOME": str(home)},
         timeout=timeout,
     )
 

@@ -11,7 +11,8 @@ import contextlib
 import os
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
     from envkit.sandbox.interpreters import Interpreter
     from envkit.sandbox.selfwheel import SelfWheel
     from envkit.sandbox.spec import EnvSpec
+
+# Runs an installer command (a backend's environment, working directory and timeout bound).
+ToolRunner = Callable[[Sequence[str]], Outcome]
 
 # Variables that would make the sandbox see the host's packages (or another environment's).
 LEAKY_VARIABLES = (
@@ -219,6 +223,13 @@ class Backend:
             return f"its interpreter {python} (or the one it links to) no longer exists"
         return None
 
+    def command(self, env: Environment, argv: Sequence[str]) -> list[str]:
+        """``argv`` as it runs in ``env``: ``python`` means the environment's interpreter."""
+        command = list(argv)
+        if command and command[0] == "python":
+            command = [str(env.python), *env.python_flags, *command[1:]]
+        return command
+
     def run(
         self,
         env: Environment,
@@ -228,18 +239,77 @@ class Backend:
         timeout: float | None = None,
         extra_env: Mapping[str, str] | None = None,
         paths: Sequence[Path] = (),
+        writable_paths: Sequence[Path] = (),
     ) -> Outcome:
         """Run ``argv`` inside ``env``; ``argv[0] == "python"`` means the env's interpreter.
 
-        ``paths`` are the host paths the command reads or writes (a containerizing backend
-        mounts them).
+        ``paths`` are the host paths the command reads and ``writable_paths`` those it writes
+        (a containerizing backend mounts them, read-only and read-write; ``cwd`` is mounted
+        read-only unless it is among ``writable_paths``). An environment that is not isolated
+        (``local``) runs with this process's environment as it is, PYTHONPATH included.
         """
-        command = list(argv)
-        if command and command[0] == "python":
-            command = [str(env.python), *env.python_flags, *command[1:]]
-        child_env = child_environment(extra_env)
-        bindir = str(env.python.parent)
-        child_env["PATH"] = bindir + os.pathsep + child_env.get("PATH", "")
-        if env.isolated:
+        if not env.isolated:
+            child_env = {**os.environ, **(extra_env or {})}
+        else:
+            child_env = child_environment(extra_env)
+            bindir = str(env.python.parent)
+            child_env["PATH"] = bindir + os.pathsep + child_env.get("PATH", "")
             child_env["VIRTUAL_ENV"] = str(env.path)
-        return run(command, env=child_env, cwd=cwd, timeout=timeout)
+        return run(self.command(env, argv), env=child_env, cwd=cwd, timeout=timeout)
+
+
+class VenvBackend(Backend):
+    """A backend that makes a virtual environment from a local interpreter and installs the
+    plan into it (uv, virtualenv). Subclasses say how: :meth:`venv_command`, :meth:`install`.
+    """
+
+    def installer_environment(self) -> dict[str, str]:
+        """The environment of the tools that create and fill the virtual environment."""
+        return child_environment()
+
+    def venv_command(self, interpreter: Interpreter, target: Path) -> tuple[list[str], str]:
+        """The command that creates a virtual environment in ``target``, and what it does."""
+        raise NotImplementedError
+
+    def install(self, python: Path, files: InstallFiles, tool: ToolRunner) -> None:
+        """Install the staged requirement ``files`` into the environment of ``python``;
+        ``tool(argv)`` runs an installer command (the installer's environment, the timeout)."""
+        raise NotImplementedError
+
+    def built_tools(self, python: Path, tool: ToolRunner) -> dict[str, str]:
+        """The tool versions recorded with a fresh environment."""
+        return self.tool_versions()
+
+    def create(
+        self,
+        spec: EnvSpec,
+        target: Path,
+        *,
+        interpreter: Interpreter | None,
+        plan: InstallPlan,
+        timeout: float | None = None,
+    ) -> BuildInfo:
+        from envkit.sandbox.cache import BuildInfo
+
+        assert interpreter is not None
+        env = self.installer_environment()
+
+        def tool(argv: Sequence[str]) -> Outcome:
+            return run(argv, env=env, cwd=target, timeout=timeout)
+
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        argv, what = self.venv_command(interpreter, target)
+        tool(argv).check(what)
+        timings["create"] = time.perf_counter() - start
+        python = venv_python(target)
+        start = time.perf_counter()
+        with plan.staged(target) as files:
+            self.install(python, files, tool)
+        timings["install"] = time.perf_counter() - start
+        return BuildInfo(
+            python=interpreter.version,
+            python_path=str(interpreter.path),
+            tools=self.built_tools(python, tool),
+            timings=timings,
+        )

@@ -9,8 +9,8 @@ built from another base image than the one configured now.
 
 The model runs with ``--network none``, a read-only root (``/tmp`` is a tmpfs), a non-root
 user, all capabilities dropped, and memory/CPU/PID limits. The paths the run needs are
-bind-mounted at the same place: model directories (those with an ``MLmodel``) and files
-read-only, other directories (the runner's work directory) read-write.
+bind-mounted at the same place: those it reads (``paths``: the model, the input) read-only,
+those it writes (``writable_paths``: the runner's work directory) read-write.
 
 Configuration (environment variables, since ``envkit validate`` has no docker flags):
 ``ENVKIT_DOCKER_BASE_IMAGE`` (default ``python:<X.Y>-slim``), ``ENVKIT_DOCKER_CA_BUNDLE``
@@ -176,17 +176,20 @@ class DockerBackend(Backend):
         timeout: float | None = None,
         extra_env: Mapping[str, str] | None = None,
         paths: Sequence[Path] = (),
+        writable_paths: Sequence[Path] = (),
     ) -> Outcome:
         from envkit import docker_build as db
         from envkit._subprocess import run
 
-        command = list(argv)
-        if command and command[0] == "python":
-            command = [str(env.python), *env.python_flags, *command[1:]]
+        command = self.command(env, argv)
         name = f"envkit-run-{uuid.uuid4().hex[:12]}"
-        writable = [Path(p).absolute() for p in paths if _writable(Path(p))]
-        if cwd is not None and Path(cwd).absolute() not in writable and Path(cwd).is_dir():
-            writable.append(Path(cwd).absolute())
+        writable = list(dict.fromkeys(Path(p).absolute() for p in writable_paths))
+        mounts = {path: "rw" for path in writable}
+        for path in paths:
+            mounts.setdefault(Path(path).absolute(), "ro")
+        workdir = Path(cwd).absolute() if cwd is not None else None
+        if workdir is not None and not any(_within(workdir, mount) for mount in mounts):
+            mounts[workdir] = "ro"
         user = _container_user()
         args = [
             "run",
@@ -217,14 +220,10 @@ class DockerBackend(Backend):
             "--env",
             "HOME=/tmp",
         ]
-        for path in _unique(Path(p).absolute() for p in paths):
-            mode = "rw" if path in writable else "ro"
+        for path, mode in mounts.items():
             args += ["--volume", f"{path}:{path}:{mode}"]
-        for path in writable:
-            if path not in [Path(p).absolute() for p in paths]:
-                args += ["--volume", f"{path}:{path}:rw"]
-        if cwd is not None:
-            args += ["--workdir", str(Path(cwd).absolute())]
+        if workdir is not None:
+            args += ["--workdir", str(workdir)]
         # Values are handed to the docker client through its environment, never on argv.
         child_env = dict(os.environ)
         for key, value in (extra_env or {}).items():
@@ -244,17 +243,8 @@ class DockerBackend(Backend):
         return outcome
 
 
-def _writable(path: Path) -> bool:
-    """Directories the run may write to: every mounted directory that is not a model."""
-    return path.is_dir() and not (path / "MLmodel").exists()
-
-
-def _unique(paths: Iterator[Path]) -> list[Path]:
-    seen: list[Path] = []
-    for path in paths:
-        if path not in seen:
-            seen.append(path)
-    return seen
+def _within(path: Path, directory: Path) -> bool:
+    return path == directory or directory in path.parents
 
 
 def _container_user() -> str:

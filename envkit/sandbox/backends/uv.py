@@ -11,23 +11,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from envkit._subprocess import run
-from envkit.sandbox.backends.base import (
-    Backend,
-    InstallPlan,
-    check_install,
-    child_environment,
-    venv_python,
-)
-from envkit.sandbox.cache import BuildInfo
+from envkit.sandbox.backends.base import VenvBackend, check_install, child_environment
 
 if TYPE_CHECKING:
+    from envkit.sandbox.backends.base import InstallFiles, ToolRunner
     from envkit.sandbox.interpreters import Interpreter
-    from envkit.sandbox.spec import EnvSpec
 
 _PIP_TO_UV = {
     "PIP_INDEX_URL": "UV_INDEX_URL",
@@ -60,7 +52,7 @@ def uv_environment() -> dict[str, str]:
     return env
 
 
-class UvBackend(Backend):
+class UvBackend(VenvBackend):
     name = "uv"
     description = "a virtual environment made and filled by uv (fast; uses uv's cache)"
 
@@ -78,66 +70,29 @@ class UvBackend(Backend):
         outcome = run([self._uv, "--version"], timeout=30)
         return {"uv": outcome.stdout.strip().split(" ")[1] if outcome.ok else "?"}
 
-    def create(
-        self,
-        spec: EnvSpec,
-        target: Path,
-        *,
-        interpreter: Interpreter | None,
-        plan: InstallPlan,
-        timeout: float | None = None,
-    ) -> BuildInfo:
-        assert self._uv is not None and interpreter is not None
-        env = uv_environment()
-        timings: dict[str, float] = {}
-        start = time.perf_counter()
-        run(
-            [
-                self._uv,
-                "venv",
-                "--quiet",
-                "--no-project",
-                "--allow-existing",
-                "--python",
-                str(interpreter.path),
-                str(target),
-            ],
-            env=env,
-            cwd=target,
-            timeout=timeout,
-        ).check(f"creating a virtual environment with uv for Python {interpreter.version}")
-        timings["create"] = time.perf_counter() - start
-        python = venv_python(target)
-        start = time.perf_counter()
-        with plan.staged(target) as files:
-            install = [self._uv, "pip", "install", "--python", str(python)]
-            constraints = ["-c", str(files.constraints)] if files.constraints else []
-            requirements = ["-r", str(files.requirements), *constraints]
-            done = False
-            if files.build is not None:
-                # One resolve for both is faster; when they conflict, do what pip-based tools
-                # (and MLflow) do: build dependencies first, then the requirements over them.
-                combined = run(
-                    [*install, "-r", str(files.build), *requirements],
-                    env=env,
-                    cwd=target,
-                    timeout=timeout,
-                )
-                done = combined.ok
-                if not done:
-                    outcome = run(
-                        [*install, "-r", str(files.build)], env=env, cwd=target, timeout=timeout
-                    )
-                    check_install(
-                        outcome, "installing the build dependencies (python_env.yaml) with uv"
-                    )
-            if not done:
-                outcome = run([*install, *requirements], env=env, cwd=target, timeout=timeout)
-                check_install(outcome, "installing the model's requirements with uv")
-        timings["install"] = time.perf_counter() - start
-        return BuildInfo(
-            python=interpreter.version,
-            python_path=str(interpreter.path),
-            tools=self.tool_versions(),
-            timings=timings,
+    def installer_environment(self) -> dict[str, str]:
+        return uv_environment()
+
+    def venv_command(self, interpreter: Interpreter, target: Path) -> tuple[list[str], str]:
+        assert self._uv is not None
+        argv = [self._uv, "venv", "--quiet", "--no-project", "--allow-existing"]
+        argv += ["--python", str(interpreter.path), str(target)]
+        return argv, f"creating a virtual environment with uv for Python {interpreter.version}"
+
+    def install(self, python: Path, files: InstallFiles, tool: ToolRunner) -> None:
+        assert self._uv is not None
+        install = [self._uv, "pip", "install", "--python", str(python)]
+        constraints = ["-c", str(files.constraints)] if files.constraints else []
+        requirements = ["-r", str(files.requirements), *constraints]
+        if files.build is not None:
+            # One resolve for both is faster; when they conflict, do what pip-based tools
+            # (and MLflow) do: build dependencies first, then the requirements over them.
+            if tool([*install, "-r", str(files.build), *requirements]).ok:
+                return
+            check_install(
+                tool([*install, "-r", str(files.build)]),
+                "installing the build dependencies (python_env.yaml) with uv",
+            )
+        check_install(
+            tool([*install, *requirements]), "installing the model's requirements with uv"
         )
