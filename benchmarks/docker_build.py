@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import uuid
@@ -33,7 +32,7 @@ def main() -> int:
     from sklearn.preprocessing import StandardScaler
 
     import envkit.sklearn
-    from envkit.docker_build import build_image, require_engine
+    from envkit.docker_build import build_image, remove_image, require_engine
 
     require_engine()
     X, y = load_iris(return_X_y=True, as_frame=True)
@@ -58,7 +57,7 @@ def main() -> int:
                 rows.append(("model-only change" if i else "cold (--no-cache)", build))
     finally:
         for tag in tags:
-            subprocess.run(["docker", "rmi", tag], capture_output=True)
+            remove_image(tag)
     print(f"iris serving image, base {args.base_image}")
     print(f"{'build':<22}{'seconds':>9}{'cached steps':>14}{'size MB':>9}")
     for label, build in rows:

@@ -1,5 +1,5 @@
-"""Docker images for a model: a build context (Dockerfile + requirements + model), built with
-the ``docker`` CLI.
+"""Docker images for a model: a build context (Dockerfile + requirements + model), built by
+the Docker engine through the ``docker`` SDK (the ``envkit[docker]`` extra, imported when used).
 
 The Dockerfile (template ``docker/templates/Dockerfile.in``) has two stages: ``env`` (a Python
 base image, a virtualenv, a non-root user, the model's requirements plus ``envkit[serve]``)
@@ -8,8 +8,8 @@ and ``model`` (``env`` + the model + the scoring server as entrypoint). ``envkit
 ``model``. Both write the ``env`` stage identically, so they share its layers: validating a
 model warms the cache of the image that will serve it.
 
-Only classic-builder syntax is used (no ``RUN --mount``, heredocs or secrets). The install
-step runs with ``--network host`` (it needs PyPI; nothing else runs with the network). A CA
+Only classic-builder syntax is used (no ``RUN --mount``, heredocs or secrets). The build runs
+with the host's network (the install step needs PyPI; nothing else runs with the network). A CA
 bundle (``--ca-bundle``; by default the one ``ENVKIT_DOCKER_CA_BUNDLE``, ``PIP_CERT``,
 ``SSL_CERT_FILE`` or ``REQUESTS_CA_BUNDLE`` names) is copied into the build so that pip works
 behind a TLS-intercepting proxy; it is used by the install step only, not trusted at run time.
@@ -17,6 +17,7 @@ behind a TLS-intercepting proxy; it is used by the install step only, not truste
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -24,16 +25,19 @@ import shutil
 import string
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from envkit._subprocess import Outcome, run
+from envkit._subprocess import Outcome
 from envkit._version import __version__
 from envkit.errors import BackendUnavailableError, EnvironmentBuildError, UsageError
 
 if TYPE_CHECKING:
+    from docker.client import DockerClient
+
     from envkit.sandbox.backends.base import InstallPlan
     from envkit.sandbox.spec import EnvSpec
 
@@ -50,7 +54,6 @@ __all__ = [
 
 ENV_BASE_IMAGE = "ENVKIT_DOCKER_BASE_IMAGE"
 ENV_CA_BUNDLE = "ENVKIT_DOCKER_CA_BUNDLE"
-ENV_DOCKER = "ENVKIT_DOCKER"  # the docker executable (default: docker on PATH)
 CA_BUNDLE_SOURCES = (ENV_CA_BUNDLE, "PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 
 CONTAINER_UID = 10001
@@ -72,79 +75,185 @@ DEFAULT_BUILD_TIMEOUT = 1800.0
 
 # --- the engine ----------------------------------------------------------------------------------
 
-
-def docker_executable() -> str | None:
-    """The docker CLI: ``$ENVKIT_DOCKER``, else ``docker`` on PATH."""
-    configured = os.environ.get(ENV_DOCKER)
-    if configured:
-        return configured if os.path.isfile(configured) else shutil.which(configured)
-    return shutil.which("docker")
+SDK_MISSING = "the docker Python SDK is not installed (pip install 'envkit[docker]')"
+DEFAULT_ENGINE = "unix:///var/run/docker.sock"
 
 
-def docker(argv: Sequence[str], *, timeout: float | None = 60, input: str | None = None) -> Outcome:
-    """Run ``docker ARGV`` (the engine is whatever DOCKER_HOST / the CLI's context names)."""
-    executable = docker_executable()
-    if executable is None:
+def _unreachable(exc: BaseException) -> str:
+    """Why the engine did not answer, in a line: the innermost OS error where there is one."""
+    host = os.environ.get("DOCKER_HOST") or DEFAULT_ENGINE
+    why = str(exc).replace("Error while fetching server API version: ", "")
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            why = cause.strerror
+        cause = cause.__cause__ or cause.__context__
+    return f"the Docker engine is not reachable at {host} ({why}); start it or set DOCKER_HOST"
+
+
+@contextlib.contextmanager
+def engine(timeout: float = 60) -> Iterator[DockerClient]:
+    """A client of the engine ``DOCKER_HOST`` names (the local socket by default), closed on
+    exit; ``timeout`` bounds each API call. Raises :class:`BackendUnavailableError` (exit 3)
+    when the SDK is not installed or no engine answers, and :class:`EnvironmentBuildError`
+    (exit 3) for an engine error the block does not handle itself."""
+    try:
+        from docker.client import DockerClient
+        from docker.errors import DockerException
+    except ImportError:
         raise BackendUnavailableError(
-            "the docker CLI is not installed (no docker on PATH)",
-            reasons={"docker": "the docker CLI is not installed (no docker on PATH)"},
+            f"cannot use Docker: {SDK_MISSING}", reasons={"docker": SDK_MISSING}
         )
-    return run([executable, *argv], timeout=timeout, input=input)
+    reason = ""
+    # docker-py leaves the socket of a failed connect open: dropping the tracebacks that hold
+    # it closes it here, where its ResourceWarning is ignored.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        try:
+            client = DockerClient.from_env(version="auto", timeout=timeout)
+        except DockerException as exc:
+            reason = _unreachable(exc)
+            cause: BaseException | None = exc
+            while cause is not None:
+                cause.__traceback__ = None
+                cause = cause.__cause__ or cause.__context__
+    if reason:
+        raise BackendUnavailableError(f"cannot use Docker: {reason}", reasons={"docker": reason})
+    import requests.exceptions
+
+    try:
+        yield client
+    except DockerException as exc:  # what the caller did not handle itself
+        why = getattr(exc, "explanation", None) or exc
+        raise EnvironmentBuildError(f"the Docker engine refused: {why}", detail=str(exc))
+    except requests.exceptions.RequestException as exc:
+        raise EnvironmentBuildError(f"lost the Docker engine: {exc}", detail=str(exc))
+    finally:
+        client.close()
 
 
 def engine_unavailable_reason() -> str | None:
     """Why no Docker engine can be used from here (``None`` when one answers)."""
-    if docker_executable() is None:
-        return "the docker CLI is not installed (no docker on PATH; set ENVKIT_DOCKER)"
     try:
-        outcome = docker(["version", "--format", "{{.Server.Version}}"], timeout=30)
-    except OSError as exc:
-        return f"the docker CLI cannot be run: {exc}"
-    if outcome.timed_out:
-        return "the Docker engine did not answer within 30s"
-    if not outcome.ok or not outcome.stdout.strip():
-        from envkit._subprocess import last_error_line
-
-        why = last_error_line(outcome.stderr) or last_error_line(outcome.stdout) or "no answer"
-        return f"the Docker engine is not reachable: {why}"
-    return None
+        with engine(timeout=30):
+            return None
+    except BackendUnavailableError as exc:
+        return exc.reasons["docker"]
 
 
 def engine_version() -> str:
-    outcome = docker(["version", "--format", "{{.Server.Version}}"], timeout=30)
-    return outcome.stdout.strip() if outcome.ok else "?"
+    """The engine's version (``?`` when it does not say)."""
+    try:
+        with engine(timeout=30) as client:
+            from docker.errors import DockerException
+
+            try:
+                return str(client.version().get("Version") or "?")
+            except DockerException:
+                return "?"
+    except BackendUnavailableError:
+        return "?"
 
 
 def require_engine() -> None:
     """Raise :class:`BackendUnavailableError` (exit 3) when no engine answers."""
-    reason = engine_unavailable_reason()
-    if reason is not None:
-        raise BackendUnavailableError(f"cannot use Docker: {reason}", reasons={"docker": reason})
+    with engine(timeout=30):
+        pass
 
 
 def image_inspect(ref: str) -> dict[str, Any] | None:
-    """``docker image inspect REF`` as a dict, ``None`` when there is no such image."""
-    import json
+    """The engine's description of image ``ref``, ``None`` when there is no such image."""
+    with engine() as client:
+        from docker.errors import APIError
 
-    outcome = docker(["image", "inspect", ref], timeout=60)
-    if not outcome.ok:
-        return None
-    try:
-        data = json.loads(outcome.stdout)
-    except ValueError:
-        return None
-    return data[0] if isinstance(data, list) and data else None
+        try:
+            info = client.api.inspect_image(ref)
+        except APIError:  # NotFound, or a reference the engine refuses
+            return None
+    return info if isinstance(info, dict) else None
 
 
 def find_images(labels: Mapping[str, str]) -> list[str]:
     """IDs of images that carry all of ``labels``."""
-    argv = ["images", "--quiet", "--no-trunc"]
-    for key, value in labels.items():
-        argv += ["--filter", f"label={key}={value}"]
-    outcome = docker(argv, timeout=60)
-    if not outcome.ok:
-        return []
-    return [line.strip() for line in outcome.stdout.splitlines() if line.strip()]
+    with engine() as client:
+        found = client.api.images(
+            quiet=True, filters={"label": [f"{k}={v}" for k, v in labels.items()]}
+        )
+    return [str(image_id) for image_id in found]
+
+
+def tag_image(image: str, tag: str) -> None:
+    """Give ``image`` (an ID or a reference) the name ``tag`` (``repository:tag``)."""
+    repository, _, name = tag.rpartition(":")
+    if not repository or "/" in name:
+        repository, name = tag, "latest"
+    with engine() as client:
+        if not client.api.tag(image, repository, name, force=True):
+            raise EnvironmentBuildError(f"the engine did not tag image {image[:19]} as {tag}")
+
+
+def remove_image(ref: str) -> bool:
+    """Remove (untag) image ``ref``; ``False`` when there was no such image or it is in use."""
+    with engine() as client:
+        from docker.errors import APIError
+
+        try:
+            client.api.remove_image(ref)
+        except APIError:
+            return False
+    return True
+
+
+def run_container(
+    image: str,
+    command: Sequence[str],
+    *,
+    timeout: float | None = None,
+    name: str | None = None,
+    environment: Mapping[str, str] | None = None,
+    **options: Any,
+) -> Outcome:
+    """Run ``command`` in a new container of ``image`` to its end, as :func:`envkit._subprocess.run`
+    runs a process: output captured, killed at ``timeout``, always removed. ``options`` are the
+    SDK's ``containers.create`` options (``network_mode``, ``volumes``, ``user``...)."""
+    command = [str(part) for part in command]
+    logger.debug("running in a container of %s: %s", image, " ".join(command))
+    with engine() as client:
+        import requests.exceptions
+        from docker.errors import APIError, DockerException
+
+        start = time.perf_counter()
+        container = client.containers.create(
+            image, command, name=name, environment=dict(environment or {}), **options
+        )
+        try:
+            container.start()
+            timed_out = False
+            try:
+                code: int | None = int(container.wait(timeout=timeout)["StatusCode"])
+            except requests.exceptions.ConnectionError:  # the wait timed out (or the engine left)
+                if timeout is None or time.perf_counter() - start < timeout:
+                    raise
+                timed_out, code = True, None
+                with contextlib.suppress(APIError):  # it may have ended meanwhile
+                    container.kill()
+            duration = time.perf_counter() - start
+            stdout = container.logs(stdout=True, stderr=False)
+            stderr = container.logs(stdout=False, stderr=True)
+        finally:
+            try:
+                container.remove(force=True)
+            except DockerException as exc:
+                logger.warning("could not remove container %s: %s", container.name, exc)
+    return Outcome(
+        argv=command,
+        returncode=code,
+        stdout=stdout.decode("utf-8", "replace"),
+        stderr=stderr.decode("utf-8", "replace"),
+        duration=duration,
+        timed_out=timed_out,
+        extra={"image": image, "container": container.name},
+    )
 
 
 # --- configuration ------------------------------------------------------------------------------
@@ -490,6 +599,51 @@ _MISSING_BASE = re.compile(
 )
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@dataclass
+class BuildLog:
+    """What the builder said: its output, and the error that ended it (if one did)."""
+
+    text: str = ""
+    error: str = ""
+    timed_out: bool = False
+    duration: float = 0.0
+
+
+def _stream_build(client: DockerClient, deadline: float | None, **options: Any) -> BuildLog:
+    """Run one build, collecting its output until it ends or ``deadline`` passes."""
+    import requests.exceptions
+
+    log = BuildLog()
+    lines: list[str] = []
+    remaining = None if deadline is None else max(deadline - time.monotonic(), 1.0)
+    stream = None
+    try:
+        # The HTTP timeout bounds each read: a silent step cannot outlast the deadline.
+        stream = client.api.build(decode=True, timeout=remaining, **options)
+        for chunk in stream:
+            if "stream" in chunk:
+                lines.append(str(chunk["stream"]))
+            elif "status" in chunk and not chunk.get("progressDetail"):  # pulling the base
+                lines.append(f"{chunk.get('id', '')} {chunk['status']}".strip() + "\n")
+            if "error" in chunk:
+                log.error = str(chunk.get("errorDetail", {}).get("message") or chunk["error"])
+            if deadline is not None and time.monotonic() > deadline:
+                log.timed_out = True
+                break
+    except requests.exceptions.ConnectionError:  # a read timed out: the deadline passed
+        if deadline is None or time.monotonic() < deadline:
+            raise
+        log.timed_out = True
+    finally:
+        if stream is not None:
+            stream.close()
+    log.text = _ANSI.sub("", "".join(lines))  # the builder colours the steps' stderr
+    return log
+
+
 def docker_build(
     context: BuildContext,
     tag: str,
@@ -498,20 +652,33 @@ def docker_build(
     labels: Mapping[str, str] | None = None,
     no_cache: bool = False,
     timeout: float | None = DEFAULT_BUILD_TIMEOUT,
-) -> Outcome:
-    """``docker build --network host`` the context; a failure raises EnvironmentBuildError."""
-    argv = ["build", "--network", "host", "--tag", tag]
-    if target:
-        argv += ["--target", target]
-    if no_cache:
-        argv.append("--no-cache")
-    for key, value in sorted((labels or {}).items()):
-        argv += ["--label", f"{key}={value}"]
-    argv.append(str(context.directory))
-    outcome = docker(argv, timeout=timeout)
-    if outcome.ok:
-        return outcome
-    text = outcome.stdout + "\n" + outcome.stderr
+) -> BuildLog:
+    """Build the context with the host's network (the install step needs the index) and
+    name the image ``tag``; a failure raises :class:`EnvironmentBuildError`."""
+    start = time.monotonic()
+    deadline = None if timeout is None else start + timeout
+    with engine() as client:
+        from docker.errors import APIError
+
+        try:
+            log = _stream_build(
+                client,
+                deadline,
+                path=str(context.directory),
+                tag=tag,
+                target=target,
+                labels=dict(labels or {}),
+                nocache=no_cache,
+                network_mode="host",
+                rm=True,
+                forcerm=True,  # no intermediate containers left behind by a failed step
+            )
+        except APIError as exc:
+            log = BuildLog(error=str(exc.explanation or exc))
+    log.duration = time.monotonic() - start
+    if not log.error and not log.timed_out:
+        return log
+    text = log.text + log.error
     for line in text.splitlines():
         if line.strip().startswith("envkit:"):
             raise EnvironmentBuildError(
@@ -520,22 +687,22 @@ def docker_build(
                 f"{ENV_BASE_IMAGE})",
                 detail=_tail(text),
             )
-    if outcome.timed_out:
+    if log.timed_out:
         raise EnvironmentBuildError(
-            f"docker build timed out after {outcome.duration:.0f}s", detail=_tail(text)
+            f"docker build timed out after {log.duration:.0f}s", detail=_tail(text)
         )
     from envkit._subprocess import last_error_line
 
-    last = last_error_line(outcome.stderr) or last_error_line(outcome.stdout)
-    if ("Step 1/" in outcome.stdout and "Step 2/" not in outcome.stdout) or _MISSING_BASE.search(
-        outcome.stderr
-    ):
+    if ("Step 1/" in log.text and "Step 2/" not in log.text) or _MISSING_BASE.search(log.error):
         raise EnvironmentBuildError(
-            f"the base image {context.base_image} cannot be had: {last}; pull or build it "
+            f"the base image {context.base_image} cannot be had: {log.error}; pull or build it "
             f"(docker/build-base-image.sh builds one without a registry) and pass it with "
             f"--base-image or {ENV_BASE_IMAGE}",
             detail=_tail(text),
         )
+    # The installer's own error line says more than the engine's "returned a non-zero code".
+    installer = last_error_line(log.text)
+    last = installer if "error" in installer.lower() else log.error
     raise EnvironmentBuildError(
         f"docker build failed: {last}; check the model's requirements (the install step's "
         "output is in --verbose)",
@@ -551,18 +718,11 @@ def _tail(text: str, lines: int = 40) -> str:
 
 def image_python(ref: str) -> str:
     """The Python version of the image's virtualenv."""
-    outcome = docker(
-        [
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--entrypoint",
-            CONTAINER_PYTHON,
-            ref,
-            "-c",
-            "import platform; print(platform.python_version())",
-        ],
+    outcome = run_container(
+        ref,
+        ["-c", "import platform; print(platform.python_version())"],
+        entrypoint=[CONTAINER_PYTHON],
+        network_mode="none",
         timeout=120,
     )
     return outcome.stdout.strip() if outcome.ok else ""
@@ -601,21 +761,19 @@ def build_image(
             labels={LABEL_VERSION: __version__},
         )
         notify("build", f"docker build {tag} (base {base})")
-        start = time.perf_counter()
-        outcome = docker_build(context, tag, no_cache=no_cache, timeout=timeout)
-        duration = time.perf_counter() - start
+        log = docker_build(context, tag, no_cache=no_cache, timeout=timeout)
     info = image_inspect(tag) or {}
-    steps, cached = count_steps(outcome.stdout)
+    steps, cached = count_steps(log.text)
     return ImageBuild(
         tag=tag,
         image_id=str(info.get("Id", "")),
         size_bytes=int(info.get("Size") or 0),
-        duration=duration,
+        duration=log.duration,
         base_image=base,
         python=image_python(tag),
         steps=steps,
         cached_steps=cached,
-        log=outcome.stdout,
+        log=log.text,
     )
 
 

@@ -17,10 +17,11 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from envkit._version import __version__
 from envkit.errors import UsageError
@@ -34,21 +35,41 @@ __all__ = ["PreparedServer", "prepare_server", "serve"]
 SERVE_EXTRA = "serve"
 
 
+class _Process(Protocol):
+    """A started server: a child process (``subprocess.Popen``) or a container."""
+
+    def send_signal(self, signum: int) -> None: ...
+
+    def wait(self) -> int: ...
+
+
 @dataclass
 class PreparedServer:
-    """The server process to start, once its environment is ready: ``run()`` serves."""
+    """The server to start, once its environment is ready: ``run()`` serves.
+
+    ``argv`` is the server's command; ``start`` starts it (by default as a child process
+    with ``env``); ``cleanup`` runs when it has stopped.
+    """
 
     argv: list[str]
     env: dict[str, str] | None = None
     cleanup: Callable[[], None] = field(default=lambda: None)
+    start: Callable[[], _Process] | None = None
 
     def run(self) -> int:
         """Run the server until it stops; returns its exit status."""
         try:
-            code = _run_forwarding_signals(self.argv, self.env)
+            code = _run_forwarding_signals(self.start or self._child)
         finally:
             self.cleanup()
         return 128 - code if code < 0 else code  # killed by a signal: 128 + its number
+
+    def _child(self) -> subprocess.Popen[bytes]:
+        # The child gets a session of its own, so a terminal's Ctrl-C reaches it once: from us.
+        logger.debug("running: %s", " ".join(self.argv))
+        return subprocess.Popen(
+            self.argv, env=self.env, stdin=subprocess.DEVNULL, start_new_session=True
+        )
 
 
 def _server_args(
@@ -191,97 +212,162 @@ def _docker_command(
         progress=progress,
     )
     logger.info("serving image %s (%s)", tag, build.image_id[:19])
-    name = f"envkit-serve-{digest}-{os.getpid()}"
-    argv = [
-        db.docker_executable() or "docker",
-        "run",
-        "--rm",
-        "--name",
-        name,
-        # The host's network namespace: the server binds --host/--port itself; no bridge.
-        "--network",
-        "host",
-        "--read-only",
-        "--tmpfs",
-        "/tmp:rw,nosuid,nodev",
-        "--user",
-        f"{db.CONTAINER_UID}:{db.CONTAINER_UID}",
-        "--cap-drop",
-        "ALL",
-        "--security-opt",
-        "no-new-privileges",
-    ]
-    # Recorded variables are passed by name: docker reads their values from our environment.
-    for var in read_env_vars_file(model_dir):
-        if var in os.environ:
-            argv += ["--env", var]
-    argv += [
-        tag,
-        *_server_args(
-            db.CONTAINER_MODEL_DIR,
-            host=host,
-            port=port,
-            workers=workers,
-            max_body_bytes=max_body_bytes,
-            access_log=access_log,
-        )[1:],
-    ]
-
-    def cleanup() -> None:
-        from envkit._subprocess import run
-
-        run([argv[0], "rm", "--force", name], timeout=60)
-
-    return PreparedServer(argv, None, cleanup)
-
-
-def serve(
-    model_uri: str | os.PathLike[str],
-    *,
-    host: str = DEFAULT_HOST,
-    port: int = DEFAULT_PORT,
-    workers: int = 1,
-    env_manager: str = "uv",
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    access_log: bool = False,
-    python: str | None = None,
-    base_image: str | None = None,
-    ca_bundle: str | None = "auto",
-    use_cache: bool = True,
-    progress: Callable[[str, str], None] | None = None,
-) -> int:
-    """Serve the model until the server stops; returns the server's exit status.
-
-    The server process inherits this process's standard streams; SIGTERM and SIGINT sent to
-    this process are passed on to it (it stops gracefully).
-    """
-    return prepare_server(
-        model_uri,
+    command = _server_args(
+        db.CONTAINER_MODEL_DIR,
         host=host,
         port=port,
         workers=workers,
-        env_manager=env_manager,
         max_body_bytes=max_body_bytes,
         access_log=access_log,
-        python=python,
-        base_image=base_image,
-        ca_bundle=ca_bundle,
-        use_cache=use_cache,
-        progress=progress,
-    ).run()
+    )[1:]
+    container = _ServerContainer(
+        tag,
+        command,
+        name=f"envkit-serve-{digest}-{os.getpid()}",
+        # The recorded variables that are set here; values go to the engine, never to a log.
+        environment={k: os.environ[k] for k in read_env_vars_file(model_dir) if k in os.environ},
+    )
+    return PreparedServer(command, cleanup=container.remove, start=container.start)
 
 
-def _run_forwarding_signals(argv: Sequence[str], env: dict[str, str] | None) -> int:
-    """Run a long-running child with inherited stdio, passing SIGINT/SIGTERM/SIGHUP on.
+class _ServerContainer:
+    """The serving container, driven like a child process: ``start``, ``send_signal``,
+    ``wait``; its output is copied to this process's as it comes. It runs in the host's
+    network namespace (the server binds --host/--port itself; no bridge), read-only, as the
+    image's non-root user, with every capability dropped."""
+
+    def __init__(
+        self, image: str, command: list[str], *, name: str, environment: dict[str, str]
+    ) -> None:
+        self.image = image
+        self.command = command
+        self.name = name
+        self.environment = environment
+        self._resources = contextlib.ExitStack()
+        self._container: Any = None
+        self._exited = threading.Event()
+        self._status: int | None = None
+        self._signalled: list[int] = []
+        self._output: threading.Thread | None = None
+
+    def start(self) -> _ServerContainer:
+        from envkit import docker_build as db
+        from envkit.errors import EnvironmentBuildError
+
+        client = self._resources.enter_context(db.engine())
+        from docker.errors import DockerException
+
+        try:
+            self._container = client.containers.create(
+                self.image,
+                self.command,
+                name=self.name,
+                environment=self.environment,
+                network_mode="host",
+                read_only=True,
+                tmpfs={"/tmp": "rw,nosuid,nodev"},
+                user=f"{db.CONTAINER_UID}:{db.CONTAINER_UID}",
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+            )
+            output = client.api.attach(
+                self._container.id, stdout=True, stderr=True, stream=True, logs=True, demux=True
+            )
+            self._resources.callback(output.close)
+            self._container.start()
+        except DockerException as exc:
+            raise EnvironmentBuildError(f"the serving container cannot start: {exc}")
+        self._output = threading.Thread(target=_copy_output, args=(output,), daemon=True)
+        self._output.start()
+        threading.Thread(target=self._wait, daemon=True).start()
+        return self
+
+    def _wait(self) -> None:
+        try:
+            self._status = int(self._container.wait(timeout=None)["StatusCode"])
+        except Exception as exc:  # the engine went away: report the server as failed
+            logger.error("lost the serving container %s: %s", self.name, exc)
+            self._status = 1
+        finally:
+            self._exited.set()
+
+    def send_signal(self, signum: int) -> None:
+        from docker.errors import APIError
+
+        self._signalled.append(signum)
+        with contextlib.suppress(APIError):  # it may have stopped meanwhile
+            self._container.kill(signal=signum)
+
+    def wait(self) -> int:
+        """Its exit status; as for a child process, ``-N`` when a signal N we sent ended it."""
+        self._exited.wait()
+        if self._output is not None:
+            self._output.join(timeout=10)
+        status = self._status if self._status is not None else 1
+        if status > 128 and status - 128 in self._signalled:
+            return 128 - status
+        return status
+
+    def remove(self) -> None:
+        from docker.errors import DockerException
+
+        try:
+            if self._container is not None:
+                self._container.remove(force=True)
+        except DockerException as exc:
+            logger.warning("could not remove container %s: %s", self.name, exc)
+        finally:
+            self._resources.close()
+
+
+def _copy_output(frames: Iterable[tuple[bytes | None, bytes | None]]) -> None:
+    """Copy a container's (stdout, stderr) frames to ours until it ends."""
+    try:
+        for out, err in frames:
+            for data, stream in ((out, sys.stdout), (err, sys.stderr)):
+                if data:
+                    buffer = getattr(stream, "buffer", None)
+                    if buffer is not None:
+                        buffer.write(data)
+                    else:
+                        stream.write(data.decode("utf-8", "replace"))
+                    stream.flush()
+    except Exception as exc:  # the stream was closed under us, or the engine went away
+        logger.debug("container output ended: %s", exc)
+
+
+def serve(model_uri: str | os.PathLike[str], **options: Any) -> int:
+    """Serve the model until the server stops; returns the server's exit status.
+
+    ``options`` are those of :func:`prepare_server`. The server process inherits this
+    process's standard streams; SIGTERM and SIGINT sent to this process are passed on to it
+    (it stops gracefully).
+    """
+    return prepare_server(model_uri, **options).run()
+
+
+def _run_forwarding_signals(start: Callable[[], _Process]) -> int:
+    """Start a long-running server with inherited stdio, passing SIGINT/SIGTERM/SIGHUP on.
 
     (``envkit._subprocess.run`` captures output and waits: right for tools, not a server.)
-    A child that stops because of a signal we passed on has stopped as asked: 0.
+    A signal that comes while the server starts is passed on once it has. A server that
+    stops because of a signal we passed on has stopped as asked: 0.
     """
-    # The child gets a session of its own, so a terminal's Ctrl-C reaches it once: from us.
-    logger.debug("running: %s", " ".join(argv))
-    proc = subprocess.Popen(list(argv), env=env, stdin=subprocess.DEVNULL, start_new_session=True)
     forwarded: list[int] = []
-    with _forward_signals(proc, forwarded):
+    started: list[_Process] = []
+
+    def forward(signum: int, _frame: Any) -> None:
+        forwarded.append(signum)
+        for proc in started:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signum)
+
+    with _handling_signals(forward):
+        proc = start()
+        started.append(proc)
+        for signum in forwarded:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signum)
         code = proc.wait()
     if code < 0 and -code in forwarded:
         return 0
@@ -289,19 +375,13 @@ def _run_forwarding_signals(argv: Sequence[str], env: dict[str, str] | None) -> 
 
 
 @contextlib.contextmanager
-def _forward_signals(proc: subprocess.Popen[Any], forwarded: list[int]) -> Iterator[None]:
+def _handling_signals(handler: Callable[[int, Any], None]) -> Iterator[None]:
     previous: dict[int, Any] = {}
-
-    def forward(signum: int, _frame: Any) -> None:
-        forwarded.append(signum)
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signum)
-
     for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
         if sig is None:
             continue
         try:
-            previous[sig] = signal.signal(sig, forward)
+            previous[sig] = signal.signal(sig, handler)
         except ValueError:  # not the main thread
             pass
     try:

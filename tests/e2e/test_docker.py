@@ -7,18 +7,21 @@ image is the one ``docker/build-base-image.sh`` builds (``ENVKIT_TEST_DOCKER_BAS
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import subprocess
-import sys
 import textwrap
 import uuid
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from test_validate import envkit_cli
 
 BASE_IMAGE = os.environ.get("ENVKIT_TEST_DOCKER_BASE_IMAGE", "envkit-base:bookworm")
+# Set for every envkit run here: no registry is reachable, the base image is local.
+DOCKER_VARS = {"ENVKIT_DOCKER_BASE_IMAGE": BASE_IMAGE}
+BUILD_TIMEOUT = 1200
 # One requirement set for every model here: one environment image, built once.
 REQUIREMENTS = [
     f"scikit-learn=={version('scikit-learn')}",
@@ -26,22 +29,6 @@ REQUIREMENTS = [
     f"numpy=={version('numpy')}",
     f"cloudpickle=={version('cloudpickle')}",
 ]
-
-
-def run_envkit(
-    *args: str, env: dict | None = None, timeout: float = 1200
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "envkit", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
-
-
-def docker(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="session")
@@ -61,6 +48,25 @@ def docker_ready() -> None:
 
 
 @pytest.fixture(scope="session")
+def engine(docker_ready):
+    """The test's own client of the engine (the docker SDK), to look at what envkit made."""
+    import docker
+
+    client = docker.from_env(version="auto")
+    yield client
+    client.close()
+
+
+def remove_image(engine, ref: str) -> None:
+    """Untag ``ref``; its layers stay while another tag, image or container uses them (the
+    other worker's build may be using them right now: ``force`` untags all the same)."""
+    from docker.errors import NotFound
+
+    with contextlib.suppress(NotFound):
+        engine.images.remove(ref, force=True)
+
+
+@pytest.fixture(scope="session")
 def docker_models(tmp_path_factory, iris_pipeline, iris) -> dict[str, Path]:
     import envkit.pyfunc
     import envkit.sklearn
@@ -76,20 +82,35 @@ def docker_models(tmp_path_factory, iris_pipeline, iris) -> dict[str, Path]:
             """
             import os
             import socket
+            import time
 
             import envkit.models
             import envkit.pyfunc
 
 
+            def can_write(directory):
+                try:
+                    open(os.path.join(directory, "written-by-the-model"), "w").close()
+                    return "writable"
+                except OSError:
+                    return "read-only"
+
+
             class Probe(envkit.pyfunc.PythonModel):
                 def predict(self, context, model_input, params=None):
-                    try:
-                        open("/opt/envkit/written-by-the-model", "w").close()
-                        root = "writable"
-                    except OSError:
-                        root = "read-only"
+                    values = getattr(model_input, "to_numpy", lambda: model_input)()
+                    if 99 in list(values.ravel() if hasattr(values, "ravel") else values):
+                        time.sleep(600)  # a hang: the run's timeout ends it
                     names = sorted(name for _, name in socket.if_nameindex())
-                    return [f"uid={os.getuid()}", f"root={root}", "net=" + ",".join(names)]
+                    if not os.path.isdir("/opt/envkit/venv"):  # saving: on the host, write nothing
+                        return ["host"]
+                    return [
+                        f"uid={os.getuid()}",
+                        f"root={can_write('/opt/envkit')}",
+                        f"model={can_write(os.path.dirname(__file__))}",
+                        f"cwd={can_write(os.getcwd())}",
+                        "net=" + ",".join(names),
+                    ]
 
 
             envkit.models.set_model(Probe())
@@ -103,15 +124,6 @@ def docker_models(tmp_path_factory, iris_pipeline, iris) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def docker_env(docker_ready, shared_cache) -> dict[str, str]:
-    return {
-        **os.environ,
-        "ENVKIT_HOME": str(shared_cache),
-        "ENVKIT_DOCKER_BASE_IMAGE": BASE_IMAGE,
-    }
-
-
-@pytest.fixture(scope="session")
 def build_lock(shared_cache):
     """Held while building: xdist workers build one at a time and reuse each other's layers."""
     from filelock import FileLock
@@ -119,32 +131,40 @@ def build_lock(shared_cache):
     return FileLock(str(shared_cache / "docker-tests.lock"), timeout=1800)
 
 
-def validate_json(model: Path, env: dict) -> dict:
-    result = run_envkit(
-        "validate", str(model), "--env-manager", "docker", "--format", "json", env=env
+def envkit_json(*args: str, home: Path, code: int = 0) -> dict:
+    """``envkit ARGS --format json`` (which may build an image): its exit code and JSON."""
+    result = envkit_cli(
+        *args, "--format", "json", home=home, env=DOCKER_VARS, timeout=BUILD_TIMEOUT
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == code, result.stdout + result.stderr
     return json.loads(result.stdout)
+
+
+def validate_json(model: Path, home: Path, *args: str, code: int = 0) -> dict:
+    return envkit_json(
+        "validate", str(model), "--env-manager", "docker", *args, home=home, code=code
+    )
 
 
 @pytest.mark.docker
 def test_validate_runs_the_model_in_a_locked_down_container(
-    docker_env, docker_models, build_lock, tmp_path
+    engine, docker_models, build_lock, shared_cache, tmp_path
 ):
     with build_lock:
-        report = validate_json(docker_models["probe"], docker_env)
+        report = validate_json(docker_models["probe"], shared_cache)
     try:
         assert report["ok"] and report["backend"] == "docker"
         preview = report["output"]["preview"]
         # Non-root, read-only root file system, no network interface but loopback.
         assert "uid=10001" in preview and "root=read-only" in preview and "net=lo" in preview
+        # The model is mounted read-only, the runner's work directory read-write.
+        assert "model=read-only" in preview and "cwd=writable" in preview
         assert report["interpreter"]["running"].startswith("3.11")
 
-        assert validate_json(docker_models["probe"], docker_env)["cache"]["hit"] is True
+        assert validate_json(docker_models["probe"], shared_cache)["cache"]["hit"] is True
 
         # An empty environment cache still finds the image by its spec-key label.
-        fresh = {**docker_env, "ENVKIT_HOME": str(tmp_path / "home")}
-        data = validate_json(docker_models["probe"], fresh)
+        data = validate_json(docker_models["probe"], tmp_path / "home")
         assert data["cache"]["hit"] is False
         record = json.loads(Path(data["cache"]["path"] + "/image.json").read_text())
         assert record["reused"] is True and record["image"].startswith("sha256:")
@@ -152,28 +172,38 @@ def test_validate_runs_the_model_in_a_locked_down_container(
         # envkit predict in the container: the predictions come back out of it.
         payload = tmp_path / "payload.json"
         payload.write_text(json.dumps({"inputs": [1]}))
-        result = run_envkit(
+        result = envkit_cli(
             "predict",
             str(docker_models["probe"]),
             "--env-manager",
             "docker",
             "--input",
             str(payload),
-            env=docker_env,
+            home=shared_cache,
+            env=DOCKER_VARS,
         )
         assert result.returncode == 0, result.stderr
         assert "uid=10001" in json.loads(result.stdout)["predictions"]
+
+        # A model that hangs is killed at the timeout, and its container is removed.
+        payload.write_text(json.dumps({"inputs": [99]}))
+        hung = validate_json(
+            docker_models["probe"], shared_cache, "--input", str(payload), "--timeout", "8", code=1
+        )
+        assert hung["error"]["kind"] == "timeout", hung["error"]
+        assert hung["timings"]["run"] < 60
+        assert engine.containers.list(all=True, filters={"name": "envkit-run-"}) == []
     finally:
-        docker("rmi", f"envkit-env:{report['cache']['key']}")  # untags; shared layers stay
+        remove_image(engine, f"envkit-env:{report['cache']['key']}")
 
 
-def _layers(ref: str) -> list[str]:
-    return json.loads(docker("image", "inspect", ref).stdout)[0]["RootFS"]["Layers"]
+def _layers(engine, ref: str) -> list[str]:
+    return engine.api.inspect_image(ref)["RootFS"]["Layers"]
 
 
 @pytest.mark.docker
 def test_build_docker_serves_and_a_model_only_change_rebuilds_only_the_model_layer(
-    docker_env, docker_models, build_lock, iris
+    engine, docker_models, build_lock, shared_cache, iris
 ):
     from sklearn.linear_model import LogisticRegression
     from test_serve import Server, post_json
@@ -185,18 +215,12 @@ def test_build_docker_serves_and_a_model_only_change_rebuilds_only_the_model_lay
     builds = []
     try:
         with build_lock:
-            first = run_envkit(
-                "build-docker",
-                str(docker_models["iris"]),
-                "-t",
-                tags[0],
-                "--format",
-                "json",
-                env=docker_env,
+            builds.append(
+                envkit_json(
+                    "build-docker", str(docker_models["iris"]), "-t", tags[0], home=shared_cache
+                )
             )
-        assert first.returncode == 0, first.stdout + first.stderr
-        builds.append(json.loads(first.stdout))
-        config = json.loads(docker("image", "inspect", tags[0]).stdout)[0]["Config"]
+        config = engine.api.inspect_image(tags[0])["Config"]
         assert config["User"] == "10001:10001"
         assert config["Entrypoint"][:3] == ["python", "-m", "envkit.serving"]
         assert "8080/tcp" in config["ExposedPorts"]
@@ -210,17 +234,18 @@ def test_build_docker_serves_and_a_model_only_change_rebuilds_only_the_model_lay
             input_example=X.head(3),
             pip_requirements=REQUIREMENTS,
         )
-        second = run_envkit(
-            "build-docker", str(other), "-t", tags[1], "--format", "json", env=docker_env
-        )
-        assert second.returncode == 0, second.stdout + second.stderr
-        builds.append(json.loads(second.stdout))
-        a, b = _layers(tags[0]), _layers(tags[1])
+        builds.append(envkit_json("build-docker", str(other), "-t", tags[1], home=shared_cache))
+        a, b = _layers(engine, tags[0]), _layers(engine, tags[1])
         assert len(a) == len(b) and a[:-1] == b[:-1] and a[-1] != b[-1]
         assert builds[1]["cached_steps"] >= 8, builds[1]
 
         # `envkit serve --env-manager docker`: the serving image, on the host's loopback.
-        server = Server(docker_models["iris"], "--env-manager", "docker", env=docker_env)
+        server = Server(
+            docker_models["iris"],
+            "--env-manager",
+            "docker",
+            env={**os.environ, **DOCKER_VARS, "ENVKIT_HOME": str(shared_cache)},
+        )
         try:
             server.wait_ready(timeout=600)
             example = json.loads((docker_models["iris"] / "serving_input_example.json").read_text())
@@ -230,31 +255,26 @@ def test_build_docker_serves_and_a_model_only_change_rebuilds_only_the_model_lay
             assert status == 400 and payload["error_code"] == "INVALID_PARAMETER_VALUE"
         finally:
             assert server.stop() == 0, server.output()
-        left = docker("ps", "--all", "--quiet", "--filter", "name=envkit-serve-").stdout
-        assert left.strip() == ""
+        assert engine.containers.list(all=True, filters={"name": "envkit-serve-"}) == []
     finally:
         for tag in tags:
-            docker("rmi", tag)
-        for line in docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split():
-            if line.startswith("envkit-serve:"):
-                docker("rmi", line)
+            remove_image(engine, tag)
+        for image in engine.images.list(name="envkit-serve"):
+            for tag in image.tags:
+                remove_image(engine, tag)
     print("builds:", json.dumps(builds))
 
 
 def test_no_reachable_engine_is_exit_3_with_the_reason(tmp_path, docker_models):
     """A real fault, no mock: the engine's socket does not exist."""
-    env = {
-        **os.environ,
-        "DOCKER_HOST": f"unix://{tmp_path}/no-such-docker.sock",
-        "ENVKIT_HOME": str(tmp_path / "home"),
-    }
+    socket = f"unix://{tmp_path}/no-such-docker.sock"
     model = str(docker_models["iris"])
     for args in (
         ("validate", model, "--env-manager", "docker"),
         ("build-docker", model, "-t", "envkit-never-built"),
         ("serve", model, "--env-manager", "docker"),
     ):
-        result = run_envkit(*args, env=env, timeout=120)
+        result = envkit_cli(*args, home=tmp_path / "home", env={"DOCKER_HOST": socket}, timeout=120)
         assert result.returncode == 3, (args, result.stdout, result.stderr)
-        reasons = ("Docker engine is not reachable", "docker CLI is not installed")
-        assert any(reason in result.stderr for reason in reasons), result.stderr
+        reason = f"the Docker engine is not reachable at {socket} (No such file or directory)"
+        assert reason in result.stderr, result.stderr

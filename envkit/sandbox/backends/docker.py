@@ -7,10 +7,12 @@ and reused by that label, even when the environment cache was emptied. The cache
 ``image.json`` (image ID, tag, base image); the entry is stale when its image is gone or was
 built from another base image than the one configured now.
 
-The model runs with ``--network none``, a read-only root (``/tmp`` is a tmpfs), a non-root
-user, all capabilities dropped, and memory/CPU/PID limits. The paths the run needs are
+The model runs with no network, a read-only root (``/tmp`` is a tmpfs), a non-root user,
+all capabilities dropped, no new privileges, and memory/CPU/PID limits; a run that outlasts
+its timeout is killed, and every container is removed. The paths the run needs are
 bind-mounted at the same place: those it reads (``paths``: the model, the input) read-only,
-those it writes (``writable_paths``: the runner's work directory) read-write.
+those it writes (``writable_paths``: the runner's work directory) read-write. The engine is
+driven through the ``docker`` SDK (``envkit[docker]``).
 
 Configuration (environment variables, since ``envkit validate`` has no docker flags):
 ``ENVKIT_DOCKER_BASE_IMAGE`` (default ``python:<X.Y>-slim``), ``ENVKIT_DOCKER_CA_BUNDLE``
@@ -30,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from envkit._subprocess import Outcome
-from envkit.errors import EnvironmentBuildError
+from envkit.errors import EnvironmentBuildError, UsageError
 from envkit.sandbox.backends.base import Backend, Environment, InstallPlan
 from envkit.sandbox.cache import BuildInfo
 
@@ -95,7 +97,7 @@ class DockerBackend(Backend):
         reused = bool(existing)
         if reused:
             image_id = existing[0]
-            db.docker(["tag", image_id, tag]).check(f"tagging image {image_id[:19]}")
+            db.tag_image(image_id, tag)
         else:
             with tempfile.TemporaryDirectory(prefix="envkit-docker-") as tmp:
                 context = db.write_context(
@@ -179,10 +181,7 @@ class DockerBackend(Backend):
         writable_paths: Sequence[Path] = (),
     ) -> Outcome:
         from envkit import docker_build as db
-        from envkit._subprocess import run
 
-        command = self.command(env, argv)
-        name = f"envkit-run-{uuid.uuid4().hex[:12]}"
         writable = list(dict.fromkeys(Path(p).absolute() for p in writable_paths))
         mounts = {path: "rw" for path in writable}
         for path in paths:
@@ -191,56 +190,41 @@ class DockerBackend(Backend):
         if workdir is not None and not any(_within(workdir, mount) for mount in mounts):
             mounts[workdir] = "ro"
         user = _container_user()
-        args = [
-            "run",
-            "--rm",
-            "--name",
-            name,
-            "--network",
-            "none",
-            "--read-only",
-            "--tmpfs",
-            "/tmp:rw,nosuid,nodev,size=512m",
-            "--user",
-            user,
-            "--cap-drop",
-            "ALL",
-            "--security-opt",
-            "no-new-privileges",
-            "--memory",
-            os.environ.get(ENV_MEMORY) or DEFAULT_MEMORY,
-            "--cpus",
-            os.environ.get(ENV_CPUS) or DEFAULT_CPUS,
-            "--pids-limit",
-            str(PIDS_LIMIT),
-            "--env",
-            "PYTHONNOUSERSITE=1",
-            "--env",
-            "PYTHONIOENCODING=utf-8",
-            "--env",
-            "HOME=/tmp",
-        ]
-        for path, mode in mounts.items():
-            args += ["--volume", f"{path}:{path}:{mode}"]
-        if workdir is not None:
-            args += ["--workdir", str(workdir)]
-        # Values are handed to the docker client through its environment, never on argv.
-        child_env = dict(os.environ)
-        for key, value in (extra_env or {}).items():
-            args += ["--env", key]
-            child_env[key] = value
-        image = str(env.extra.get("image") or env.extra.get("tag"))
-        args += [image, *command]
-        executable = db.docker_executable() or "docker"
         with _owned_by_container(writable, user):
-            try:
-                outcome = run(
-                    [executable, *args], env=child_env if extra_env else None, timeout=timeout
-                )
-            finally:
-                # A timed-out or interrupted client leaves its container running: remove it.
-                run([executable, "rm", "--force", name], timeout=60)
-        return outcome
+            return db.run_container(
+                str(env.extra.get("image") or env.extra.get("tag")),
+                self.command(env, argv),
+                timeout=timeout,
+                name=f"envkit-run-{uuid.uuid4().hex[:12]}",
+                # Values go to the engine in the API request, never on a command line.
+                environment={
+                    "PYTHONNOUSERSITE": "1",
+                    "PYTHONIOENCODING": "utf-8",
+                    "HOME": "/tmp",
+                    **(extra_env or {}),
+                },
+                volumes={str(p): {"bind": str(p), "mode": mode} for p, mode in mounts.items()},
+                working_dir=str(workdir) if workdir is not None else None,
+                network_mode="none",
+                read_only=True,
+                tmpfs={"/tmp": "rw,nosuid,nodev,size=512m"},
+                user=user,
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                mem_limit=os.environ.get(ENV_MEMORY) or DEFAULT_MEMORY,
+                nano_cpus=_nano_cpus(os.environ.get(ENV_CPUS) or DEFAULT_CPUS),
+                pids_limit=PIDS_LIMIT,
+            )
+
+
+def _nano_cpus(cpus: str) -> int:
+    try:
+        value = float(cpus)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise UsageError(f"{ENV_CPUS}={cpus!r} is not a positive number of CPUs")
+    return int(value * 1e9)
 
 
 def _within(path: Path, directory: Path) -> bool:

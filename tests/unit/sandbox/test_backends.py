@@ -128,3 +128,24 @@ def test_index_credentials_never_reach_the_record_or_the_kept_files(tmp_path):
         assert "s3cret" in files.requirements.read_text()  # the installer needs them
     kept = (tmp_path / ".envkit" / "requirements.txt").read_text()
     assert "s3cret" not in kept and "https://pypi.corp/simple" in kept
+
+
+def test_without_the_docker_sdk_the_docker_backend_says_how_to_get_it(monkeypatch):
+    for name in ("docker", "docker.client", "docker.errors"):
+        monkeypatch.setitem(sys.modules, name, None)  # `import docker` fails: not installed
+    reason = load_backend("docker").unavailable_reason()
+    assert reason == "the docker Python SDK is not installed (pip install 'envkit[docker]')"
+    with pytest.raises(BackendUnavailableError) as info:
+        choose_backend("docker")
+    assert info.value.exit_code == 3 and info.value.reasons == {"docker": reason}
+
+
+def test_an_unreachable_docker_engine_is_named_with_the_reason(monkeypatch, tmp_path):
+    """A real fault: the socket DOCKER_HOST names does not exist."""
+    pytest.importorskip("docker")
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such.sock")
+    reason = load_backend("docker").unavailable_reason()
+    assert reason == (
+        f"the Docker engine is not reachable at unix://{tmp_path}/no-such.sock (No such file "
+        "or directory); start it or set DOCKER_HOST"
+    )
