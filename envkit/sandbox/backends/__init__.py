@@ -1,9 +1,8 @@
 """Sandbox backends, by name: built-ins plus the ``envkit.backends`` entry-point group.
 
 A backend is registered as ``name = "package.module:Class"``; the class is imported only
-when the backend is asked for. ``docker`` is reserved for the Docker backend
-(``envkit.sandbox.backends.docker:DockerBackend``); until that module exists its reason says
-so. Third parties register theirs in their ``pyproject.toml``::
+when the backend is asked for (``docker`` imports the docker SDK, the ``envkit[docker]``
+extra, only when it is used). Third parties register theirs in their ``pyproject.toml``::
 
     [project.entry-points."envkit.backends"]
     mybackend = "mypackage.envkit_backend:MyBackend"
@@ -90,10 +89,7 @@ def load_backend(name: str) -> Backend:
         cls = getattr(module, attribute)
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
-            missing = f"its module {module_name} is not part of this installation"
-            if name == "docker":
-                missing = "the docker backend is not part of this envkit build yet"
-            return _Missing(name, missing)
+            return _Missing(name, f"its module {module_name} is not part of this installation")
         return _Missing(name, f"importing {target} failed: {exc}")
     except (ImportError, AttributeError) as exc:
         return _Missing(name, f"importing {target} failed: {exc}")
