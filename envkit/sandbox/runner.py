@@ -250,10 +250,21 @@ def to_jsonable(value: Any) -> Any:
     return str(value)
 
 
+def public_type_name(cls: type) -> str:
+    """``pandas.DataFrame``, not ``pandas.core.frame.DataFrame``, when the package exports it."""
+    module = cls.__module__
+    if module == "builtins":
+        return cls.__qualname__
+    top = sys.modules.get(module.split(".", 1)[0])
+    if top is not None and getattr(top, cls.__qualname__, None) is cls:
+        return f"{top.__name__}.{cls.__qualname__}"
+    return f"{module}.{cls.__qualname__}"
+
+
 def describe_output(value: Any) -> dict[str, Any]:
     """Type, shape and a short preview of a prediction."""
     cls = type(value)
-    info: dict[str, Any] = {"type": f"{cls.__module__}.{cls.__qualname__}".replace("builtins.", "")}
+    info: dict[str, Any] = {"type": public_type_name(cls)}
     shape = getattr(value, "shape", None)
     if isinstance(shape, tuple):
         info["shape"] = [int(s) if s is not None else None for s in shape]
