@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -29,17 +30,45 @@ def staged_directory(target: str | os.PathLike[str], *, overwrite: bool = False)
         raise ModelExistsError(f"{target} exists and is not a directory; choose another path")
     if is_nonempty_dir(target) and not overwrite:
         raise ModelExistsError(
-            f"{target} already exists and is not empty; pass overwrite=True "
-            "(or --overwrite) to replace it, or choose another path"
+            f"{target} already exists and is not empty; pass overwrite=True to replace it, "
+            "or choose another path"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    remove_abandoned_siblings(target)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     try:
         yield staging
         publish_directory(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_abandoned_siblings(target: Path) -> None:
+    """Remove ``.NAME.tmp-<pid>-*`` / ``.NAME.old-<pid>-*`` left by a process that was killed.
+
+    Only directories whose recorded process no longer exists are removed, so a concurrent
+    save into the same parent directory is never disturbed.
+    """
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(?:tmp|old)-(\d+)-")
+    try:
+        siblings = list(target.parent.iterdir())
+    except OSError:
+        return
+    for sibling in siblings:
+        match = pattern.match(sibling.name)
+        if match and sibling.is_dir() and not _pid_alive(int(match.group(1))):
+            shutil.rmtree(sibling, ignore_errors=True)
 
 
 def publish_directory(staging: Path, target: Path) -> None:
@@ -51,7 +80,7 @@ def publish_directory(staging: Path, target: Path) -> None:
     """
     os.chmod(staging, 0o777 & ~_umask())
     if target.exists():
-        aside = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        aside = target.with_name(f".{target.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         os.replace(target, aside)
         try:
             os.replace(staging, target)
@@ -102,10 +131,36 @@ def directory_size(path: str | os.PathLike[str]) -> int:
 
 
 def copy_into(source: str | os.PathLike[str], dest_dir: Path) -> str:
-    """Copy a file or directory into ``dest_dir``; returns the copied entry's name."""
+    """Copy a file or directory into ``dest_dir``; returns the copied entry's name.
+
+    Refused with a :class:`UsageError`: a directory that contains ``dest_dir`` (it would copy
+    into itself), and a symlink inside a directory that points outside of it (it would pull
+    unrelated files, such as ``/etc``, into the model). Links within the tree are copied as
+    the files they point to.
+    """
+    from envkit.errors import UsageError
+
     source_path = Path(source)
     if not source_path.exists():
-        raise FileNotFoundError(f"{source_path} does not exist")
+        raise UsageError(f"{source_path} does not exist")
+    if source_path.is_dir():
+        real = source_path.resolve()
+        dest_real = dest_dir.resolve() if dest_dir.exists() else dest_dir.parent.resolve()
+        if dest_real == real or real in dest_real.parents:
+            raise UsageError(
+                f"{source_path} contains the model being saved ({dest_real}); save the model "
+                "outside of it, or copy only the files you need"
+            )
+        for dirpath, dirnames, filenames in os.walk(source_path):
+            for name in dirnames + filenames:
+                entry = Path(dirpath) / name
+                if entry.is_symlink():
+                    target = entry.resolve()
+                    if target != real and real not in target.parents:
+                        raise UsageError(
+                            f"{entry} is a link to {target}, outside {source_path}; copy the "
+                            "file in or remove the link"
+                        )
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / source_path.name
     if source_path.is_dir():

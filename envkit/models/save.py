@@ -37,11 +37,15 @@ class FlavorWriter:
     and adds the flavor sections (its own and ``python_function``) to ``model``.
     ``default_requirements()`` are what loading the flavor needs (used when capture is off or
     fails). ``python_model`` is the user's PythonModel, for signatures from type hints.
+    ``pyfunc_impl(staging_dir)`` returns the pyfunc implementation of the in-memory model (what
+    ``_load_pyfunc`` would return), so that the input example is checked without loading the
+    model a second time; without it the model is loaded from the staging directory.
     """
 
     write: Callable[[Path, Model, str | None], None]
     default_requirements: Callable[[], list[str]]
     python_model: Any = None
+    pyfunc_impl: Callable[[Path], Any] | None = None
 
 
 def save_model_directory(
@@ -65,6 +69,7 @@ def save_model_directory(
     if pip_requirements is not None and extra_pip_requirements is not None:
         raise UsageError("pass pip_requirements or extra_pip_requirements, not both")
     user_reqs = check_user_requirements(pip_requirements, extra_pip_requirements)
+    _check_signature_argument(signature)
     for code_path in code_paths or []:
         if not Path(code_path).exists():
             raise UsageError(f"code path {code_path} does not exist")
@@ -90,8 +95,11 @@ def save_model_directory(
         if signature is not None and signature is not False:
             model.signature = signature
         model.save(staging)
+        example_ok = True
         if pyfunc_conf is not None:
-            _check_example_and_signature(staging, model, writer, input_example, signature, strict)
+            example_ok = _check_example_and_signature(
+                staging, model, writer, input_example, signature, strict
+            )
         model.model_size_bytes = directory_size(staging) - (staging / "MLmodel").stat().st_size
         env = capture_environment(
             staging,
@@ -99,7 +107,8 @@ def save_model_directory(
             default_requirements=writer.default_requirements(),
             user_requirements=user_reqs,
             code_dir=code_dir,
-            has_input_example=example_info is not None,
+            # A failing example was reported already; capture only what loading imports.
+            has_input_example=example_info is not None and example_ok,
             strict=strict,
         )
         env.write(staging, model)
@@ -110,6 +119,18 @@ def save_model_directory(
     return model
 
 
+def _check_signature_argument(signature: Any) -> None:
+    if signature is None or signature is False:
+        return
+    from envkit.models.signature import ModelSignature
+
+    if not isinstance(signature, ModelSignature):
+        raise UsageError(
+            f"signature must be a ModelSignature (see envkit.models.infer_signature), None, or "
+            f"False for no signature; got {type(signature).__name__}"
+        )
+
+
 def _check_example_and_signature(
     staging: Path,
     model: Model,
@@ -117,12 +138,13 @@ def _check_example_and_signature(
     input_example: Any,
     signature: Any,
     strict: bool,
-) -> None:
-    """Predict on the input example in-process (it must work) and infer a missing signature.
+) -> bool:
+    """Predict on the input example (it must work) and infer a missing signature.
 
-    Like MLflow: the signature comes from the caller, else from the ``predict`` type hints,
-    else it is inferred from the in-memory example and what the model returns for it.
-    ``signature=False`` means: write no signature.
+    As MLflow does: the signature comes from the caller, else from the ``predict`` type hints,
+    else from the in-memory example (inputs, params) and from what the model returns for it,
+    the example going through the same conversion and enforcement as ``PyFuncModel.predict``.
+    ``signature=False`` means: write no signature. Returns whether the example predicted.
     """
     import copy
 
@@ -138,37 +160,74 @@ def _check_example_and_signature(
             model.signature = hinted
             model.save(staging)
     if input_example is None:
-        return
+        return True
     data, example_params = split_input_example(input_example)
-    from envkit.pyfunc.loading import load_model
-
-    output = None
-    try:
-        loaded = load_model(staging, suppress_warnings=True)
-        output = loaded.predict(copy.deepcopy(data), params=example_params)
-    except SchemaEnforcementError as exc:
-        if signature is not None and signature is not False:
-            raise UsageError(
-                f"the input example does not match the model signature: {exc.message}"
-            ) from exc
-        _example_failed(exc, strict)
-    except Exception as exc:
-        _example_failed(exc, strict)
-    if signature is None:
-        inferred = infer_signature(data, output, example_params)
-        hint = type_hints.input_type_hint(python_model) if python_model is not None else None
-        if hint is not None and type_hints.is_type_from_example(hint):
+    inferring = signature is None
+    if inferring:
+        # Inputs and params first: the example is enforced against them before predicting.
+        model.signature = infer_signature(data, None, example_params)
+        raw_hint = type_hints.predict_type_hints(python_model).input if python_model else None
+        if raw_hint is not None and type_hints.is_type_from_example(raw_hint):
             import pandas as pd
 
             if isinstance(data, (list, pd.DataFrame, pd.Series)):
-                inferred._is_type_hint_from_example = True
+                model.signature._is_type_hint_from_example = True
+                model.type_hint_from_example = True
+    elif signature is False:
+        model.signature = None
+    output = None
+    ok = True
+    try:
+        predictor = _example_predictor(staging, model, writer)
+        output = predictor.predict(copy.deepcopy(data), params=example_params)
+    except SchemaEnforcementError as exc:
+        if not inferring and signature is not False:
+            raise UsageError(
+                f"the input example does not match the model signature: {exc.message}"
+            ) from exc
+        ok = _example_failed(exc, strict)
+    except Exception as exc:
+        ok = _example_failed(exc, strict)
+    if inferring:
+        inputs = model.signature.inputs if model.signature is not None else None
+        if ok and inputs is not None and not inputs.is_tensor_spec():
+            import numpy as np
+
+            if isinstance(output, np.ndarray) and output.ndim == 1:
+                # Row-wise predictions of a column-based model: one ColSpec, as MLflow infers.
+                import pandas as pd
+
+                output = pd.Series(output)
+        from_example = bool(getattr(model.signature, "_is_type_hint_from_example", False))
+        inferred = infer_signature(data, output if ok else None, example_params)
+        inferred._is_type_hint_from_example = from_example
         model.signature = inferred
-        model.save(staging)
+    model.save(staging)
+    return ok
 
 
-def _example_failed(exc: BaseException, strict: bool) -> None:
+def _example_predictor(staging: Path, model: Model, writer: FlavorWriter) -> Any:
+    """A PyFuncModel for checking the example: the in-memory model when the flavor offers it."""
+    from envkit.pyfunc.loading import PyFuncModel, load_model
+
+    if writer.pyfunc_impl is None:
+        loaded = load_model(staging, suppress_warnings=True)
+        loaded._model_meta = model
+        return loaded
+    conf = model.get_flavor("python_function")
+    return PyFuncModel(
+        model,
+        writer.pyfunc_impl(staging),
+        predict_fn=str(conf.get("predict_fn") or "predict"),
+        model_config=conf.get("config"),
+        local_path=str(staging),
+    )
+
+
+def _example_failed(exc: BaseException, strict: bool) -> bool:
     reason = exc.message if isinstance(exc, EnvkitError) else f"{type(exc).__name__}: {exc}"
     message = f"the model failed to predict on its input example: {reason}"
     if strict:
         raise ModelFailedError(message + " (strict mode)") from exc
     warnings.warn(message, UserWarning, stacklevel=5)
+    return False

@@ -263,6 +263,9 @@ def extract_type_hints(func: Callable[..., Any], input_arg_index: int) -> TypeHi
 
 def predict_type_hints(python_model: Any) -> TypeHints:
     """The type hints of a PythonModel's ``predict`` (or of a plain predict function)."""
+    wrapped = getattr(python_model, "_envkit_wrapped_function", None)
+    if wrapped is not None:  # a plain function passed as python_model (or to set_model)
+        return extract_type_hints(wrapped, 0)
     predict = getattr(type(python_model), "predict", None)
     if predict is not None and not inspect.isfunction(python_model):
         func = inspect.unwrap(predict)

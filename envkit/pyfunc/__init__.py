@@ -40,6 +40,8 @@ def _writer(
     model_config: dict[str, Any] | None,
     streamable: bool | None,
 ) -> Any:
+    import pickle
+
     import cloudpickle
 
     from envkit._fs import copy_into
@@ -89,7 +91,14 @@ def _writer(
             conf[pm.MODEL_CODE_PATH] = code_file.name
         else:
             with open(staging / pm.PYTHON_MODEL_FILE, "wb") as handle:
-                cloudpickle.dump(instance, handle)
+                try:
+                    cloudpickle.dump(instance, handle)
+                except (pickle.PicklingError, TypeError, AttributeError) as exc:
+                    raise UsageError(
+                        f"the python_model cannot be pickled ({exc}); make it picklable, or "
+                        "save it as code: python_model='my_model.py' with "
+                        "envkit.models.set_model(...) in that file"
+                    ) from exc
             conf[pm.CONFIG_KEY_PYTHON_MODEL] = pm.PYTHON_MODEL_FILE
             conf[pm.CONFIG_KEY_CLOUDPICKLE_VERSION] = cloudpickle.__version__
         if model_config:
@@ -110,8 +119,20 @@ def _writer(
             reqs.append(pin_installed("cloudpickle"))
         return reqs
 
+    def pyfunc_impl(staging: Path) -> Any:
+        # The in-memory model, with the context a load would give it (artifacts in the model).
+        artifacts = {
+            name: str(staging / pm.ARTIFACTS_DIR / src.name) for name, src in sources.items()
+        }
+        context = pm.PythonModelContext(artifacts=artifacts, model_config=model_config)
+        instance.load_context(context)
+        return pm._PythonModelPyfuncWrapper(instance, context)
+
     return FlavorWriter(
-        write=write, default_requirements=default_requirements, python_model=instance
+        write=write,
+        default_requirements=default_requirements,
+        python_model=instance,
+        pyfunc_impl=pyfunc_impl,
     )
 
 

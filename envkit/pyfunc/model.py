@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import inspect
 import os
-import pickle
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from envkit._fs import resolve_inside
-from envkit.errors import ModelFormatError
+from envkit.errors import ModelFormatError, UsageError
 
 LOADER_MODULE = "envkit.pyfunc.model"
 CONFIG_KEY_PYTHON_MODEL = "python_model"
@@ -79,6 +78,11 @@ class _FunctionPythonModel(PythonModel):
     def __init__(self, func: Any) -> None:
         self.func = func
 
+    @property
+    def _envkit_wrapped_function(self) -> Any:
+        """The user's function: its type hints are the model's (as in MLflow)."""
+        return self.func
+
     def predict(
         self, context: PythonModelContext, model_input: Any, params: dict[str, Any] | None = None
     ) -> Any:
@@ -91,7 +95,7 @@ def as_python_model(obj: Any) -> PythonModel:
         return obj
     if callable(obj):
         return _FunctionPythonModel(obj)
-    raise TypeError(
+    raise UsageError(
         f"python_model must be a PythonModel instance, a callable or a path to a .py file, "
         f"got {type(obj).__name__}"
     )
@@ -186,20 +190,6 @@ def _load_pyfunc(
 def _unpickle(pickle_path: Path) -> PythonModel:
     import cloudpickle
 
-    if not pickle_path.is_file():
-        raise ModelFormatError(f"the model file {pickle_path.name} is missing from the model")
-    with open(pickle_path, "rb") as handle:
-        try:
-            obj = cloudpickle.load(handle)
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.split(".")[0] == "mlflow":
-                raise ModelFormatError(
-                    "this model's pickle refers to MLflow classes; install MLflow to load it"
-                ) from exc
-            raise ModelFormatError(
-                f"unpickling {pickle_path.name} needs the module {exc.name!r}, which is not "
-                "installed; install the model's requirements (envkit deps MODEL --check)"
-            ) from exc
-        except (pickle.UnpicklingError, EOFError) as exc:
-            raise ModelFormatError(f"{pickle_path.name} is not a valid pickle: {exc}") from exc
-    return as_python_model(obj)
+    from envkit.models.serialization import load_model_file
+
+    return as_python_model(load_model_file(pickle_path, cloudpickle.load))

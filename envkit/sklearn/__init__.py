@@ -99,18 +99,28 @@ def _load_file(path: Path, serialization_format: str, trusted: list[str] | None)
             f"unknown sklearn serialization_format {serialization_format!r}; expected one of "
             + ", ".join(SUPPORTED_SERIALIZATION_FORMATS)
         )
-    if not path.is_file():
-        raise ModelFormatError(f"the model file {path.name} is missing from the model")
+    from envkit.models.serialization import load_model_file
+
     if serialization_format == SERIALIZATION_FORMAT_SKOPS:
         import skops.io
 
-        return skops.io.load(path, trusted=trusted)
-    with open(path, "rb") as handle:
-        if serialization_format == SERIALIZATION_FORMAT_CLOUDPICKLE:
-            import cloudpickle
+        def load_skops(handle: Any) -> Any:
+            from skops.io.exceptions import UntrustedTypesFoundException
 
-            return cloudpickle.load(handle)
-        return pickle.load(handle)
+            try:
+                return skops.io.load(handle.name, trusted=trusted)
+            except UntrustedTypesFoundException as exc:
+                raise ModelFormatError(
+                    f"{path.name} holds types skops does not trust ({exc}); if you trust this "
+                    "model, list them in the sklearn flavor's skops_trusted_types"
+                ) from exc
+
+        return load_model_file(path, load_skops)
+    if serialization_format == SERIALIZATION_FORMAT_CLOUDPICKLE:
+        import cloudpickle
+
+        return load_model_file(path, cloudpickle.load)
+    return load_model_file(path, pickle.load)
 
 
 def save_model(
@@ -187,7 +197,11 @@ def save_model(
 
     return save_model_directory(
         path,
-        FlavorWriter(write=write, default_requirements=default_requirements),
+        FlavorWriter(
+            write=write,
+            default_requirements=default_requirements,
+            pyfunc_impl=lambda staging: _SklearnModelWrapper(sk_model),
+        ),
         envkit_model=envkit_model,
         code_paths=code_paths,
         input_example=input_example,

@@ -248,3 +248,62 @@ def test_info_json_is_serializable(tmp_path):
     info = describe_model(tmp_path / "m")
     json.dumps(info)
     assert {f["path"] for f in info["files"]} >= {"MLmodel", "python_model.pkl"}
+
+
+def test_a_typed_function_gets_its_signature_from_its_hints(tmp_path):
+    def reverse(model_input: list[str]) -> list[str]:
+        return [s[::-1] for s in model_input]
+
+    envkit.pyfunc.save_model(tmp_path / "m", python_model=reverse, input_example=["abc"])
+    mlmodel = _mlmodel(tmp_path / "m")
+    assert mlmodel["is_signature_from_type_hint"] is True
+    assert envkit.pyfunc.load_model(tmp_path / "m").predict(["xyz"]) == ["zyx"]
+
+
+def test_output_signature_is_inferred_through_the_pyfunc_path(tmp_path):
+    # As in MLflow: the list example is enforced (to a DataFrame) before predict, so an echoing
+    # model returns a column named 0.
+    envkit.pyfunc.save_model(tmp_path / "m", python_model=Echo(), input_example=["ab", "cd"])
+    signature = _mlmodel(tmp_path / "m")["signature"]
+    assert signature["inputs"] == '[{"type": "string", "required": true}]'
+    assert signature["outputs"] == '[{"type": "string", "name": 0, "required": true}]'
+
+
+def test_models_from_code_run_once_in_the_saving_process(tmp_path):
+    import os
+
+    log = tmp_path / "runs.log"
+    code = tmp_path / "counted.py"
+    code.write_text(
+        textwrap.dedent(
+            f"""
+            import os
+            from envkit.models import set_model
+            from envkit.pyfunc import PythonModel
+
+            with open({str(log)!r}, "a") as f:
+                f.write(str(os.getpid()) + "\\n")
+
+            class Echo(PythonModel):
+                def predict(self, context, model_input: list[str], params=None) -> list[str]:
+                    return model_input
+
+            set_model(Echo())
+            """
+        )
+    )
+    envkit.pyfunc.save_model(tmp_path / "m", python_model=str(code), input_example=["a"])
+    pids = log.read_text().split()
+    assert pids.count(str(os.getpid())) == 1  # (the capture subprocess runs it once more)
+
+
+def test_a_failing_input_example_is_reported_once(tmp_path):
+    class Fails(PythonModel):
+        def predict(self, context, model_input, params=None):
+            raise RuntimeError("no predictions today")
+
+    with pytest.warns(UserWarning) as record:
+        envkit.pyfunc.save_model(tmp_path / "m", python_model=Fails(), input_example=["x"])
+    about_example = [w for w in record if "no predictions today" in str(w.message)]
+    assert len(about_example) == 1, [str(w.message) for w in record]
+    assert "failed to predict on its input example" in str(about_example[0].message)

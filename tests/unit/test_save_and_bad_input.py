@@ -15,6 +15,7 @@ from envkit.errors import (
     ModelExistsError,
     UnknownFlavorError,
     UnsafePathError,
+    UsageError,
 )
 from envkit.pyfunc import PythonModel
 
@@ -37,7 +38,7 @@ def _leftovers(directory):
 
 
 def test_failed_save_leaves_nothing(tmp_path):
-    with pytest.raises(TypeError):
+    with pytest.raises(UsageError, match="cannot be pickled"):
         envkit.pyfunc.save_model(tmp_path / "m", python_model=Unpicklable())
     assert _leftovers(tmp_path) == []
 
@@ -59,7 +60,7 @@ def test_a_failed_overwrite_keeps_the_previous_model(tmp_path):
     target = tmp_path / "m"
     envkit.pyfunc.save_model(target, python_model=Echo())
     before = (target / "MLmodel").read_text()
-    with pytest.raises(TypeError):
+    with pytest.raises(UsageError, match="cannot be pickled"):
         envkit.pyfunc.save_model(target, python_model=Unpicklable(), overwrite=True)
     assert (target / "MLmodel").read_text() == before
     assert _leftovers(tmp_path) == ["m"]
@@ -121,4 +122,76 @@ def test_missing_model_file_is_a_format_error(tmp_path):
     envkit.pyfunc.save_model(tmp_path / "m", python_model=Echo())
     (tmp_path / "m" / "python_model.pkl").unlink()
     with pytest.raises(ModelFormatError, match="python_model.pkl is missing"):
+        envkit.pyfunc.load_model(tmp_path / "m")
+
+
+def test_a_killed_save_leaves_nothing_a_later_save_keeps(tmp_path):
+    # What a SIGKILLed save leaves (its staging dir, named after a process that is gone) ...
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    leftover = tmp_path / f".m.tmp-{dead}-abcd1234"
+    leftover.mkdir()
+    (leftover / "MLmodel").write_text("half written")
+    # ... and the staging dir of a save still running in another process (this one).
+    live = tmp_path / f".m.tmp-{os.getpid()}-live0000"
+    live.mkdir()
+    envkit.pyfunc.save_model(tmp_path / "m", python_model=Echo())
+    assert not leftover.exists()
+    assert live.exists()
+
+
+@pytest.mark.parametrize("bad", [42, "not-a-file.txt"])
+def test_a_python_model_of_the_wrong_kind_is_a_usage_error(tmp_path, bad):
+    with pytest.raises(UsageError, match="python_model"):
+        envkit.pyfunc.save_model(tmp_path / "m", python_model=bad)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_signature_of_the_wrong_kind_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="signature must be a ModelSignature"):
+        envkit.pyfunc.save_model(tmp_path / "m", python_model=Echo(), signature="nope")
+
+
+def test_code_paths_or_artifacts_that_contain_the_model_are_refused(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "helpers.py").write_text("X = 1\n")
+    monkeypatch.chdir(project)
+    with pytest.raises(UsageError, match="contains the model being saved"):
+        envkit.pyfunc.save_model(project / "m", python_model=Echo(), code_paths=["."])
+    with pytest.raises(UsageError, match="contains the model being saved"):
+        envkit.pyfunc.save_model(project / "m", python_model=Echo(), artifacts={"d": str(project)})
+    assert sorted(p.name for p in project.iterdir()) == ["helpers.py"]
+
+
+def test_links_out_of_an_artifact_directory_are_refused(tmp_path):
+    art = tmp_path / "art"
+    art.mkdir()
+    (art / "weights.txt").write_text("1")
+    os.symlink("/etc", art / "etc-link")
+    with pytest.raises(UsageError, match="outside"):
+        envkit.pyfunc.save_model(tmp_path / "m", python_model=Echo(), artifacts={"a": str(art)})
+    assert not (tmp_path / "m").exists()
+    (art / "etc-link").unlink()
+    os.symlink("weights.txt", art / "alias.txt")  # a link inside the tree is fine
+    envkit.pyfunc.save_model(tmp_path / "m", python_model=Echo(), artifacts={"a": str(art)})
+    assert (tmp_path / "m" / "artifacts" / "art" / "alias.txt").read_text() == "1"
+
+
+def test_a_corrupt_pickle_is_a_format_error_naming_the_file(tmp_path, iris_pipeline):
+    import envkit.sklearn
+    from envkit.errors import ModelFormatError
+
+    envkit.sklearn.save_model(iris_pipeline, tmp_path / "m")
+    (tmp_path / "m" / "model.pkl").write_bytes(b"garbage\n")
+    with pytest.raises(ModelFormatError, match="model.pkl cannot be deserialized"):
+        envkit.sklearn.load_model(tmp_path / "m")
+    with pytest.raises(ModelFormatError, match="model.pkl cannot be deserialized"):
         envkit.pyfunc.load_model(tmp_path / "m")
