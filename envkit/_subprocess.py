@@ -1,7 +1,8 @@
 """One helper runs every child process: timeout, captured output, explicit environment.
 
 Process execution is request -> :class:`Outcome`; callers decide whether a non-zero exit is an
-error (``Outcome.check``). Values of secret-looking environment variables are never logged.
+error (``Outcome.check``). Environment variables are logged by name only, never by value, and
+credentials in URLs on a command line are stripped.
 """
 
 from __future__ import annotations
@@ -19,19 +20,22 @@ from envkit.errors import SubprocessError
 
 logger = logging.getLogger(__name__)
 
-_SECRET_NAME = re.compile(
-    r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|PRIVATE|SESSION)", re.IGNORECASE
-)
 
+def describe_environment(env: Mapping[str, str]) -> str:
+    """Which variables a child's environment sets, changes or drops: names only, never values.
 
-def is_secret_name(name: str) -> bool:
-    """Whether an environment variable's value must never be shown."""
-    return bool(_SECRET_NAME.search(name))
-
-
-def redact_env(env: Mapping[str, str]) -> dict[str, str]:
-    """A copy of ``env`` with the values of secret-looking names replaced by ``***``."""
-    return {k: ("***" if is_secret_name(k) else v) for k, v in env.items()}
+    Any value may be a secret (a DSN, a connection string with a password), so none is logged.
+    """
+    here = os.environ
+    added = sorted(k for k in env if k not in here)
+    changed = sorted(k for k in env if k in here and env[k] != here[k])
+    removed = sorted(k for k in here if k not in env)
+    parts = [
+        f"{label}: {', '.join(names)}"
+        for label, names in (("sets", added), ("changes", changed), ("drops", removed))
+        if names
+    ]
+    return "; ".join(parts) or "inherited unchanged"
 
 
 def redact_url(url: str) -> str:
@@ -100,9 +104,9 @@ def run(
     the child's output also goes to our logger line by line (``--verbose``).
     """
     argv = [str(a) for a in argv]
-    logger.debug("running: %s", " ".join(argv))
+    logger.debug("running: %s", redact_url(" ".join(argv)))
     if env is not None:
-        logger.debug("environment: %s", redact_env(env))
+        logger.debug("environment (names only): %s", describe_environment(env))
     start = time.perf_counter()
     proc = subprocess.Popen(
         argv,
