@@ -113,15 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(func(args) or 0)
     except EnvkitError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        if verbose:
-            if exc.detail:
-                print(exc.detail, file=sys.stderr)
-            import traceback
-
-            traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
-        elif exc.detail:
-            print("(run with --verbose for details)", file=sys.stderr)
+        _report_error(exc.message, exc.detail, exc, verbose)
         return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
@@ -129,11 +121,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as exc:  # a bug or an unexpected failure: still one line without --verbose
-        print(f"error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
-        if verbose:
-            import traceback
-
-            traceback.print_exc()
-        else:
-            print("(run with --verbose for the traceback)", file=sys.stderr)
+        _report_error(f"unexpected {type(exc).__name__}: {exc}", None, exc, verbose)
         return EXIT_MODEL_FAILED
+
+
+MAX_ERROR_LINE = 400
+
+
+def one_line(text: str, limit: int = MAX_ERROR_LINE) -> tuple[str, str]:
+    """(the first line of ``text``, shortened to ``limit``; the rest, for --verbose)."""
+    lines = [line.rstrip() for line in str(text).strip().splitlines()]
+    first = lines[0].strip() if lines else ""
+    rest = "\n".join(lines[1:]).strip()
+    if len(first) > limit:
+        rest = (first + ("\n" + rest if rest else "")).strip()
+        first = first[: limit - 1].rstrip() + "\u2026"
+    return first, rest
+
+
+def _report_error(message: str, detail: str | None, exc: BaseException, verbose: bool) -> None:
+    """One line on stderr; the full message, detail and traceback only with --verbose."""
+    first, rest = one_line(message)
+    more = "\n".join(part for part in (rest, detail or "") if part)
+    if not verbose:
+        hint = " (--verbose for details)" if more or not isinstance(exc, EnvkitError) else ""
+        print(f"error: {first}{hint}", file=sys.stderr)
+        return
+    print(f"error: {first}", file=sys.stderr)
+    if more:
+        print(more, file=sys.stderr)
+    import traceback
+
+    traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)

@@ -93,3 +93,28 @@ def test_import_envkit_stays_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_failure_with_detail_is_still_one_line(tmp_path):
+    envkit.pyfunc.save_model(
+        tmp_path / "m",
+        python_model=Echo(),
+        pip_requirements=["envkit-test-no-such-distribution-xyz==9.9.9"],
+    )
+    out = envkit_cli("lock", str(tmp_path / "m"))
+    assert out.returncode == 3
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("error: ") and "envkit-test-no-such-distribution-xyz" in lines[0]
+    assert lines[0].endswith("(--verbose for details)")
+    verbose = envkit_cli("lock", str(tmp_path / "m"), "--verbose")
+    assert len(verbose.stderr.strip().splitlines()) > 1
+
+
+def test_one_line_keeps_the_first_line_and_caps_its_length():
+    from envkit.cli import one_line
+
+    first, rest = one_line("bad thing happened\n    caret line\n    ^")
+    assert first == "bad thing happened" and "caret line" in rest
+    first, rest = one_line("x" * 1000)
+    assert len(first) <= 400 and first.endswith("\u2026") and rest == "x" * 1000
