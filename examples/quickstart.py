@@ -41,7 +41,7 @@ def main() -> int:
     # 3. Load it back as a generic pyfunc model and predict.
     model = envkit.pyfunc.load_model(target)
     predictions = model.predict(X.head(3))
-    print("predictions on the input example:", list(predictions))
+    print("predictions on the input example:", predictions.tolist())
 
     # 4. Prove it runs in a freshly rebuilt environment (same as `envkit validate MODEL_DIR`).
     report = envkit.validate(target)
