@@ -60,7 +60,7 @@ class _Recorder:
             if not level and name:
                 importer = globals.get("__name__") if globals else None
                 if type(importer) is not str or not importer or importer.startswith("importlib"):
-                    importer = _calling_module()
+                    importer = _initializing_module() or _calling_module()
                 elif importer.startswith("envkit") and not _is_statement(sys._getframe(1)):
                     # Not envkit's own ``import``: C code (pickle's find_class) called from
                     # envkit's loader, importing on the model's behalf.
@@ -127,6 +127,32 @@ def _is_statement(frame: Any) -> bool:
         return bool(frame.f_code.co_code[frame.f_lasti] == _IMPORT_NAME)
     except (IndexError, AttributeError):
         return True
+
+
+def _initializing_module() -> str | None:
+    """The module the import machinery is creating or executing when C code imports.
+
+    A compiled module (C, Cython, mypyc) that imports while it initialises does so from inside
+    the import machinery, with no Python frame of its own: the module being loaded (the
+    innermost ``spec``/``module`` of the machinery's frames) is the importer, not whichever
+    module's code happens to be further up the stack (the model's, which imported it).
+    """
+    frame: Any = sys._getframe(2)
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if not (isinstance(name, str) and name.startswith("importlib._bootstrap")):
+            return None
+        try:
+            local = frame.f_locals
+            spec = local.get("spec")
+            module = local.get("module")
+        except Exception:
+            spec = module = None
+        found = getattr(spec, "name", None) or getattr(module, "__name__", None)
+        if isinstance(found, str) and found:
+            return found
+        frame = frame.f_back
+    return None
 
 
 def _calling_module() -> str:

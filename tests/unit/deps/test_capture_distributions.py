@@ -210,3 +210,59 @@ def test_a_user_line_for_a_vcs_install_settles_the_warning(fake_site, tmp_path):
             tmp_path / "m", python_model=_model("import fromgit2"), extra_pip_requirements=[line]
         )
     assert (tmp_path / "m" / "requirements.txt").read_text().splitlines()[-1] == line
+
+
+# A stand-in for a compiled module (C, Cython, mypyc: mypy's own modules are): it imports its
+# dependency while it initialises, from inside the import machinery, with no Python frame of its
+# own. Only the C callables functools.partial and operator.methodcaller run between the import
+# machinery and the import, exactly as for a real extension module.
+COMPILED_MODULE_PACKAGE = """
+import builtins, functools, importlib.abc, importlib.machinery, operator, os, sys, types
+
+class _Loader(importlib.abc.Loader):
+    def create_module(self, spec):
+        module = types.ModuleType(spec.name)
+        module.__file__ = os.path.join(os.path.dirname(__file__), "_compiled.py")
+        module.init_extension = functools.partial(builtins.__import__, "{dependency}")
+        return module
+
+    exec_module = operator.methodcaller("init_extension")
+
+class _Finder(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == __name__ + "._compiled":
+            return importlib.machinery.ModuleSpec(name, _Loader())
+        return None
+
+sys.meta_path.insert(0, _Finder())
+"""
+
+
+@pytest.mark.parametrize(
+    ("distribution", "kept"),
+    [("pytest-envkit-probe", False), ("envkit-probe-library", True)],
+    ids=["through-an-excluded-tool", "through-a-library"],
+)
+def test_what_a_compiled_module_imports_belongs_to_its_distribution(
+    fake_site, tmp_path, distribution, kept
+):
+    """A model importing mypy got mypy's librt (mypy is excluded as dev tooling, librt was
+    attributed to the model because mypy's compiled modules import it with no Python frame)."""
+    package = distribution.replace("-", "_")
+    dependency = "extension_helper"
+    fake_site.install(dependency, "1.0", {f"{dependency}.py": "D = 1\n"})
+    fake_site.install(
+        distribution,
+        "2.0",
+        {
+            f"{package}/__init__.py": COMPILED_MODULE_PACKAGE.format(dependency=dependency),
+            f"{package}/_compiled.py": "",
+        },
+        requires=(dependency,),
+    )
+    envkit.pyfunc.save_model(tmp_path / "m", python_model=_model(f"import {package}._compiled"))
+    names = requirement_names(tmp_path / "m")
+    if kept:  # a library the model imports needs what it declares and imports
+        assert names == {"envkit", "cloudpickle", distribution, "extension-helper"}
+    else:  # dev tooling is excluded, and what only it pulls in too
+        assert names == {"envkit", "cloudpickle"}
