@@ -13,6 +13,12 @@ or a missing file fails early), then :func:`capture_environment` on the complete
    the installed version does not satisfy them), constraints files are copied into the model;
 4. every requirement gets a provenance record (``requirements.provenance.json``).
 
+``pip_requirements`` replaces step 1 and the flavor's libraries, as in MLflow, but ``envkit``
+itself (pinned to the running version: the loader module lives in it) is always added, as MLflow
+adds ``mlflow``; a flavor library the list lacks (``scikit-learn``) is a warning, not added. A
+model with a signature always gets ``pandas`` and ``numpy`` too (source ``envkit``): envkit's
+schema enforcement imports them when the model predicts.
+
 When the capture fails (the model does not load in a fresh process, a timeout) the save still
 succeeds with the flavor's defaults and a :class:`CaptureWarning` saying why, unless
 ``strict=True`` / ``ENVKIT_STRICT_CAPTURE=1`` makes it a :class:`~envkit.errors.CaptureError`.
@@ -41,6 +47,7 @@ from envkit.deps.provenance import (
     INSTALL_INDEX,
     INSTALL_LOCAL,
     INSTALL_VCS,
+    SOURCE_ENVKIT,
     SOURCE_FLAVOR,
     SOURCE_INFERRED,
     SOURCE_USER,
@@ -283,6 +290,23 @@ def _satisfied_by(line: str, version: str | None) -> bool:
         return False
 
 
+# What envkit's schema enforcement imports when a model with a signature predicts.
+ENFORCEMENT_REQUIREMENTS = ("pandas", "numpy")
+
+
+def _pinned_version(line: str) -> str | None:
+    """The version of an ``==`` pin (``envkit==0.1.0`` -> ``0.1.0``), else None."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        specifiers = list(Requirement(line).specifier)
+    except InvalidRequirement:
+        return None
+    if len(specifiers) == 1 and specifiers[0].operator == "==":
+        return specifiers[0].version
+    return None
+
+
 def _split_local(version: str) -> tuple[str, str | None]:
     from packaging.version import InvalidVersion, Version
 
@@ -386,6 +410,17 @@ class _Builder:
                 f": the installed {name} {installed} does not satisfy it, so the model will run "
                 "with a different version than the one it was saved with"
             )
+        elif (
+            user
+            and existing is None
+            and name != "envkit"
+            and installed is not None
+            and not _satisfied_by(line, installed)
+        ):
+            self.messages.append(
+                f"your requirement {line!r} does not allow the installed {name} {installed}, so "
+                "the model will run with a different version than the one it was saved with"
+            )
         record = (
             self._record(name, line, source)
             if installed is not None
@@ -395,6 +430,66 @@ class _Builder:
             record.modules = existing.modules
             del self.entries[name]
         self.entries[name] = record
+
+    def flavor_needs(self, default_requirements: Sequence[str], framework: str | None) -> None:
+        """What loading the model needs, when ``pip_requirements`` replaced inference.
+
+        The framework (``envkit``: its loader module loads the model) is added pinned to the
+        running version unless the user lists it (a warning when their line excludes the
+        running version). Other flavor requirements the list lacks are reported, not added,
+        unless the framework itself depends on them.
+        """
+        from envkit.deps.distributions import requires
+
+        brought: set[str] | None = None
+        missing: list[str] = []
+        for line in default_requirements:
+            name = requirement_name(line)
+            if name is None:
+                continue
+            existing = self.entries.get(name)
+            if name == framework:
+                running = _pinned_version(line)
+                if existing is None:
+                    self.line(line, SOURCE_FLAVOR, user=False)
+                    self.entries[
+                        name
+                    ].note = "always included: the model's loader module lives in it"
+                elif running is not None and not _satisfied_by(existing.requirement, running):
+                    self.messages.append(
+                        f"your requirement {existing.requirement!r} excludes the running {name} "
+                        f"{running}, which wrote this model and whose loader module loads it; "
+                        f"the model may not load with another version (list {line!r} instead)"
+                    )
+                continue
+            if existing is not None:
+                continue
+            if brought is None:
+                brought = requires(self.index, framework) if framework else set()
+            if name in brought:
+                continue  # installed with the framework anyway
+            missing.append(line)
+        if missing:
+            names = ", ".join(str(requirement_name(line)) for line in missing)
+            self.messages.append(
+                f"pip_requirements does not list {names}, which loading this model needs; "
+                f"{'it was' if len(missing) == 1 else 'they were'} not added. Add "
+                f"{', '.join(repr(line) for line in missing)} (installed here) to "
+                "pip_requirements, or pass extra_pip_requirements instead to keep inference"
+            )
+
+    def enforcement_needs(self) -> None:
+        """pandas and numpy, unless listed: envkit's schema enforcement imports them."""
+        for name in ENFORCEMENT_REQUIREMENTS:
+            if name in self.entries:
+                continue
+            self.pinned(name, SOURCE_ENVKIT)
+            record = self.entries[name]
+            note = (
+                "the model has a signature: envkit's schema enforcement imports it when the "
+                "model predicts"
+            )
+            record.note = f"{note}; {record.note}" if record.note else note
 
     def _final_messages(self) -> None:
         """Warnings about the pins that remain (a user line replacing one settles it)."""
@@ -471,10 +566,14 @@ def decide_requirements(
     framework: str | None = "envkit",
     timeout: float | None = None,
     strict_label: str = " (strict mode)",
+    has_signature: bool = False,
 ) -> Decision:
     """Capture (unless replaced by the user) and merge; warnings are returned, not emitted.
 
-    Raises :class:`~envkit.errors.CaptureError` when the capture fails under ``strict``.
+    ``has_signature``: the model has a signature, so its predictions go through envkit's
+    schema enforcement (which needs pandas and numpy). Raises
+    :class:`~envkit.errors.CaptureError` when the capture fails under ``strict``, and
+    :class:`~envkit.errors.UsageError` for an invalid ``ENVKIT_RECORD_ENV_VARS_IN_MODEL_LOGGING``.
     """
     from envkit.deps.distributions import warm_in_background
     from envkit.deps.imports import (
@@ -484,15 +583,19 @@ def decide_requirements(
         needed_distributions,
     )
 
+    record_env = recording_enabled()  # an invalid switch fails before anything runs
     index_config = IndexConfig.current()
     user = user_requirements
     if user.mode == "replace":
         builder = _Builder(index_config)
         for line in user.requirements:
-            builder.line(line, SOURCE_USER, user=False)
+            builder.line(line, SOURCE_USER, user=True)
+        builder.flavor_needs(default_requirements, framework)
+        if has_signature:
+            builder.enforcement_needs()
         capture = CaptureRecord("skipped", reason="pip_requirements replaces inference")
         env_names: list[str] = []
-        if input_example_info and recording_enabled():
+        if input_example_info and record_env:
             # No requirement inference, but the names the model reads while predicting are
             # still worth recording for whoever deploys it.
             try:
@@ -524,7 +627,6 @@ def decide_requirements(
         )
 
     warmer = warm_in_background()
-    record_env = recording_enabled()
     messages: list[str] = []
     captured: CapturedImports | None = None
     try:
@@ -584,6 +686,8 @@ def decide_requirements(
             env_vars = allowlisted(captured.env_vars)
     for line in user.requirements:
         builder.line(line, SOURCE_USER, user=True)
+    if has_signature:
+        builder.enforcement_needs()  # e.g. a signature given without an input example
     return Decision(
         records=builder.result(framework),
         constraints=list(user.constraints),
@@ -657,6 +761,7 @@ def capture_environment(
         input_example_info=model.saved_input_example_info if has_input_example else None,
         strict=strict,
         timeout=timeout,
+        has_signature=has_signature(model),
     )
     # capture_environment <- save_model_directory <- flavor.save_model <- the user's code
     emit_warnings(decision.messages, stacklevel=4)
@@ -666,3 +771,13 @@ def capture_environment(
         constraints=decision.constraints,
         provenance=decision.provenance(),
     )
+
+
+def has_signature(model: Model) -> bool:
+    """Whether ``model`` records a signature (an unreadable one counts: it is recorded)."""
+    from envkit.errors import EnvkitError
+
+    try:
+        return model.signature is not None
+    except EnvkitError:
+        return True

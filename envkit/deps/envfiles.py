@@ -93,13 +93,30 @@ class PythonEnv:
         )
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error in one line: ``(line N): <problem>`` (PyYAML's own text spans several)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" (line {mark.line + 1})" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or first_line(str(exc))
+    return f"{where}: {first_line(str(problem))}"
+
+
+def first_line(text: str) -> str:
+    """The first non-blank line of a (possibly multi-line) message."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
 def _read_yaml_mapping(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise InvalidRequirementError(f"{path} does not exist") from exc
     except OSError as exc:
         raise InvalidRequirementError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidRequirementError(f"{path} is not UTF-8 text") from exc
     except yaml.YAMLError as exc:
-        raise InvalidRequirementError(f"{path} is not valid YAML: {exc}") from exc
+        raise InvalidRequirementError(f"{path} is not valid YAML{yaml_problem(exc)}") from exc
     if not isinstance(data, dict):
         raise InvalidRequirementError(f"{path} must be a YAML mapping")
     return data
@@ -160,11 +177,19 @@ def parse_requirement_line(line: str, *, source: str = "requirement") -> str | N
     try:
         return str(Requirement(requirement.strip())) + hashes
     except InvalidRequirement as exc:
-        raise InvalidRequirementError(f"invalid {source} {text!r}: {exc}") from exc
+        # packaging's message repeats the line with a caret under it: keep its first line.
+        raise InvalidRequirementError(f"invalid {source} {text!r}: {first_line(str(exc))}") from exc
 
 
-def read_requirements_file(path: str | Path, *, _seen: set[Path] | None = None) -> list[str]:
-    """Requirements listed in ``path``, following ``-r`` includes (``-c`` lines are kept)."""
+def read_requirements_file(
+    path: str | Path, *, problems: list[str] | None = None, _seen: set[Path] | None = None
+) -> list[str]:
+    """Requirements listed in ``path``, following ``-r`` includes (``-c`` lines are kept).
+
+    Raises :class:`~envkit.errors.InvalidRequirementError` for a file that cannot be read or a
+    line that is not a requirement; with a ``problems`` list, those are appended to it (one line
+    each) and the rest is returned.
+    """
     path = Path(path)
     seen = _seen if _seen is not None else set()
     resolved = path.resolve()
@@ -172,21 +197,35 @@ def read_requirements_file(path: str | Path, *, _seen: set[Path] | None = None) 
         return []
     seen.add(resolved)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise InvalidRequirementError(
-            f"cannot read requirements file {path}: {exc.strerror or exc}"
-        ) from exc
-    except UnicodeDecodeError as exc:
-        raise InvalidRequirementError(f"requirements file {path} is not UTF-8 text") from exc
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError as exc:
+            raise InvalidRequirementError(f"requirements file {path} does not exist") from exc
+        except OSError as exc:
+            raise InvalidRequirementError(
+                f"cannot read requirements file {path}: {exc.strerror or exc}"
+            ) from exc
+        except UnicodeDecodeError as exc:
+            raise InvalidRequirementError(f"requirements file {path} is not UTF-8 text") from exc
+    except InvalidRequirementError as exc:
+        if problems is None:
+            raise
+        problems.append(exc.message)
+        return []
     result: list[str] = []
     for number, line in enumerate(lines, start=1):
-        parsed = parse_requirement_line(line, source=f"requirement in {path.name}:{number}")
+        try:
+            parsed = parse_requirement_line(line, source=f"requirement in {path.name}:{number}")
+        except InvalidRequirementError as exc:
+            if problems is None:
+                raise
+            problems.append(exc.message)
+            continue
         if parsed is None:
             continue
         if parsed.startswith(("-r ", "--requirement ")):
             include = path.parent / parsed.split(None, 1)[1].strip()
-            result.extend(read_requirements_file(include, _seen=seen))
+            result.extend(read_requirements_file(include, problems=problems, _seen=seen))
         else:
             result.append(parsed)
     return result

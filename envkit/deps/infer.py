@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envkit.deps.capture import Decision, UserRequirements, decide_requirements
+from envkit.deps.capture import Decision, UserRequirements, decide_requirements, has_signature
 from envkit.deps.envfiles import (
     CONDA_ENV_FILE,
     CONSTRAINTS_FILE,
@@ -158,6 +158,7 @@ def infer_model_requirements(
         framework=framework,
         timeout=timeout,
         strict_label="",
+        has_signature=has_signature(model),
     )
     comparable_old = [line for line in recorded if not line.startswith(("-c ", "--constraint"))]
     return InferenceResult(

@@ -36,6 +36,7 @@ INSTALL_UNKNOWN = "unknown"  # not installed here
 SOURCE_INFERRED = "inferred"  # imported while the model loaded / predicted
 SOURCE_FLAVOR = "flavor"  # what the flavor needs to load (always included)
 SOURCE_USER = "user"  # pip_requirements / extra_pip_requirements / update_model_requirements
+SOURCE_ENVKIT = "envkit"  # what envkit itself needs at predict (pandas/numpy for a signature)
 
 
 def strip_credentials(url: str) -> str:
@@ -278,5 +279,7 @@ def describe(records: Iterable[RequirementProvenance]) -> list[str]:
             bits.append(f"index {r.index_url}")
         if r.local_label:
             bits.append(f"installed {r.installed_version}")
+        if r.note:
+            bits.append(r.note)
         lines.append(f"{r.requirement}  ({'; '.join(bits)})")
     return lines

@@ -181,3 +181,19 @@ def test_a_module_a_pickled_function_refers_to(tmp_path, iris):
     found = names(tmp_path / "m")
     assert "pyyaml" in found  # imported by cloudpickle while rebuilding the function
     assert found - {"envkit", "cloudpickle", "pyyaml"} - sklearn_closure() == set()
+
+
+@pytest.mark.slow
+def test_a_model_saved_with_pip_requirements_runs_from_them(tmp_path, shared_cache):
+    """pip_requirements replace inference, yet what loading and predicting need is recorded:
+    the model validates in an environment built from its requirements.txt alone."""
+    model = local_model("import yaml, PIL.Image\nreturn [yaml.safe_dump(list(model_input))]")
+    envkit.pyfunc.save_model(
+        tmp_path / "m",
+        python_model=model,
+        input_example=["x"],
+        pip_requirements=[f"pyyaml=={metadata.version('pyyaml')}", "pillow"],
+    )
+    assert names(tmp_path / "m") == {"envkit", "pyyaml", "pillow", "pandas", "numpy"}
+    report = envkit.validate(tmp_path / "m", env_manager="uv", cache_dir=shared_cache)
+    assert report.ok, report.headline

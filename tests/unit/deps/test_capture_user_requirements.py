@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 from capture_helpers import model_importing, requirement_names
 
 import envkit.pyfunc
+import envkit.sklearn
 from envkit.deps.capture import RequirementWarning, check_user_requirements
 from envkit.errors import InvalidRequirementError, UsageError
 
@@ -133,3 +135,115 @@ def test_an_unreadable_requirements_file_is_named(tmp_path):
     (tmp_path / "adir").mkdir()
     with pytest.raises(InvalidRequirementError, match="is a directory"):
         check_user_requirements(tmp_path / "adir", None)
+
+
+# -- pip_requirements still records what loading the model needs (audit A1) ----------------------
+
+
+def _provenance_by_name(model_dir) -> dict:
+    data = json.loads((model_dir / "requirements.provenance.json").read_text())
+    return {r["name"]: r for r in data["requirements"] if r.get("name")}
+
+
+def test_pip_requirements_always_get_the_running_envkit_and_what_enforcement_needs(tmp_path):
+    """The audit's repro: the model loaded from its own requirements.txt lacked envkit (its
+    loader module) and pandas (list input becomes a DataFrame under a signature)."""
+    from importlib.metadata import version
+
+    from envkit import __version__
+
+    model = model_importing("import yaml", "import PIL.Image", where="predict")
+    envkit.pyfunc.save_model(  # no warning: cloudpickle comes with envkit itself
+        tmp_path / "m",
+        python_model=model,
+        input_example=["x"],
+        pip_requirements=["pyyaml", "pillow"],
+    )
+    lines = (tmp_path / "m" / "requirements.txt").read_text().splitlines()
+    assert lines[0] == f"envkit=={__version__}"
+    assert set(lines) == {
+        f"envkit=={__version__}",
+        f"numpy=={version('numpy')}",
+        f"pandas=={version('pandas')}",
+        "pyyaml",
+        "pillow",
+    }
+    records = _provenance_by_name(tmp_path / "m")
+    assert records["envkit"]["source"] == "flavor"
+    for name in ("pandas", "numpy"):
+        assert records[name]["source"] == "envkit"
+        assert "signature" in records[name]["note"]
+    assert records["pyyaml"]["source"] == "user"
+    conda = yaml.safe_load((tmp_path / "m" / "conda.yaml").read_text())
+    assert conda["dependencies"][-1]["pip"] == lines
+
+
+def test_without_a_signature_only_envkit_is_added(tmp_path):
+    envkit.pyfunc.save_model(
+        tmp_path / "m", python_model=model_importing(), pip_requirements=["pyyaml"]
+    )
+    from envkit import __version__
+
+    assert (tmp_path / "m" / "requirements.txt").read_text() == f"envkit=={__version__}\npyyaml"
+
+
+def test_a_users_envkit_pin_is_kept_with_a_warning_when_it_excludes_the_running_one(tmp_path):
+    with pytest.warns(RequirementWarning, match=r"'envkit==0\.0\.1' excludes the running envkit"):
+        envkit.pyfunc.save_model(
+            tmp_path / "m", python_model=model_importing(), pip_requirements=["envkit==0.0.1"]
+        )
+    assert (tmp_path / "m" / "requirements.txt").read_text() == "envkit==0.0.1"
+
+
+def test_a_users_conflicting_pandas_pin_wins_with_a_warning(tmp_path):
+    from importlib.metadata import version
+
+    with pytest.warns(RequirementWarning, match=r"'pandas<1' does not allow the installed pandas"):
+        envkit.pyfunc.save_model(
+            tmp_path / "m",
+            python_model=model_importing(),
+            input_example=["x"],
+            pip_requirements=["pandas<1"],
+        )
+    lines = (tmp_path / "m" / "requirements.txt").read_text().splitlines()
+    assert "pandas<1" in lines and f"numpy=={version('numpy')}" in lines
+    assert not any(line.startswith("pandas==") for line in lines)
+
+
+def test_a_flavor_library_missing_from_pip_requirements_is_a_warning_not_added(
+    tmp_path, iris, iris_pipeline
+):
+    X, _ = iris
+    with pytest.warns(RequirementWarning, match=r"does not list scikit-learn, skops,") as record:
+        envkit.sklearn.save_model(
+            iris_pipeline,
+            tmp_path / "m",
+            input_example=X.head(2),
+            serialization_format="skops",
+            pip_requirements=["pandas"],
+        )
+    assert len(record) == 1
+    assert "cloudpickle" not in str(record[0].message)  # envkit itself depends on it
+    assert requirement_names(tmp_path / "m") == {"envkit", "pandas", "numpy"}
+
+
+def test_a_signature_without_an_example_still_records_pandas_and_numpy(tmp_path):
+    """Inference sees no predict without an input example, but enforcement will run."""
+    from envkit.models import infer_signature
+
+    envkit.pyfunc.save_model(
+        tmp_path / "m",
+        python_model=model_importing(),
+        signature=infer_signature(["a", "b"], ["a", "b"]),
+    )
+    assert requirement_names(tmp_path / "m") == {"envkit", "cloudpickle", "pandas", "numpy"}
+    assert _provenance_by_name(tmp_path / "m")["pandas"]["source"] == "envkit"
+
+
+def test_an_invalid_line_is_named_in_one_line():
+    """packaging's message repeats the line with a caret under it; only its first line stays."""
+    for bad in (["numpy=="], ["not valid!!"]):
+        with pytest.raises(InvalidRequirementError) as info:
+            check_user_requirements(bad, None)
+        assert "\n" not in str(info.value)
+        assert str(info.value).startswith(f"invalid requirement pip_requirements[0] {bad[0]!r}: ")
