@@ -42,12 +42,33 @@ RECORD_SWITCHES = (
     "ENVKIT_RECORD_ENV_VARS_IN_MODEL_LOGGING",
     "MLFLOW_RECORD_ENV_VARS_IN_MODEL_LOGGING",
 )
-_FALSE = ("0", "false", "no", "off")
+_TRUE = ("true", "1", "yes")
+_FALSE = ("false", "0", "no")
+
+
+def boolean_env(name: str, default: bool) -> bool:
+    """The boolean environment variable ``name`` (true/false, 1/0, yes/no; any case), or
+    ``default`` when it is unset or empty.
+
+    Raises :class:`~envkit.errors.UsageError` for any other value, as MLflow does (the message
+    names the variable, never its value).
+    """
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    from envkit.errors import UsageError
+
+    raise UsageError(f"{name} must be true or false (or 1/0, yes/no); unset it for the default")
 
 
 def recording_enabled() -> bool:
-    """False when either switch variable is set to false/0/no/off."""
-    return all(os.environ.get(name, "").strip().lower() not in _FALSE for name in RECORD_SWITCHES)
+    """False when either switch variable is false (both default to true)."""
+    return all([boolean_env(name, True) for name in RECORD_SWITCHES])
 
 
 def allowlisted(names: Iterable[str]) -> list[str]:

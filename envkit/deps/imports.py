@@ -86,12 +86,13 @@ def capture_timeout() -> float:
     raw = os.environ.get(TIMEOUT_VARIABLE, "").strip()
     if not raw:
         return DEFAULT_TIMEOUT
+    # (the value itself is not repeated: values of environment variables are never shown)
     try:
         value = float(raw)
     except ValueError:
-        raise UsageError(f"{TIMEOUT_VARIABLE}={raw!r} is not a number of seconds")
-    if value <= 0:
-        raise UsageError(f"{TIMEOUT_VARIABLE} must be positive, not {raw!r}")
+        raise UsageError(f"{TIMEOUT_VARIABLE} must be a number of seconds")
+    if not value > 0 or value == float("inf"):
+        raise UsageError(f"{TIMEOUT_VARIABLE} must be a positive number of seconds")
     return value
 
 

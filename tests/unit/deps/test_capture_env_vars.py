@@ -71,6 +71,31 @@ def test_recording_can_be_turned_off(tmp_path, monkeypatch, switch):
     assert "env_vars" not in yaml.safe_load((tmp_path / "m" / "MLmodel").read_text())
 
 
+@pytest.mark.parametrize(("value", "recorded"), [("TRUE", True), ("Yes", True), ("No", False)])
+def test_switch_values_are_read_like_mlflows_booleans(tmp_path, monkeypatch, value, recorded):
+    monkeypatch.setenv("TEST_API_KEY", SECRET)
+    monkeypatch.setenv("ENVKIT_RECORD_ENV_VARS_IN_MODEL_LOGGING", value)
+    envkit.pyfunc.save_model(tmp_path / "m", python_model=SeedModel(), input_example="data")
+    assert (tmp_path / "m" / "environment_variables.txt").exists() is recorded
+
+
+@pytest.mark.parametrize(
+    "switch", ["ENVKIT_RECORD_ENV_VARS_IN_MODEL_LOGGING", "MLFLOW_RECORD_ENV_VARS_IN_MODEL_LOGGING"]
+)
+@pytest.mark.parametrize("pip_requirements", [None, ["envkit"]])
+def test_an_invalid_switch_value_is_an_error(tmp_path, monkeypatch, switch, pip_requirements):
+    """Not silently true (the audit's 'bogus'); the message never repeats the value."""
+    from envkit.errors import UsageError
+
+    monkeypatch.setenv(switch, "bogus-switch-value")
+    with pytest.raises(UsageError, match=rf"^{switch} must be true or false") as info:
+        envkit.pyfunc.save_model(
+            tmp_path / "m", python_model=SeedModel(), pip_requirements=pip_requirements
+        )
+    assert "bogus-switch-value" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_model_that_reads_no_listed_names_has_no_file(tmp_path):
     envkit.pyfunc.save_model(tmp_path / "m", python_model=model_importing(), input_example="x")
     assert not (tmp_path / "m" / "environment_variables.txt").exists()
