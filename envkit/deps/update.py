@@ -8,7 +8,6 @@ A ``requirements.lock`` no longer matches and is removed (with a warning to re-r
 
 from __future__ import annotations
 
-import logging
 import os
 import warnings
 from collections.abc import Sequence
@@ -35,12 +34,16 @@ from envkit.deps.provenance import (
 )
 from envkit.errors import InvalidRequirementError, ModelFormatError, UsageError
 
-logger = logging.getLogger(__name__)
-
 __all__ = ["update_model_requirements"]
 
 
-def _apply(lines: list[str], operation: str, changes: list[tuple[str | None, str]]) -> list[str]:
+def _apply(
+    lines: list[str],
+    operation: str,
+    changes: list[tuple[str | None, str]],
+    missing: list[str] | None = None,
+) -> list[str]:
+    """``lines`` with ``changes`` applied; lines to remove that are not there go to ``missing``."""
     result = list(lines)
     for name, line in changes:
         positions = [i for i, old in enumerate(result) if (name and requirement_name(old) == name)]
@@ -58,11 +61,26 @@ def _apply(lines: list[str], operation: str, changes: list[tuple[str | None, str
         else:
             if not positions and line in result:
                 positions = [result.index(line)]
-            if not positions:
-                logger.info("%s is not among the model's requirements; nothing to remove", line)
+            if not positions and missing is not None:
+                missing.append(name or line)
             for i in reversed(positions):
                 del result[i]
     return result
+
+
+def _unsatisfied_here(changes: list[tuple[str | None, str]]) -> list[str]:
+    """Added requirements the installed distribution does not satisfy: ``'x==1' (installed 2)``."""
+    from envkit.deps.capture import _satisfied_by
+    from envkit.deps.envfiles import installed_version
+
+    found = []
+    for name, line in changes:
+        if name is None or name == "envkit":
+            continue
+        installed = installed_version(name)
+        if installed is not None and not _satisfied_by(line, installed):
+            found.append(f"{line!r} (installed: {name} {installed})")
+    return found
 
 
 def update_model_requirements(
@@ -73,9 +91,10 @@ def update_model_requirements(
     """Add (or overwrite) or remove requirements of the model at ``model_uri``.
 
     ``"add"`` replaces a requirement on the same distribution, or appends; ``"remove"`` ignores
-    version specifiers and drops every named distribution (names that are not there are
-    ignored). Raises :class:`~envkit.errors.InvalidRequirementError` for an invalid line, before
-    anything changes.
+    version specifiers and drops every named distribution. Warns
+    (:class:`~envkit.deps.capture.RequirementWarning`) about names to remove that are not there,
+    and about added requirements the installed version does not satisfy, as MLflow does. Raises
+    :class:`~envkit.errors.InvalidRequirementError` for an invalid line, before anything changes.
     """
     from envkit.models.uri import resolve_model_uri
 
@@ -108,11 +127,14 @@ def update_model_requirements(
         )
 
     new_files: dict[str, str] = {}
+    missing: list[str] = []
     if req_path.is_file():
         raw = [line for line in _raw_lines(req_path)]
-        new_files[REQUIREMENTS_FILE] = format_requirements(_apply(raw, operation, changes))
+        new_files[REQUIREMENTS_FILE] = format_requirements(_apply(raw, operation, changes, missing))
     if conda_path.is_file():
-        new_files[CONDA_ENV_FILE] = _updated_conda(conda_path, operation, changes)
+        new_files[CONDA_ENV_FILE] = _updated_conda(
+            conda_path, operation, changes, None if req_path.is_file() else missing
+        )
     provenance = read_provenance(model_dir)
     if provenance is not None:
         updated = _apply([r.requirement for r in provenance.requirements], operation, changes)
@@ -137,6 +159,26 @@ def update_model_requirements(
 
     for name, content in new_files.items():
         _replace(model_dir / name, content)
+    from envkit.deps.capture import RequirementWarning
+
+    # update_model_requirements <- the caller
+    if missing:
+        warnings.warn(
+            f"{', '.join(missing)}: not among the model's requirements; nothing was removed for "
+            f"{'it' if len(missing) == 1 else 'them'}",
+            RequirementWarning,
+            stacklevel=2,
+        )
+    if operation == "add":
+        unsatisfied = _unsatisfied_here(changes)
+        if unsatisfied:
+            warnings.warn(
+                f"this environment does not satisfy the added {', '.join(unsatisfied)}: loading "
+                "the model here will report a mismatch, and where it is deployed it will run with "
+                "a different version than here",
+                RequirementWarning,
+                stacklevel=2,
+            )
     lock = model_dir / LOCK_FILE
     if lock.exists():
         lock.unlink()
@@ -162,17 +204,26 @@ def _raw_lines(path: Path) -> list[str]:
     return lines
 
 
-def _updated_conda(path: Path, operation: str, changes: list[tuple[str | None, str]]) -> str:
+def _updated_conda(
+    path: Path,
+    operation: str,
+    changes: list[tuple[str | None, str]],
+    missing: list[str] | None = None,
+) -> str:
+    from envkit.deps.envfiles import yaml_problem
+
     try:
         data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ModelFormatError(f"cannot read {path}: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelFormatError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
+    except yaml.YAMLError as exc:
+        raise ModelFormatError(f"{path} is not valid YAML{yaml_problem(exc)}") from exc
     if not isinstance(data, dict):
         raise ModelFormatError(f"{path} must be a YAML mapping")
     deps = list(data.get("dependencies") or [])
     pip_index = next((i for i, d in enumerate(deps) if isinstance(d, dict) and "pip" in d), None)
     pip_reqs = [str(r) for r in deps[pip_index]["pip"] or []] if pip_index is not None else []
-    updated = _apply(pip_reqs, operation, changes)
+    updated = _apply(pip_reqs, operation, changes, missing)
     if pip_index is not None:
         deps[pip_index] = {**deps[pip_index], "pip": updated}
     elif updated:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import yaml
 from capture_helpers import SAMPLES, model_importing
 
 import envkit.pyfunc
+from envkit.deps.capture import RequirementWarning
 from envkit.errors import InvalidRequirementError, ModelFormatError, UsageError
 from envkit.models import update_model_requirements
 
@@ -41,21 +43,46 @@ def test_add_overwrites_or_appends_everywhere(model):
     assert six["source"] == "user"
 
 
-def test_remove_ignores_specifiers_and_missing_names(model):
-    update_model_requirements(model, "remove", ["PyYAML<1", "never-there"])
+def test_remove_ignores_specifiers_and_warns_about_missing_names(model):
+    before = _state(model)
+    with pytest.warns(RequirementWarning, match=r"^never-there, also-absent: not among") as record:
+        update_model_requirements(model, "remove", ["PyYAML<1", "never-there", "also-absent"])
+    assert len(record) == 1  # once, not once per file
     reqs, pip, prov = _state(model)
     assert reqs == pip == prov
     assert not any(r.lower().startswith("pyyaml") for r in reqs)
+    assert [r for r in before[0] if not r.startswith("pyyaml")] == reqs
     assert (model / "metadata" / "requirements.txt").read_text() == "\n".join(reqs)
+
+
+def test_adding_a_version_this_environment_lacks_warns(model):
+    from importlib.metadata import version
+
+    installed = version("pyyaml")
+    older = "pyyaml==5.0.0" if installed != "5.0.0" else "pyyaml==5.1.0"
+    with pytest.warns(RequirementWarning, match=rf"'{older}' \(installed: pyyaml {installed}\)"):
+        update_model_requirements(model, "add", [older])
+    assert older in _state(model)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # satisfied (or not installed at all): nothing to say
+        update_model_requirements(model, "add", [f"pyyaml=={installed}", "not-installed-zz==1"])
 
 
 def test_an_invalid_requirement_changes_nothing(model):
     before = {p.name: p.read_bytes() for p in model.iterdir() if p.is_file()}
-    with pytest.raises(InvalidRequirementError, match=r"requirement_list\[1\]"):
+    with pytest.raises(InvalidRequirementError, match=r"requirement_list\[1\]") as info:
         update_model_requirements(model, "add", ["six", "bad req!!"])
+    assert "\n" not in str(info.value)  # not packaging's caret under the line
     with pytest.raises(UsageError, match="'add' or 'remove'"):
         update_model_requirements(model, "replace", ["six"])
     assert {p.name: p.read_bytes() for p in model.iterdir() if p.is_file()} == before
+
+
+def test_a_broken_conda_yaml_is_named_in_one_line(model):
+    (model / "conda.yaml").write_text("dependencies: [\n")
+    with pytest.raises(ModelFormatError, match=r"conda\.yaml is not valid YAML \(line 2\): ") as e:
+        update_model_requirements(model, "add", ["six"])
+    assert "\n" not in str(e.value)
 
 
 def test_a_stale_lock_is_removed_with_a_warning(model):
@@ -70,9 +97,12 @@ def test_a_model_mlflow_wrote_can_be_updated(tmp_path):
     import shutil
 
     shutil.copytree(SAMPLES / "sk_infer", tmp_path / "sk")
-    update_model_requirements(tmp_path / "sk", "add", ["skops==0.16.1"])
+    from importlib.metadata import version
+
+    skops = f"skops=={version('skops')}"
+    update_model_requirements(tmp_path / "sk", "add", [skops])
     reqs = (tmp_path / "sk" / "requirements.txt").read_text().splitlines()
-    assert reqs[-1] == "skops==0.16.1" and len(reqs) == 6
+    assert reqs[-1] == skops and len(reqs) == 6
     conda = yaml.safe_load((tmp_path / "sk" / "conda.yaml").read_text())
     assert conda["name"] == "mlflow-env"
     assert conda["dependencies"][-1]["pip"] == reqs
