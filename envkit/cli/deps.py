@@ -101,12 +101,15 @@ def render_deps(report: Any) -> str:
     if not report.requirements:
         lines.append("  (none)")
     for row in report.requirements:
-        mark = "ok" if row.satisfied else "MISMATCH"
         text = describe([row.provenance])[0] if row.provenance else row.requirement
-        installed = f"installed {row.installed}" if row.installed else "not installed"
-        lines.append(f"  [{mark:>8}] {text}")
+        if row.not_needed:
+            lines.append(f"  [not needed] {text}: {row.not_needed}")
+            continue
+        mark = "ok" if row.satisfied else "MISMATCH"
+        lines.append(f"  [{mark:>10}] {text}")
         if not row.satisfied:
-            lines.append(f"             {installed}")
+            installed = f"installed {row.installed}" if row.installed else "not installed"
+            lines.append(f"               {installed}")
     if report.env_vars:
         lines.append("environment variables read at inference: " + ", ".join(report.env_vars))
     if report.unresolved_modules:

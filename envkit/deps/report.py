@@ -14,36 +14,54 @@ from typing import Any
 
 from envkit.deps.envfiles import LOCK_FILE, installed_version, requirement_name
 from envkit.deps.envvars import read_env_vars_file
-from envkit.deps.mismatch import (
-    Mismatch,
-    check_requirement,
-    recorded_python,
-    recorded_requirements,
-)
+from envkit.deps.mismatch import Mismatch, check_requirement, read_recorded_environment
 from envkit.deps.provenance import RequirementProvenance, read_provenance
 
 __all__ = ["DependencyReport", "RequirementStatus", "dependency_report"]
 
+# Why a recorded requirement does not matter here (see envkit.deps.mismatch.not_needed_for).
+NOT_NEEDED_REASON = "envkit loads this model with its own loader"
+
+# RequirementStatus.status values.
+STATUS_OK = "ok"
+STATUS_MISMATCH = "mismatch"
+STATUS_NOT_NEEDED = "not needed"
+
 
 @dataclass
 class RequirementStatus:
+    """One recorded requirement, checked against this interpreter.
+
+    ``not_needed`` is set for a requirement envkit does not need to load the model (``mlflow``
+    for a model MLflow wrote): it is never a mismatch, whether installed or not.
+    """
+
     requirement: str
     name: str | None
     installed: str | None
     mismatch: Mismatch | None
     provenance: RequirementProvenance | None = None
+    not_needed: str | None = None  # why, when it does not matter here
 
     @property
     def satisfied(self) -> bool:
         return self.mismatch is None
 
+    @property
+    def status(self) -> str:
+        if self.not_needed:
+            return STATUS_NOT_NEEDED
+        return STATUS_OK if self.satisfied else STATUS_MISMATCH
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "requirement": self.requirement,
             "name": self.name,
+            "status": self.status,
             "installed": self.installed,
             "satisfied": self.satisfied,
             "mismatch": str(self.mismatch) if self.mismatch else None,
+            "note": f"not needed: {self.not_needed}" if self.not_needed else None,
             "provenance": self.provenance.to_dict() if self.provenance else None,
         }
 
@@ -82,25 +100,32 @@ class DependencyReport:
 
 
 def dependency_report(model_uri: str | os.PathLike[str]) -> DependencyReport:
-    """Recorded requirements of the model at ``model_uri``, checked against this interpreter."""
+    """Recorded requirements of the model at ``model_uri``, checked against this interpreter.
+
+    Raises :class:`~envkit.errors.EnvkitError` when the model's environment files are missing
+    or invalid (as ``envkit validate`` does), rather than reporting them satisfied.
+    """
     from packaging.utils import canonicalize_name
 
-    from envkit.deps.mismatch import find_mismatches, not_needed_for
+    from envkit.deps.mismatch import check_environment, not_needed_for
     from envkit.models.model import Model
     from envkit.models.uri import resolve_model_uri
 
     model_dir = resolve_model_uri(model_uri)
-    not_needed = not_needed_for(Model.load(model_dir))
+    model = Model.load(model_dir)
+    recorded = read_recorded_environment(model_dir, model)
+    not_needed = not_needed_for(model)
     skip = {str(canonicalize_name(n)) for n in not_needed}
     provenance = read_provenance(model_dir)
     by_line = {r.requirement: r for r in provenance.requirements} if provenance else {}
     by_name = provenance.by_name() if provenance else {}
     rows = []
-    for line in recorded_requirements(model_dir):
+    for line in recorded.requirements:
         name = requirement_name(line)
         mismatch = check_requirement(line)
+        reason = None
         if name in skip:
-            mismatch = None
+            mismatch, reason = None, NOT_NEEDED_REASON
         rows.append(
             RequirementStatus(
                 requirement=line,
@@ -108,12 +133,13 @@ def dependency_report(model_uri: str | os.PathLike[str]) -> DependencyReport:
                 installed=installed_version(name) if name else None,
                 mismatch=mismatch,
                 provenance=by_line.get(line) or (by_name.get(name) if name else None),
+                not_needed=reason,
             )
         )
-    mismatches = find_mismatches(model_dir, not_needed=not_needed)
+    mismatches = check_environment(model_dir, model, not_needed=not_needed).mismatches
     return DependencyReport(
         model_dir=model_dir,
-        python_recorded=recorded_python(model_dir),
+        python_recorded=recorded.python,
         python_current=platform.python_version(),
         requirements=rows,
         mismatches=mismatches,

@@ -117,3 +117,55 @@ def test_lock_writes_a_hashed_transitive_lock(model, capsys, tool):
     from envkit.sandbox.spec import read_lock_file
 
     assert any(line.startswith("pyyaml==") for line in read_lock_file(model / "requirements.lock"))
+
+
+# -- deps --check on broken models: an error, never "satisfied" (audit B5, B3, E2) ----------------
+
+
+@pytest.mark.parametrize(
+    ("breakage", "expected"),
+    [
+        (
+            lambda m: (m / "requirements.txt").unlink(),
+            r"error: requirements\.txt, which python_env\.yaml names, is missing from the model",
+        ),
+        (
+            lambda m: (m / "python_env.yaml").write_text("python: [3.11\n"),
+            r"error: .*python_env\.yaml is not valid YAML \(line 2\): ",
+        ),
+        (
+            lambda m: (m / "requirements.txt").write_text("pyyaml\nx!!"),
+            r"error: invalid requirement in requirements\.txt:2 'x!!': Expected ",
+        ),
+    ],
+    ids=["requirements-missing", "python-env-invalid-yaml", "invalid-line"],
+)
+def test_deps_check_refuses_a_model_whose_environment_cannot_be_read(
+    model, capsys, breakage, expected
+):
+    import re
+
+    breakage(model)
+    assert main(["deps", str(model), "--check"]) == 2
+    captured = capsys.readouterr()
+    assert "satisfies" not in captured.out
+    assert len(captured.err.splitlines()) == 1, captured.err
+    assert re.match(expected, captured.err), captured.err
+
+
+def test_deps_on_an_mlflow_model_says_mlflow_is_not_needed(tmp_path, capsys):
+    import shutil
+
+    from capture_helpers import SAMPLES
+
+    shutil.copytree(SAMPLES / "sk_infer", tmp_path / "sk")
+    main(["deps", str(tmp_path / "sk"), "--check"])  # (the sample's pins are not this env's)
+    out = capsys.readouterr().out
+    assert "[not needed] mlflow==3.17.2: envkit loads this model with its own loader" in out
+    assert "[        ok] mlflow" not in out
+    main(["deps", str(tmp_path / "sk"), "--format", "json"])
+    row = next(
+        r for r in json.loads(capsys.readouterr().out)["requirements"] if r["name"] == "mlflow"
+    )
+    assert row["status"] == "not needed"
+    assert row["note"] == "not needed: envkit loads this model with its own loader"

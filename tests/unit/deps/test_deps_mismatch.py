@@ -121,3 +121,55 @@ def test_the_policy_variable(tmp_path, monkeypatch):
 def test_a_freshly_saved_model_has_no_mismatch(tmp_path):
     envkit.pyfunc.save_model(tmp_path / "m", python_model=model_importing("import yaml"))
     assert find_mismatches(tmp_path / "m") == []
+
+
+# -- what cannot be checked is said, never skipped silently (audit B5, B3) ------------------------
+
+
+def test_an_invalid_line_is_named_in_the_one_grouped_warning_at_load(tmp_path):
+    model = _saved_with(tmp_path, "not-installed-pkg-zz==2.0")
+    lines = (model / "requirements.txt").read_text().splitlines()
+    (model / "requirements.txt").write_text("\n".join([*lines, "x!!"]))
+    with pytest.warns(DependencyMismatchWarning) as record:
+        envkit.pyfunc.load_model(model)
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert "not-installed-pkg-zz (current: uninstalled" in message
+    assert (
+        f" - not checked: invalid requirement in requirements.txt:{len(lines) + 1} 'x!!': "
+        "Expected " in message
+    )
+    assert "    ^" not in message  # packaging's caret line is not carried along
+
+
+def test_an_invalid_line_alone_still_warns(tmp_path):
+    envkit.pyfunc.save_model(tmp_path / "m", python_model=model_importing())
+    model = tmp_path / "m"
+    (model / "requirements.txt").write_text("x!!")
+    with pytest.warns(DependencyMismatchWarning, match="cannot all be checked:\n - not checked"):
+        envkit.pyfunc.load_model(model)
+
+
+def test_a_broken_python_env_yaml_is_not_checked_but_said(tmp_path):
+    model = _saved_with(tmp_path, "not-installed-pkg-zz==2.0")
+    (model / "python_env.yaml").write_text("python: [3.11\n")
+    with pytest.warns(DependencyMismatchWarning) as record:
+        envkit.pyfunc.load_model(model)
+    message = str(record[0].message)
+    assert "python_env.yaml is not valid YAML (line 2): " in message
+    assert "not-installed-pkg-zz (current: uninstalled" in message  # requirements.txt still read
+
+
+def test_the_error_policy_raises_one_line(tmp_path, monkeypatch):
+    model = _saved_with(tmp_path, "not-installed-pkg-zz==2.0")
+    lines = (model / "requirements.txt").read_text().splitlines()
+    (model / "requirements.txt").write_text("\n".join([*lines, "other-missing-zz>=1"]))
+    monkeypatch.setenv("ENVKIT_DEPENDENCY_MISMATCH", "error")
+    with pytest.raises(DependencyMismatchError) as info:
+        envkit.pyfunc.load_model(model)
+    message = str(info.value)
+    assert "\n" not in message
+    assert (
+        "not-installed-pkg-zz (current: uninstalled, required: not-installed-pkg-zz==2.0); "
+        "other-missing-zz (current: uninstalled, required: other-missing-zz>=1)."
+    ) in message
