@@ -16,6 +16,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from envkit.deps.envfiles import (
     CONSTRAINTS_FILE,
@@ -28,6 +29,9 @@ from envkit.deps.envfiles import (
     requirement_name,
 )
 from envkit.errors import ModelFormatError, UsageError
+
+if TYPE_CHECKING:
+    from envkit._subprocess import Outcome
 
 __all__ = ["LockResult", "available_tools", "lock_model"]
 
@@ -185,7 +189,7 @@ def lock_model(
                 str(source),
             ]
         outcome = _subprocess.run(argv, timeout=timeout or DEFAULT_TIMEOUT, cwd=str(model_dir))
-        outcome.check(f"locking the requirements with {chosen}")
+        _check(outcome, f"locking the requirements with {chosen}")
         body = output.read_text(encoding="utf-8")
     header = (
         f"# Fully pinned, hashed requirements of this model, written by `envkit lock` ({chosen})\n"
@@ -201,3 +205,71 @@ def lock_model(
         copy_metadata(model_dir)
     pinned = sum(1 for line in body.splitlines() if "==" in line and not line.startswith("#"))
     return LockResult(path=target, tool=chosen, pinned=pinned)
+
+
+def _check(outcome: Outcome, what: str) -> None:
+    """Raise :class:`~envkit.errors.SubprocessError` naming the resolver's reason in one line."""
+    from envkit.errors import SubprocessError
+
+    if outcome.ok:
+        return
+    if outcome.timed_out:
+        reason = f"timed out after {outcome.duration:.0f}s (pass --timeout to allow more)"
+    else:
+        cause = resolver_failure(outcome.stderr) or resolver_failure(outcome.stdout)
+        reason = f"exited with code {outcome.returncode}" + (f": {cause}" if cause else "")
+    raise SubprocessError(
+        f"{what} failed: {reason}",
+        argv=outcome.argv,
+        returncode=outcome.returncode,
+        stdout=outcome.stdout,
+        stderr=outcome.stderr,
+    )
+
+
+_MAX_REASON = 500
+
+
+def resolver_failure(text: str) -> str:
+    """Why ``uv pip compile`` or ``pip-compile`` failed, in one line, naming the requirement.
+
+    uv prints ``error: No solution found ...`` and the reason on ``cause:`` (or ``╰─▶``) lines;
+    pip-compile prints pip's ``Cannot install X and Y because ...`` or ``No matching
+    distribution found for X`` among the lines of a traceback.
+    """
+    from envkit._subprocess import last_error_line
+
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        # uv's lower-case "error:" (pip's "ERROR:" lines are handled below)
+        if not (stripped.startswith("error:") or stripped.startswith("\u00d7")):
+            continue
+        head = stripped.split(":", 1)[1] if stripped.startswith("error:") else stripped[1:]
+        parts = [head.strip().rstrip(":")]
+        for following in lines[index + 1 :]:
+            detail = following.strip()
+            if not detail:
+                continue
+            if not following[:1].isspace():
+                break
+            for marker in ("cause:", "\u2570\u2500\u25b6", "\u2570\u2500>"):
+                if detail.startswith(marker):
+                    detail = detail[len(marker) :].strip()
+            parts.append(detail)
+        return _shorten(": ".join(p for p in parts if p))
+    for phrase in (
+        "Cannot install",  # pip: "Cannot install a==1 and a>=2 because ... conflicting ..."
+        "No matching distribution found for",
+        "Could not find a version that satisfies the requirement",
+    ):
+        found = [line.strip() for line in lines if phrase in line]
+        if found:
+            line = found[-1]
+            line = line[line.index(phrase) :].split(" (from versions:", 1)[0]
+            return _shorten(line)
+    return _shorten(last_error_line(text))
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 3] + "..."

@@ -169,3 +169,16 @@ def test_deps_on_an_mlflow_model_says_mlflow_is_not_needed(tmp_path, capsys):
     )
     assert row["status"] == "not needed"
     assert row["note"] == "not needed: envkit loads this model with its own loader"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tool", ["uv", "pip-tools"])
+def test_a_lock_failure_names_the_requirement_the_resolver_could_not_satisfy(model, capsys, tool):
+    with pytest.warns(RequirementWarning):  # (this environment has another pyyaml)
+        update_model_requirements(model, "add", ["pyyaml==0.0.1"])
+    assert main(["lock", str(model), "--tool", tool]) == 3
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: locking the requirements with {tool} failed: exited with code")
+    assert "pyyaml==0.0.1" in err.lower()
+    assert not (model / "requirements.lock").exists()
