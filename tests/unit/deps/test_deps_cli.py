@@ -63,14 +63,15 @@ def test_infer_shows_the_diff_and_writes_it(model, capsys):
     assert "match what the model imports" in capsys.readouterr().out
 
     update_model_requirements(model, "remove", ["pyyaml"])
-    with pytest.warns(RequirementWarning, match=r"does not satisfy the added 'six==1\.0'"):
-        update_model_requirements(model, "add", ["six==1.0"])
+    # (packaging: installed wherever envkit is, and not something the model imports)
+    with pytest.warns(RequirementWarning, match=r"does not satisfy the added 'packaging==1\.0'"):
+        update_model_requirements(model, "add", ["packaging==1.0"])
     assert main(["infer", str(model)]) == 0
     out = capsys.readouterr().out
     assert "+ pyyaml==" in out
     assert "run with --write" in out
     assert "pyyaml" not in requirement_names(model)
-    assert "six==1.0" in (model / "requirements.txt").read_text()  # a user line is kept
+    assert "packaging==1.0" in (model / "requirements.txt").read_text()  # a user line is kept
 
     assert main(["infer", str(model), "--write", "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -78,7 +79,7 @@ def test_infer_shows_the_diff_and_writes_it(model, capsys):
     assert {"kind": "added", "name": "pyyaml", "old": None, "new": data["inferred"][2]} in (
         data["changes"]
     )
-    assert requirement_names(model) == {"envkit", "cloudpickle", "pyyaml", "six"}
+    assert requirement_names(model) == {"envkit", "cloudpickle", "pyyaml", "packaging"}
     meta = (model / "metadata" / "requirements.txt").read_text()
     assert meta == (model / "requirements.txt").read_text()
     assert main(["infer", str(model)]) == 0

@@ -30,17 +30,19 @@ def _state(model):
 
 
 def test_add_overwrites_or_appends_everywhere(model):
-    update_model_requirements(model, "add", ["pyyaml>=5", "six==1.17.0"])
+    update_model_requirements(model, "add", ["pyyaml>=5", "not-installed-pkg-zz==1.17.0"])
     reqs, pip, prov = _state(model)
     assert reqs == pip == prov
-    assert "pyyaml>=5" in reqs and "six==1.17.0" in reqs
+    assert "pyyaml>=5" in reqs and "not-installed-pkg-zz==1.17.0" in reqs
     assert not any(r.startswith("pyyaml==") for r in reqs)
-    assert reqs.index("pyyaml>=5") < reqs.index("six==1.17.0")
+    assert reqs.index("pyyaml>=5") < reqs.index("not-installed-pkg-zz==1.17.0")
     assert (model / "metadata" / "requirements.txt").read_text() == "\n".join(reqs)
     assert (model / "metadata" / "conda.yaml").read_text() == (model / "conda.yaml").read_text()
     data = json.loads((model / "requirements.provenance.json").read_text())
-    six = next(r for r in data["requirements"] if r["requirement"] == "six==1.17.0")
-    assert six["source"] == "user"
+    added = next(
+        r for r in data["requirements"] if r["requirement"] == "not-installed-pkg-zz==1.17.0"
+    )
+    assert added["source"] == "user"
 
 
 def test_remove_ignores_specifiers_and_warns_about_missing_names(model):
