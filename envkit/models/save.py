@@ -23,10 +23,12 @@ CODE_DIR = "code"
 
 
 def strict_mode(strict: bool | None) -> bool:
-    """``strict`` if given, else ``ENVKIT_STRICT_CAPTURE`` (1/true/yes)."""
+    """``strict`` if given, else ``ENVKIT_STRICT_CAPTURE`` (true/false, 1/0, yes/no)."""
     if strict is not None:
         return bool(strict)
-    return os.environ.get("ENVKIT_STRICT_CAPTURE", "").strip().lower() in ("1", "true", "yes")
+    from envkit.deps.envvars import boolean_env
+
+    return boolean_env("ENVKIT_STRICT_CAPTURE", False)
 
 
 @dataclass
