@@ -33,7 +33,12 @@ from typing import TYPE_CHECKING, Any
 
 from envkit._subprocess import Outcome
 from envkit._version import __version__
-from envkit.errors import BackendUnavailableError, EnvironmentBuildError, UsageError
+from envkit.errors import (
+    BackendUnavailableError,
+    EnvironmentBuildError,
+    ModelFormatError,
+    UsageError,
+)
 
 if TYPE_CHECKING:
     from docker.client import DockerClient
@@ -240,6 +245,10 @@ def run_container(
             duration = time.perf_counter() - start
             stdout = container.logs(stdout=True, stderr=False)
             stderr = container.logs(stdout=False, stderr=True)
+            oom_killed = False
+            with contextlib.suppress(DockerException):
+                container.reload()
+                oom_killed = bool((container.attrs.get("State") or {}).get("OOMKilled"))
         finally:
             try:
                 container.remove(force=True)
@@ -252,7 +261,7 @@ def run_container(
         stderr=stderr.decode("utf-8", "replace"),
         duration=duration,
         timed_out=timed_out,
-        extra={"image": image, "container": container.name},
+        extra={"image": image, "container": container.name, "oom_killed": oom_killed},
     )
 
 
@@ -270,25 +279,43 @@ def default_base_image(python: str, base_image: str | None = None) -> str:
     """``base_image``, else ``$ENVKIT_DOCKER_BASE_IMAGE``, else ``python:<X.Y>-slim``."""
     chosen = base_image or os.environ.get(ENV_BASE_IMAGE)
     if chosen:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/:@-]*", chosen):
-            raise UsageError(f"invalid base image reference {chosen!r}")
-        return chosen
+        return check_image_reference(chosen)
     return f"python:{python_minor(python)}-slim"
 
 
+def check_image_reference(reference: str) -> str:
+    """``reference`` when it is a plausible image reference; else a :class:`UsageError`."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/:@-]*", reference):
+        raise UsageError(f"invalid base image reference {reference!r}")
+    return reference
+
+
 def resolve_ca_bundle(ca_bundle: str | os.PathLike[str] | None = "auto") -> Path | None:
-    """The CA bundle to build with: a path, ``none``, or ``auto`` (from the environment)."""
+    """The CA bundle to build with: a path, ``none``, or ``auto``.
+
+    ``auto`` takes ``$ENVKIT_DOCKER_CA_BUNDLE`` as if it were given (``none`` disables, a
+    missing file is an error), else the first of ``PIP_CERT``, ``SSL_CERT_FILE``,
+    ``REQUESTS_CA_BUNDLE`` that names a file.
+    """
     if ca_bundle is None or str(ca_bundle) == "auto":
-        for name in CA_BUNDLE_SOURCES:
+        configured = os.environ.get(ENV_CA_BUNDLE, "").strip()
+        if configured and configured != "auto":
+            return _ca_bundle_file(configured, ENV_CA_BUNDLE + "=")
+        for name in CA_BUNDLE_SOURCES[1:]:
             value = os.environ.get(name)
             if value and os.path.isfile(value):
                 return Path(value).absolute()
         return None
-    if str(ca_bundle).lower() == "none":
+    return _ca_bundle_file(str(ca_bundle), "--ca-bundle ")
+
+
+def _ca_bundle_file(value: str, origin: str) -> Path | None:
+    """``value`` as a CA bundle (``none`` for none); ``origin`` names it in the error."""
+    if value.lower() == "none":
         return None
-    path = Path(ca_bundle).expanduser().absolute()
+    path = Path(value).expanduser().absolute()
     if not path.is_file():
-        raise UsageError(f"--ca-bundle {ca_bundle}: no such file")
+        raise UsageError(f"{origin}{value}: no such file (give a CA bundle file, or none)")
     return path
 
 
@@ -372,7 +399,14 @@ def _rewrite_requirements(
 
 def _copy_model(model_dir: Path, target: Path) -> None:
     """Copy the model with world-readable modes (the image runs it as a non-root user)."""
-    shutil.copytree(model_dir, target, symlinks=False)
+    try:
+        shutil.copytree(model_dir, target, symlinks=False)
+    except (shutil.Error, OSError) as exc:
+        errors = exc.args[0] if exc.args and isinstance(exc.args[0], list) else []
+        why = f"{errors[0][0]}: {errors[0][2]}" if errors else str(exc)
+        if len(why) > 300:
+            why = why[:300] + "..."
+        raise ModelFormatError(f"cannot copy the model into the build context: {why}") from None
     for dirpath, _dirnames, filenames in os.walk(target):
         os.chmod(dirpath, 0o755)
         for name in filenames:
@@ -527,9 +561,30 @@ def model_install_plan(
 
 
 def _prepare_model(model_uri: str | os.PathLike[str]) -> Path:
+    """The model's directory, refused when a symlink in it leads outside (the image would
+    get a copy of what it points to)."""
+    from envkit._fs import check_tree_inside
     from envkit.models.uri import resolve_model_uri
 
-    return resolve_model_uri(model_uri)
+    model_dir = resolve_model_uri(model_uri)
+    check_tree_inside(model_dir)
+    return model_dir
+
+
+def _check_output_dir(output_dir: str | os.PathLike[str], model_dir: Path) -> Path:
+    """``output_dir`` as an absolute path: new or empty, and not inside the model (the
+    context holds a copy of the model, which would then copy itself)."""
+    out = Path(output_dir).expanduser().absolute()
+    resolved_out = out.resolve()
+    resolved_model = model_dir.resolve()
+    if resolved_out == resolved_model or resolved_model in resolved_out.parents:
+        raise UsageError(
+            f"the output directory {output_dir} is inside the model {model_dir}; write the "
+            "build context somewhere else (it holds a copy of the model)"
+        )
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"{output_dir} exists and is not an empty directory")
+    return out
 
 
 def generate_dockerfile(
@@ -540,25 +595,38 @@ def generate_dockerfile(
     ca_bundle: str | os.PathLike[str] | None = "auto",
     python: str | None = None,
 ) -> BuildContext:
-    """Write a build context for the model's serving image into ``output_dir`` (new or empty):
-    ``Dockerfile``, ``envkit-build/`` (requirements, wheels, CA bundle) and ``model/``."""
+    """Write a build context for the model's serving image into ``output_dir`` (new or empty,
+    not inside the model): ``Dockerfile``, ``envkit-build/`` (requirements, wheels, CA bundle)
+    and ``model/``. The context is written into a temporary sibling and renamed into place, so
+    a failure leaves nothing."""
+    from dataclasses import replace
+
     from envkit.deps.envvars import read_env_vars_file
 
     model_dir = _prepare_model(model_uri)
-    out = Path(output_dir).expanduser().absolute()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UsageError(f"{output_dir} exists and is not an empty directory")
+    out = _check_output_dir(output_dir, model_dir)
+    bundle = resolve_ca_bundle(ca_bundle)
     spec, plan = model_install_plan(model_dir, python=python)
-    return write_context(
-        out,
-        plan=plan,
-        python=spec.python,
-        base_image=default_base_image(spec.python, base_image),
-        ca_bundle=resolve_ca_bundle(ca_bundle),
-        model_dir=model_dir,
-        env_vars=read_env_vars_file(model_dir),
-        labels={LABEL_VERSION: __version__},
-    )
+    base = default_base_image(spec.python, base_image)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        context = write_context(
+            staging / "context",
+            plan=plan,
+            python=spec.python,
+            base_image=base,
+            ca_bundle=bundle,
+            model_dir=model_dir,
+            env_vars=read_env_vars_file(model_dir),
+            labels={LABEL_VERSION: __version__},
+        )
+        if out.exists():
+            out.rmdir()  # empty (checked above): the rename needs its place
+        os.replace(staging / "context", out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return replace(context, directory=out)
 
 
 # --- building ------------------------------------------------------------------------------------
@@ -749,9 +817,12 @@ def build_image(
     notify = progress or (lambda _event, _message: None)
     spec, plan = model_install_plan(model_dir, python=python)
     base = default_base_image(spec.python, base_image)
-    with tempfile.TemporaryDirectory(prefix="envkit-docker-") as tmp:
+    from envkit.sandbox.tempdirs import tempdir
+
+    # Named after this process: what a killed build leaves, the next envkit run removes.
+    with tempdir("docker") as tmp:
         context = write_context(
-            Path(tmp) / "context",
+            tmp / "context",
             plan=plan,
             python=spec.python,
             base_image=base,

@@ -118,3 +118,89 @@ def test_cli_refuses_a_non_empty_output_directory(model, tmp_path):
     )
     assert result.returncode == 2
     assert "not an empty directory" in result.stderr
+
+
+def _generate(model: Path, output: Path, env: dict[str, str] | None = None):
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-m", "envkit", "generate-dockerfile", str(model), "-o", str(output)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def _tree(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+@pytest.mark.parametrize("inside", ["docker", "docker/deeper", "."])
+def test_an_output_directory_inside_the_model_is_refused_and_nothing_written(
+    model, tmp_path, inside
+):
+    import shutil
+
+    copy = Path(shutil.copytree(model, tmp_path / "model"))
+    before = _tree(copy)
+    result = _generate(copy, copy / inside)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: the output directory")
+    assert "is inside the model" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert _tree(copy) == before
+
+
+def test_a_failed_generation_leaves_nothing(model, tmp_path):
+    import os
+    import shutil
+
+    copy = Path(shutil.copytree(model, tmp_path / "model"))
+    os.mkfifo(copy / "a-pipe")  # cannot be copied into the context
+    out = tmp_path / "out" / "ctx"
+    result = _generate(copy, out)
+    assert result.returncode == 2, result.stderr
+    assert "cannot copy the model into the build context" in result.stderr
+    assert "a-pipe" in result.stderr
+    assert not out.exists() and list((tmp_path / "out").iterdir()) == []
+    (copy / "a-pipe").unlink()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _generate(copy, empty).returncode == 0  # an empty directory is filled
+    assert (empty / "Dockerfile").is_file() and (empty / "model" / "MLmodel").is_file()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_symlink_out_of_the_model_is_refused(model, tmp_path):
+    import shutil
+
+    copy = Path(shutil.copytree(model, tmp_path / "model"))
+    (copy / "etc").symlink_to("/etc")
+    result = _generate(copy, tmp_path / "ctx")
+    assert result.returncode == 2 and "resolves outside the model directory" in result.stderr
+    assert not (tmp_path / "ctx").exists()
+
+
+def test_envkit_docker_ca_bundle_is_taken_as_the_option(model, tmp_path, monkeypatch):
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    for name in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PIP_CERT", str(bundle))
+    monkeypatch.setenv("ENVKIT_DOCKER_CA_BUNDLE", "none")
+    assert resolve_ca_bundle("auto") is None  # none disables, PIP_CERT notwithstanding
+    assert resolve_ca_bundle(str(bundle)) == bundle  # the option wins
+    monkeypatch.setenv("ENVKIT_DOCKER_CA_BUNDLE", str(tmp_path / "missing.pem"))
+    with pytest.raises(UsageError, match="ENVKIT_DOCKER_CA_BUNDLE=.*missing.pem: no such file"):
+        resolve_ca_bundle("auto")
+
+    none = _generate(model, tmp_path / "c1", {"ENVKIT_DOCKER_CA_BUNDLE": "none"})
+    assert none.returncode == 0, none.stderr
+    assert "CA bundle" not in none.stdout
+    assert not (tmp_path / "c1" / "envkit-build" / "model-env" / "ca-bundle.crt").exists()
+    missing = _generate(model, tmp_path / "c2", {"ENVKIT_DOCKER_CA_BUNDLE": "/nonexistent.crt"})
+    assert missing.returncode == 2
+    assert missing.stderr == (
+        "error: ENVKIT_DOCKER_CA_BUNDLE=/nonexistent.crt: no such file (give a CA bundle file, "
+        "or none)\n"
+    )
+    assert not (tmp_path / "c2").exists()
