@@ -14,8 +14,10 @@ def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
         "--env-manager",
         metavar="NAME",
         default="uv",
-        help="how to build the environment: uv (default), virtualenv, conda, local (this "
-        "interpreter, no isolation), auto (the first that can run here), or a plugin backend",
+        help="how to build the environment: uv (default), virtualenv, conda, docker (an image "
+        "from --base-image; the model runs in a locked-down container), local (this "
+        "interpreter, no isolation), auto (the first of uv, virtualenv, conda that can run "
+        "here), or a plugin backend",
     )
     parser.add_argument(
         "--python",
@@ -34,12 +36,25 @@ def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         type=float,
         default=300.0,
-        help="seconds the model may take to load and predict (default 300)",
+        help="seconds the model may take to load and predict, more than 0 (default 300)",
     )
     parser.add_argument(
         "--no-cache",
         action="store_true",
         help="build a throw-away environment instead of using the environment cache",
+    )
+    parser.add_argument(
+        "--base-image",
+        metavar="IMAGE",
+        help="--env-manager docker: the Python base image (default: $ENVKIT_DOCKER_BASE_IMAGE, "
+        "else python:<X.Y>-slim for the Python the model records)",
+    )
+    parser.add_argument(
+        "--ca-bundle",
+        metavar="FILE",
+        help="--env-manager docker: CA bundle pip trusts while installing, for TLS-intercepting "
+        "proxies (default auto: $ENVKIT_DOCKER_CA_BUNDLE, else PIP_CERT, SSL_CERT_FILE or "
+        "REQUESTS_CA_BUNDLE; 'none' for none)",
     )
 
 
@@ -73,9 +88,13 @@ def write_output(path: str, text: str) -> None:
 
 
 def sandbox_kwargs(args: Any) -> dict[str, Any]:
+    """The library's keyword arguments for the options :func:`add_sandbox_options` added."""
     return {
         "env_manager": args.env_manager,
         "python": args.python,
-        "timeout": args.timeout if args.timeout and args.timeout > 0 else None,
+        "timeout": args.timeout,
         "use_cache": not args.no_cache,
+        "overrides": args.override,
+        "base_image": args.base_image,
+        "ca_bundle": args.ca_bundle,
     }

@@ -19,7 +19,9 @@ def register(subparsers: Any) -> None:
     list_parser.add_argument("--format", choices=("text", "json"), default="text")
     list_parser.set_defaults(func=run_list)
     prune = commands.add_parser(
-        "prune", help="remove unfinished builds and environments unused for DAYS"
+        "prune",
+        help="remove unfinished builds, temporary directories of killed runs, and environments "
+        "unused for DAYS",
     )
     prune.add_argument(
         "--older-than", metavar="DAYS", type=float, help="remove environments unused for DAYS"
@@ -71,8 +73,13 @@ def run_prune(args: argparse.Namespace) -> int:
 
     if args.older_than is not None and args.older_than < 0:
         raise UsageError("--older-than takes a number of days >= 0")
+    from envkit.sandbox.tempdirs import remove_stale_tempdirs
+
     cache = EnvCache()
     removed = cache.prune(older_than_days=args.older_than, remove_all=args.all)
+    removed += [
+        f"{path} (left by a process that no longer runs)" for path in remove_stale_tempdirs()
+    ]
     for line in removed:
         print(f"removed {line}")
     print(f"{len(removed)} item(s) removed from {cache.envs}")

@@ -37,26 +37,24 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import tempfile
-    from pathlib import Path
-
+    from envkit.sandbox.tempdirs import tempdir
     from envkit.sandbox.validate import predict
 
     content_type = args.content_type or (
         "csv" if str(args.input).lower().endswith(".csv") else "json"
     )
-    with tempfile.TemporaryDirectory(prefix="envkit-stdin-") as tmp:
+    with tempdir("stdin") as tmp:
         input_path = args.input
         if input_path == "-":
-            input_path = str(Path(tmp) / f"input.{content_type}")
-            Path(input_path).write_text(sys.stdin.read(), encoding="utf-8")
+            input_path = str(tmp / f"input.{content_type}")
+            with open(input_path, "w", encoding="utf-8") as handle:
+                handle.write(sys.stdin.read())
         with progress_display(True) as progress:
             predictions = predict(
                 args.model,
                 input_path=input_path,
                 content_type=content_type,
                 output_path=args.output,
-                pip_requirements_override=args.override,
                 progress=progress,
                 **sandbox_kwargs(args),
             )

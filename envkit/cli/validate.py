@@ -53,7 +53,6 @@ def run(args: argparse.Namespace) -> int:
             args.model,
             input_path=args.input,
             content_type=args.content_type,
-            overrides=args.override,
             stream=not args.no_stream,
             progress=progress,
             **sandbox_kwargs(args),

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from envkit.errors import InterpreterNotFoundError
+from envkit.errors import InterpreterNotFoundError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -174,13 +174,11 @@ def find_interpreter(requested: str) -> InterpreterMatch:
     try:
         wanted = parse_version(requested)
     except ValueError:
-        raise InterpreterNotFoundError(
+        raise UsageError(
             f"cannot look for Python {requested!r}: expected a version like 3.11 or 3.11.7"
-        )
+        ) from None
     if len(wanted) < 2:
-        raise InterpreterNotFoundError(
-            f"Python {requested!r} is too vague: give at least a minor version (3.11)"
-        )
+        raise UsageError(f"Python {requested!r} is too vague: give at least a minor version (3.11)")
     minor = f"{wanted[0]}.{wanted[1]}"
     exact_wanted = len(wanted) == 3
     found: list[Interpreter] = []

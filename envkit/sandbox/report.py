@@ -102,7 +102,9 @@ def _rows(report: ValidationReport) -> list[tuple[str, str]]:
             )
         )
     elif report.output is not None or report.loader:
-        rows.append(("mismatches", "none"))
+        overridden = any(note.startswith("--override") for note in report.spec_notes)
+        # An override is intended: the requirements row says so, once.
+        rows.append(("mismatches", "none (with the --override above)" if overridden else "none"))
     if report.warnings:
         rows.append(("warnings", "\n".join(report.warnings)))
     return rows
@@ -154,7 +156,7 @@ def render_junit(report: ValidationReport) -> str:
         name="envkit.validate",
         tests="1",
         failures="1" if report.status == "model_failed" else "0",
-        errors="1" if report.status == "env_failed" else "0",
+        errors="1" if report.status in ("env_failed", "bad_input") else "0",
         skipped="0",
         time=f"{total:.3f}",
     )
@@ -175,7 +177,7 @@ def render_junit(report: ValidationReport) -> str:
         time=f"{total:.3f}",
     )
     if report.error:
-        tag = "error" if report.status == "env_failed" else "failure"
+        tag = "failure" if report.status == "model_failed" else "error"
         element = ET.SubElement(
             case,
             tag,

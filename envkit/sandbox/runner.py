@@ -60,6 +60,7 @@ class _Run:
             "type": f"{type(exc).__module__}.{type(exc).__qualname__}".replace("builtins.", ""),
             "message": _message(exc),
             "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+            **_envkit_error_class(exc),
         }
 
     def finish(self) -> int:
@@ -70,6 +71,18 @@ class _Run:
 def _message(exc: BaseException) -> str:
     text = str(getattr(exc, "message", "") or exc) or type(exc).__name__
     return text if len(text) <= 2000 else text[:2000] + "..."
+
+
+def _envkit_error_class(exc: BaseException) -> dict[str, Any]:
+    """For an :class:`~envkit.errors.EnvkitError`: its class name and exit code, so that the
+    host reports it as it would report the same error raised in its own process."""
+    try:
+        from envkit.errors import EnvkitError
+    except ImportError:
+        return {}
+    if not isinstance(exc, EnvkitError):
+        return {}
+    return {"class": type(exc).__name__, "exit_code": int(exc.exit_code)}
 
 
 def _error_kind(exc: BaseException, stage: str) -> str:
@@ -106,7 +119,9 @@ def _load(model_dir: str, mlmodel: dict[str, Any]) -> tuple[Any, str]:
         return mlflow.pyfunc.load_model(model_dir), "mlflow.pyfunc.load_model"
     from envkit.pyfunc import load_model
 
-    return load_model(model_dir), "envkit.pyfunc.load_model"
+    # No load-time mismatch warning: the runner compares the environment with the requirements
+    # it was built from itself (requirement_mismatches), and the report shows that once.
+    return load_model(model_dir, suppress_warnings=True), "envkit.pyfunc.load_model"
 
 
 # --- input ---------------------------------------------------------------------------------------
@@ -225,21 +240,37 @@ def _fallback_serving_input(payload: Any) -> tuple[Any, dict[str, Any] | None]:
 
 
 def to_jsonable(value: Any) -> Any:
-    """Predictions as JSON data (what the scoring server returns under ``predictions``)."""
+    """Predictions as JSON data (what the scoring server returns under ``predictions``).
+
+    Converted as MLflow's scoring server converts them: numpy and pandas values to lists and
+    records, bytes to base64 (``base64.encodebytes``), dates and times to ISO strings,
+    pydantic models to dicts. Anything else raises :class:`TypeError`: a prediction is never
+    sent as its ``str()``.
+    """
     module = type(value).__module__
     if module.startswith("pandas"):
+        if hasattr(value, "isoformat"):  # Timestamp
+            return value.isoformat()
+        if hasattr(value, "notna") and hasattr(value, "where"):  # missing values are null
+            value = value.astype(object).where(value.notna(), None)
         if hasattr(value, "to_dict") and hasattr(value, "columns"):
-            return json.loads(value.to_json(orient="records"))
+            return to_jsonable(value.to_dict(orient="records"))
         if hasattr(value, "tolist"):
-            return json.loads(value.to_json(orient="values"))
+            return to_jsonable(value.tolist())
     if module.startswith("numpy"):
         import numpy as np
 
         if isinstance(value, np.ndarray):
-            return json.loads(json.dumps(value.tolist(), default=str))
+            if value.dtype.kind in "biuf":
+                return value.tolist()
+            if value.dtype.kind == "M":
+                return np.datetime_as_string(value).tolist()
+            return to_jsonable(value.tolist())
+        if isinstance(value, np.datetime64):
+            return str(np.datetime_as_string(value))
         if isinstance(value, np.generic):
-            return value.item()
-    if hasattr(value, "toarray"):  # scipy sparse
+            return to_jsonable(value.item())
+    if hasattr(value, "toarray") and hasattr(value, "nnz"):  # scipy sparse
         return to_jsonable(value.toarray())
     if isinstance(value, dict):
         return {str(k): to_jsonable(v) for k, v in value.items()}
@@ -247,7 +278,18 @@ def to_jsonable(value: Any) -> Any:
         return [to_jsonable(v) for v in value]
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
-    return str(value)
+    if isinstance(value, (bytes, bytearray)):
+        import base64
+
+        return base64.encodebytes(bytes(value)).decode("ascii")
+    import datetime
+
+    if isinstance(value, (datetime.date, datetime.time)):  # datetime is a date
+        return value.isoformat()
+    dump = getattr(value, "model_dump", None)  # pydantic 2
+    if callable(dump) and type(value).__module__ != "builtins":
+        return to_jsonable(dump())
+    raise TypeError(f"a value of type {public_type_name(type(value))} has no JSON form")
 
 
 def public_type_name(cls: type) -> str:
@@ -371,6 +413,7 @@ def _body(run: _Run, request: dict[str, Any]) -> None:
     run.timed("predict", start)
     run.result["output"] = describe_output(prediction)
     if request.get("predictions_path"):
+        run.stage("output")
         _write_json(request["predictions_path"], {"predictions": to_jsonable(prediction)})
 
     if request.get("stream", True) and _is_streamable(mlmodel, model):

@@ -104,6 +104,11 @@ def test_uv_validates_the_iris_model_and_the_second_run_is_a_cache_hit(
     assert "requirements changed: " in report4["cache"]["reason"]
     assert "added six==1.16.0" in report4["cache"]["reason"]
     assert report4["cache"]["seeded_bytecode"] > 100
+    # The override is intended: reported once, in the requirements, not as a mismatch as well.
+    [note] = report4["spec_notes"]
+    assert note.startswith("--override: replaced six==") and note.endswith(" with six==1.16.0")
+    assert report4["mismatches"] == []
+    assert not any("DependencyMismatch" in w or "six" in w for w in report4["warnings"])
 
 
 def test_virtualenv_backend_validates_a_model(double_model, cache_root):
@@ -269,8 +274,8 @@ def test_a_sigkill_during_a_build_leaves_nothing_trusted(double_model, cache_roo
         start_new_session=True,
     )
     deadline = time.monotonic() + 120
-    try:
-        while not _env_dirs(cache_root):
+    try:  # killed while installing: the requirement files are staged
+        while not list((cache_root / "envs").glob("*/.envkit-install/requirements.txt")):
             assert proc.poll() is None, "the build finished before it could be interrupted"
             assert time.monotonic() < deadline
             time.sleep(0.005)
@@ -281,6 +286,7 @@ def test_a_sigkill_during_a_build_leaves_nothing_trusted(double_model, cache_roo
     assert list(scratch.iterdir()) == []  # no temporary directory left behind either
     interrupted = _env_dirs(cache_root)
     assert len(interrupted) == 1
+    assert (interrupted[0] / ".envkit-install" / "requirements.txt").is_file()
 
     again = envkit_cli("validate", str(double_model), "--format", "json", home=cache_root)
     assert again.returncode == 0, again.stderr
@@ -313,18 +319,27 @@ def test_concurrent_validations_of_one_spec_build_once(double_model, cache_root)
     assert len(_env_dirs(cache_root)) == 1 and len(_records(cache_root)) == 1
 
 
-def test_env_list_and_prune(double_model, cache_root):
+def test_env_list_and_prune(double_model, cache_root, tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    private = {"TMPDIR": str(scratch)}
     assert envkit_cli("validate", str(double_model), home=cache_root).returncode == 0
     listed = envkit_cli("env", "list", "--format", "json", home=cache_root)
     environments = json.loads(listed.stdout)["environments"]
     assert len(environments) == 1 and environments[0]["backend"] == "uv"
     text = envkit_cli("env", "list", home=cache_root).stdout
     assert "numpy==" in text and "1 environment(s)" in text
-    kept = envkit_cli("env", "prune", "--older-than", "1", home=cache_root)
+    kept = envkit_cli("env", "prune", "--older-than", "1", home=cache_root, env=private)
     assert kept.returncode == 0 and "0 item(s) removed" in kept.stdout
-    pruned = envkit_cli("env", "prune", "--older-than", "0", home=cache_root)
-    assert pruned.returncode == 0 and "1 item(s) removed" in pruned.stdout
+    # What a killed run left in the temporary directory goes too.
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    (scratch / f"envkit-run-{ended.stdout.strip()}-abcdefgh").mkdir()
+    pruned = envkit_cli("env", "prune", "--older-than", "0", home=cache_root, env=private)
+    assert pruned.returncode == 0 and "2 item(s) removed" in pruned.stdout
+    assert "(left by a process that no longer runs)" in pruned.stdout
     assert _env_dirs(cache_root) == [] and _records(cache_root) == []
+    assert list(scratch.iterdir()) == []
 
 
 def test_usage_errors_exit_2_and_unavailable_backends_exit_3(double_model, cache_root, tmp_path):

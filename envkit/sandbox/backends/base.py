@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -87,11 +87,16 @@ class InstallPlan:
 
     @contextlib.contextmanager
     def staged(self, target: Path) -> Iterator[InstallFiles]:
-        """The requirement files in a private temporary directory (they may hold index
-        credentials); after a successful install a redacted copy is kept in
-        ``target/.envkit``."""
-        with tempfile.TemporaryDirectory(prefix="envkit-install-") as tmp:
-            yield self.write(Path(tmp))
+        """The requirement files in a private directory inside ``target`` (they may hold index
+        credentials), removed after the install; after a successful install a redacted copy
+        is kept in ``target/.envkit``. A build killed meanwhile leaves them in its unfinished
+        directory, which the cache removes (the next build of the key, or ``env prune``)."""
+        staging = target / ".envkit-install"
+        staging.mkdir(mode=0o700, exist_ok=True)
+        try:
+            yield self.write(staging)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         self.write(target / ".envkit", redact=True)
 
 
@@ -191,9 +196,28 @@ class Backend:
     needs_interpreter: ClassVar[bool] = True
     cacheable: ClassVar[bool] = True
     isolated: ClassVar[bool] = True
+    # Names of the options :meth:`configure` takes (``base_image`` for docker, say).
+    options: ClassVar[tuple[str, ...]] = ()
 
     def unavailable_reason(self) -> str | None:
         """Why this backend cannot run here (``None`` when it can)."""
+        return None
+
+    def configure(self, **options: object) -> None:
+        """Take the backend options named in :attr:`options` (checked here, before a build)."""
+        if options:
+            from envkit.errors import UsageError
+
+            raise UsageError(f"the {self.name} backend takes no options ({', '.join(options)})")
+
+    def killed_hint(self, returncode: int | None, extra: Mapping[str, object]) -> str | None:
+        """What to say about a run that ended with ``returncode`` before reporting (``extra``
+        is the outcome's); ``None`` when there is nothing particular to say."""
+        if returncode in (-9, 137):
+            return (
+                f"the model process was killed (exit code {returncode}), perhaps out of memory "
+                "or by the system"
+            )
         return None
 
     def tool_versions(self) -> dict[str, str]:

@@ -14,10 +14,12 @@ bind-mounted at the same place: those it reads (``paths``: the model, the input)
 those it writes (``writable_paths``: the runner's work directory) read-write. The engine is
 driven through the ``docker`` SDK (``envkit[docker]``).
 
-Configuration (environment variables, since ``envkit validate`` has no docker flags):
-``ENVKIT_DOCKER_BASE_IMAGE`` (default ``python:<X.Y>-slim``), ``ENVKIT_DOCKER_CA_BUNDLE``
-(default: ``PIP_CERT``/``SSL_CERT_FILE``/``REQUESTS_CA_BUNDLE``; ``none`` to disable),
-``ENVKIT_DOCKER_MEMORY`` (default ``2g``), ``ENVKIT_DOCKER_CPUS`` (default ``1``).
+Configuration: the base image (``--base-image``, else ``ENVKIT_DOCKER_BASE_IMAGE``, else
+``python:<X.Y>-slim``) and the CA bundle of the install step (``--ca-bundle``, else
+``ENVKIT_DOCKER_CA_BUNDLE``, else ``PIP_CERT``/``SSL_CERT_FILE``/``REQUESTS_CA_BUNDLE``;
+``none`` to disable) are backend options (:attr:`DockerBackend.options`); the container's
+limits are ``ENVKIT_DOCKER_MEMORY`` (default ``2g``) and ``ENVKIT_DOCKER_CPUS`` (default
+``1``).
 """
 
 from __future__ import annotations
@@ -55,10 +57,35 @@ class DockerBackend(Backend):
     needs_interpreter = False  # the base image brings Python
     cacheable = True
     isolated = True
+    options = ("base_image", "ca_bundle")
 
     def __init__(self) -> None:
         self._reason: str | None = None
         self._checked = False
+        self.base_image: str | None = None  # None: $ENVKIT_DOCKER_BASE_IMAGE or python:X.Y-slim
+        self.ca_bundle: str | None = "auto"
+
+    def configure(self, **options: object) -> None:
+        """Take ``base_image`` and ``ca_bundle`` (as ``--base-image``/``--ca-bundle``); both
+        are checked here, before anything is built."""
+        from envkit import docker_build as db
+
+        if options.get("base_image") is not None:
+            self.base_image = db.check_image_reference(str(options["base_image"]))
+        if options.get("ca_bundle") is not None:
+            db.resolve_ca_bundle(str(options["ca_bundle"]))  # a missing file fails now
+            self.ca_bundle = str(options["ca_bundle"])
+
+    def killed_hint(self, returncode: int | None, extra: Mapping[str, object]) -> str | None:
+        if extra.get("oom_killed") or returncode == 137:
+            limit = os.environ.get(ENV_MEMORY) or DEFAULT_MEMORY
+            return (
+                f"the model's container was killed (exit code {returncode}), "
+                + ("out of memory" if extra.get("oom_killed") else "probably out of memory")
+                + f": it may use {limit}; raise the limit with {ENV_MEMORY} (e.g. "
+                f"{ENV_MEMORY}=8g)"
+            )
+        return super().killed_hint(returncode, extra)
 
     def unavailable_reason(self) -> str | None:
         if not self._checked:
@@ -84,11 +111,11 @@ class DockerBackend(Backend):
         plan: InstallPlan,
         timeout: float | None = None,
     ) -> BuildInfo:
-        import tempfile
+        import shutil
 
         from envkit import docker_build as db
 
-        base = db.default_base_image(spec.python)
+        base = db.default_base_image(spec.python, self.base_image)
         labels = {db.LABEL_SPEC_KEY: spec.key, db.LABEL_BASE_IMAGE: base}
         tag = f"{IMAGE_REPOSITORY}:{spec.key}"
         timings: dict[str, float] = {}
@@ -99,13 +126,16 @@ class DockerBackend(Backend):
             image_id = existing[0]
             db.tag_image(image_id, tag)
         else:
-            with tempfile.TemporaryDirectory(prefix="envkit-docker-") as tmp:
+            # The context (it may hold index credentials) lives in the build directory: a killed
+            # build leaves it where the cache removes unfinished builds.
+            context_dir = target / ".context"
+            try:
                 context = db.write_context(
-                    Path(tmp) / "context",
+                    context_dir,
                     plan=plan,
                     python=spec.python,
                     base_image=base,
-                    ca_bundle=db.resolve_ca_bundle(os.environ.get(db.ENV_CA_BUNDLE) or "auto"),
+                    ca_bundle=db.resolve_ca_bundle(self.ca_bundle),
                 )
                 db.docker_build(
                     context,
@@ -114,6 +144,8 @@ class DockerBackend(Backend):
                     labels={**labels, db.LABEL_VERSION: spec.runner},
                     timeout=timeout,
                 )
+            finally:
+                shutil.rmtree(context_dir, ignore_errors=True)
             info = db.image_inspect(tag)
             if info is None:
                 raise EnvironmentBuildError(f"docker build reported success but {tag} is missing")
@@ -162,7 +194,7 @@ class DockerBackend(Backend):
         recorded = str(env.extra.get("base_image") or "")
         python = str(env.extra.get("python") or "")
         if recorded and python:
-            wanted = db.default_base_image(python)
+            wanted = db.default_base_image(python, self.base_image)
             if wanted != recorded:
                 return f"it was built from {recorded}, and the base image is now {wanted}"
         return None

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from envkit.errors import InterpreterNotFoundError
+from envkit.errors import InterpreterNotFoundError, UsageError
 from envkit.sandbox.interpreters import available_interpreters, find_interpreter
 
 
@@ -41,10 +41,11 @@ def test_an_unavailable_version_lists_what_was_found():
     assert info.value.exit_code == 3
 
 
-@pytest.mark.parametrize("bad", ["three", "3", ""])
-def test_a_bad_version_is_refused(bad):
-    with pytest.raises(InterpreterNotFoundError):
+@pytest.mark.parametrize("bad", ["three", "banana", "3", ""])
+def test_a_bad_version_is_a_usage_error(bad):
+    with pytest.raises(UsageError) as info:
         find_interpreter(bad)
+    assert info.value.exit_code == 2
 
 
 def test_available_interpreters_include_this_one():
