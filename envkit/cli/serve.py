@@ -37,8 +37,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--max-body-size",
         metavar="SIZE",
-        default="50MB",
-        help="largest request body accepted (413 above it), e.g. 512k, 50MB (default 50MB)",
+        default=None,
+        help="largest request body accepted (413 above it), e.g. 512k, 50MB (default: "
+        "$ENVKIT_SERVE_MAX_BODY_BYTES, else 50MB)",
     )
     parser.add_argument("--access-log", action="store_true", help="log every request")
     parser.add_argument("--python", metavar="X.Y", help="serve on this Python version")
@@ -52,8 +53,9 @@ def register(subparsers: Any) -> None:
         "--ca-bundle",
         metavar="FILE",
         default="auto",
-        help="--env-manager docker: CA bundle for pip during the build (default: from "
-        "PIP_CERT/SSL_CERT_FILE; 'none' for none)",
+        help="--env-manager docker: CA bundle for pip during the build (default auto: "
+        "$ENVKIT_DOCKER_CA_BUNDLE, else PIP_CERT, SSL_CERT_FILE or REQUESTS_CA_BUNDLE; 'none' "
+        "for none)",
     )
     parser.add_argument(
         "--no-cache", action="store_true", help="build a throw-away environment (uv, virtualenv)"
@@ -64,7 +66,6 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from envkit.cli._sandbox_options import progress_display
     from envkit.serving.launch import prepare_server
-    from envkit.serving.server import parse_size
 
     with progress_display(True) as progress:  # the spinner ends before the server prints
         server = prepare_server(
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
             port=args.port,
             workers=args.workers,
             env_manager=args.env_manager,
-            max_body_bytes=parse_size(args.max_body_size),
+            max_body_bytes=args.max_body_size,
             access_log=args.access_log,
             python=args.python,
             base_image=args.base_image,

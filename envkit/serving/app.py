@@ -54,14 +54,17 @@ class ScoringError(Exception):
 
 
 def predictions_to_json(predictions: Any) -> str:
-    """The response body ``{"predictions": ...}`` for what ``predict`` returned."""
-    if type(predictions).__module__ == "numpy" and hasattr(predictions, "tolist"):
-        data = predictions.tolist()  # the common case, without a detour through to_jsonable
-    else:
-        from envkit.sandbox.runner import to_jsonable
+    """The response body ``{"predictions": ...}`` for what ``predict`` returned.
 
-        data = to_jsonable(predictions)
-    return json.dumps({"predictions": data}, default=str)
+    Values are converted as MLflow's scoring server converts them (bytes as base64, dates as
+    ISO strings); a value with no JSON form raises :class:`TypeError` (the server answers 500).
+    """
+    kind = getattr(getattr(predictions, "dtype", None), "kind", None)
+    if type(predictions).__module__ == "numpy" and kind in ("b", "i", "u", "f"):
+        return json.dumps({"predictions": predictions.tolist()})  # the common case
+    from envkit.sandbox.runner import to_jsonable
+
+    return json.dumps({"predictions": to_jsonable(predictions)})
 
 
 def _error_body(error_code: str, message: str) -> bytes:
@@ -126,10 +129,12 @@ class _Scorer:
         try:
             return predictions_to_json(predictions)
         except Exception as exc:
+            logger.error("the model's predictions cannot be sent as JSON: %s", exc)
             raise ScoringError(
                 500,
                 INTERNAL_ERROR,
-                f"the predictions ({type(predictions).__name__}) cannot be sent as JSON: {exc}",
+                f"the model's predictions ({type(predictions).__name__}) cannot be sent as "
+                f"JSON: {exc}; return numbers, strings, bytes, lists, dicts, numpy or pandas data",
             ) from None
 
 

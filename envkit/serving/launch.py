@@ -25,8 +25,12 @@ from typing import Any, Protocol
 
 from envkit._version import __version__
 from envkit.errors import UsageError
-from envkit.serving.app import DEFAULT_MAX_BODY_BYTES
-from envkit.serving.server import DEFAULT_HOST, DEFAULT_PORT
+from envkit.serving.server import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    check_port_free,
+    resolve_max_body_bytes,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +99,7 @@ def prepare_server(
     port: int = DEFAULT_PORT,
     workers: int = 1,
     env_manager: str = "uv",
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_body_bytes: int | str | None = None,
     access_log: bool = False,
     python: str | None = None,
     base_image: str | None = None,
@@ -105,21 +109,26 @@ def prepare_server(
 ) -> PreparedServer:
     """The process that serves the model in its environment.
 
-    Builds (or takes from the cache) the environment first; raises
+    ``max_body_bytes`` defaults to ``$ENVKIT_SERVE_MAX_BODY_BYTES``, else 50 MB. Checks that
+    the port is free and builds (or takes from the cache) the environment first; raises
     :class:`~envkit.errors.EnvkitError` when it cannot be built.
     """
     from envkit.models.uri import resolve_model_uri
 
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port must be between 0 and 65535, got {port}")
+    limit = resolve_max_body_bytes(max_body_bytes)
     model_dir = resolve_model_uri(model_uri)
+    check_port_free(host, port)  # before a build that may take minutes
     if env_manager == "docker":
         return _docker_command(
             model_dir,
             host=host,
             port=port,
             workers=workers,
-            max_body_bytes=max_body_bytes,
+            max_body_bytes=limit,
             access_log=access_log,
             python=python,
             base_image=base_image,
@@ -131,7 +140,7 @@ def prepare_server(
         host=host,
         port=port,
         workers=workers,
-        max_body_bytes=max_body_bytes,
+        max_body_bytes=limit,
         access_log=access_log,
     )
     if env_manager == "local":
@@ -162,6 +171,7 @@ def _env_command(
         cache_dir=None,
         extra_env=None,
         progress=progress,
+        need_input_example=False,  # the server does not run it
     )
     try:
         backend, env = session.prepare()

@@ -35,19 +35,61 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
-def parse_size(text: str | int) -> int:
-    """Bytes from ``1048576``, ``512k``, ``50MB``, ``1GiB`` (binary units)."""
+def parse_size(text: str | int, what: str = "size") -> int:
+    """Bytes from ``1048576``, ``512k``, ``50MB``, ``1GiB`` (binary units); ``what`` names the
+    value in the error (``--max-body-size``)."""
     if isinstance(text, int):
         value = text
     else:
         match = _SIZE.match(str(text))
         if not match:
-            raise UsageError(f"invalid size {text!r}; use bytes or a unit, e.g. 512k, 50MB, 1GB")
+            raise UsageError(f"invalid {what} {text!r}; use bytes or a unit, e.g. 512k, 50MB, 1GB")
         unit = (match.group(2) or "").lower()[:1]
         value = int(float(match.group(1)) * _UNITS[unit])
     if value <= 0:
-        raise UsageError(f"a size must be positive, got {text!r}")
+        raise UsageError(f"{what} must be positive, got {text!r}")
     return value
+
+
+def resolve_max_body_bytes(option: str | int | None = None) -> int:
+    """The request size limit: ``option`` (``--max-body-size``) when given, else
+    ``$ENVKIT_SERVE_MAX_BODY_BYTES``, else 50 MB. An invalid value is a :class:`UsageError`."""
+    if option is not None:
+        return parse_size(option, "--max-body-size")
+    from_env = os.environ.get(ENV_MAX_BODY, "").strip()
+    if from_env:
+        return parse_size(from_env, ENV_MAX_BODY)
+    return DEFAULT_MAX_BODY_BYTES
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise a one-line :class:`UsageError` when ``host:port`` cannot be listened on (the port
+    is in use, the address is not this machine's), before anything slow is started."""
+    import errno
+    import socket
+
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise UsageError(f"cannot listen on {host}: {exc.strerror or exc}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UsageError(
+                    f"port {port} is in use on {host}; stop what listens there or choose "
+                    "another --port"
+                ) from None
+            if exc.errno == errno.EACCES:
+                raise UsageError(
+                    f"port {port} needs privileges this user lacks; choose a port above 1023"
+                ) from None
+            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def load_scoring_model(model_uri: str | os.PathLike[str]) -> Any:
@@ -81,8 +123,7 @@ def app_from_environment() -> Starlette:
     from envkit.serving.app import create_app
 
     model_uri = os.environ[ENV_MODEL]
-    limit = int(os.environ.get(ENV_MAX_BODY) or DEFAULT_MAX_BODY_BYTES)
-    return create_app(load_scoring_model(model_uri), max_body_bytes=limit)
+    return create_app(load_scoring_model(model_uri), max_body_bytes=resolve_max_body_bytes())
 
 
 def run_server(
@@ -91,11 +132,15 @@ def run_server(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     workers: int = 1,
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_body_bytes: int | str | None = None,
     access_log: bool = False,
     log_level: str = "info",
 ) -> None:
-    """Load the model and serve it until interrupted (SIGINT/SIGTERM stop it gracefully)."""
+    """Load the model and serve it until interrupted (SIGINT/SIGTERM stop it gracefully).
+
+    ``max_body_bytes`` (bytes, or a size such as ``50MB``) defaults to
+    ``$ENVKIT_SERVE_MAX_BODY_BYTES``, else 50 MB.
+    """
     try:
         import uvicorn
     except ImportError as exc:
@@ -108,8 +153,10 @@ def run_server(
 
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
+    limit = resolve_max_body_bytes(max_body_bytes)
     if not 0 <= port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {port}")
+    check_port_free(host, port)
     model_dir = resolve_model_uri(model_uri)
     missing = missing_expected_env_vars(model_dir)
     if missing:
@@ -130,11 +177,11 @@ def run_server(
         "timeout_graceful_shutdown": 10,
     }
     if workers == 1:
-        uvicorn.run(create_app(model, max_body_bytes=max_body_bytes), **common)
+        uvicorn.run(create_app(model, max_body_bytes=limit), **common)
         return
     del model
     os.environ[ENV_MODEL] = str(model_dir)
-    os.environ[ENV_MAX_BODY] = str(max_body_bytes)
+    os.environ[ENV_MAX_BODY] = str(limit)
     uvicorn.run(
         "envkit.serving.server:app_from_environment", factory=True, workers=workers, **common
     )
@@ -149,7 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default=DEFAULT_HOST)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--max-body-size", default=str(DEFAULT_MAX_BODY_BYTES))
+    parser.add_argument(
+        "--max-body-size",
+        default=None,
+        help=f"largest request body (default: ${ENV_MAX_BODY}, else 50MB)",
+    )
     parser.add_argument("--access-log", action="store_true")
     parser.add_argument(
         "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug")
@@ -166,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             host=args.host,
             port=args.port,
             workers=args.workers,
-            max_body_bytes=parse_size(args.max_body_size),
+            max_body_bytes=resolve_max_body_bytes(args.max_body_size),
             access_log=args.access_log,
             log_level=args.log_level,
         )

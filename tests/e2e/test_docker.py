@@ -99,8 +99,12 @@ def docker_models(tmp_path_factory, iris_pipeline, iris) -> dict[str, Path]:
             class Probe(envkit.pyfunc.PythonModel):
                 def predict(self, context, model_input, params=None):
                     values = getattr(model_input, "to_numpy", lambda: model_input)()
-                    if 99 in list(values.ravel() if hasattr(values, "ravel") else values):
+                    values = list(values.ravel() if hasattr(values, "ravel") else values)
+                    if 99 in values:
                         time.sleep(600)  # a hang: the run's timeout ends it
+                    if 77 in values:
+                        hog = "x" * (3 * 1024**3)  # more memory than the container may use
+                        return [len(hog)]
                     names = sorted(name for _, name in socket.if_nameindex())
                     if not os.path.isdir("/opt/envkit/venv"):  # saving: on the host, write nothing
                         return ["host"]
@@ -159,7 +163,20 @@ def test_validate_runs_the_model_in_a_locked_down_container(
         assert "uid=10001" in preview and "root=read-only" in preview and "net=lo" in preview
         # The model is mounted read-only, the runner's work directory read-write.
         assert "model=read-only" in preview and "cwd=writable" in preview
-        assert report["interpreter"]["running"].startswith("3.11")
+        # The report names the Python that ran, everywhere (the base image's, not the model's).
+        interpreter = report["interpreter"]
+        assert interpreter["running"].startswith("3.11")
+        assert interpreter["version"] == interpreter["running"]
+        same = interpreter["running"] == interpreter["recorded"]
+        assert interpreter["exact"] is same
+        text = envkit_cli(
+            "validate", str(docker_models["probe"]), "--env-manager", "docker",
+            "--base-image", BASE_IMAGE, home=shared_cache,
+        ).stdout  # fmt: skip
+        assert f"interpreter   Python {interpreter['running']}" in text
+        assert ("matches the recorded" in text) is same
+        if not same:
+            assert f"Python {interpreter['running']} runs the model" in text
 
         assert validate_json(docker_models["probe"], shared_cache)["cache"]["hit"] is True
 
@@ -169,7 +186,8 @@ def test_validate_runs_the_model_in_a_locked_down_container(
         record = json.loads(Path(data["cache"]["path"] + "/image.json").read_text())
         assert record["reused"] is True and record["image"].startswith("sha256:")
 
-        # envkit predict in the container: the predictions come back out of it.
+        # envkit predict in the container, the base image given as an option: the predictions
+        # come back out of it.
         payload = tmp_path / "payload.json"
         payload.write_text(json.dumps({"inputs": [1]}))
         result = envkit_cli(
@@ -177,13 +195,26 @@ def test_validate_runs_the_model_in_a_locked_down_container(
             str(docker_models["probe"]),
             "--env-manager",
             "docker",
+            "--base-image",
+            BASE_IMAGE,
             "--input",
             str(payload),
             home=shared_cache,
-            env=DOCKER_VARS,
         )
         assert result.returncode == 0, result.stderr
         assert "uid=10001" in json.loads(result.stdout)["predictions"]
+
+        # A model that runs out of memory: the report says so, and what to raise.
+        payload.write_text(json.dumps({"inputs": [77]}))
+        oom = envkit_cli(
+            "validate", str(docker_models["probe"]), "--env-manager", "docker", "--input",
+            str(payload), "--format", "json", home=shared_cache,
+            env={**DOCKER_VARS, "ENVKIT_DOCKER_MEMORY": "256m"},
+        )  # fmt: skip
+        assert oom.returncode == 1, oom.stdout + oom.stderr
+        message = json.loads(oom.stdout)["error"]["message"]
+        assert message.startswith("the model's container was killed (exit code 137), out of")
+        assert "it may use 256m; raise the limit with ENVKIT_DOCKER_MEMORY" in message
 
         # A model that hangs is killed at the timeout, and its container is removed.
         payload.write_text(json.dumps({"inputs": [99]}))
@@ -197,6 +228,25 @@ def test_validate_runs_the_model_in_a_locked_down_container(
         remove_image(engine, f"envkit-env:{report['cache']['key']}")
 
 
+def wait_for_ping(port: int, container, timeout: float = 120) -> None:
+    """Until the server in ``container`` answers /ping on ``port``."""
+    import time
+
+    from test_serve import request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        container.reload()
+        assert container.status in ("created", "running"), container.logs().decode()
+        try:
+            if request(port, "GET", "/ping", content_type=None)[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"no answer on port {port}: {container.logs().decode()}")
+
+
 def _layers(engine, ref: str) -> list[str]:
     return engine.api.inspect_image(ref)["RootFS"]["Layers"]
 
@@ -206,7 +256,7 @@ def test_build_docker_serves_and_a_model_only_change_rebuilds_only_the_model_lay
     engine, docker_models, build_lock, shared_cache, iris
 ):
     from sklearn.linear_model import LogisticRegression
-    from test_serve import Server, post_json
+    from test_serve import Server, free_port, post_json
 
     import envkit.sklearn
 
@@ -256,6 +306,24 @@ def test_build_docker_serves_and_a_model_only_change_rebuilds_only_the_model_lay
         finally:
             assert server.stop() == 0, server.output()
         assert engine.containers.list(all=True, filters={"name": "envkit-serve-"}) == []
+
+        # The image's own entrypoint takes ENVKIT_SERVE_MAX_BODY_BYTES (`docker run -e`).
+        port = free_port()
+        container = engine.containers.run(
+            tags[0],
+            ["--host", "127.0.0.1", "--port", str(port)],
+            environment={"ENVKIT_SERVE_MAX_BODY_BYTES": "100"},
+            network_mode="host",
+            detach=True,
+            name=f"envkit-test-limit-{run_id}",
+        )
+        try:
+            wait_for_ping(port, container)
+            status, payload = post_json(port, example)
+            assert status == 413, payload
+            assert "over this server's limit of 100" in payload["message"]
+        finally:
+            container.remove(force=True)
     finally:
         for tag in tags:
             remove_image(engine, tag)
@@ -263,6 +331,27 @@ def test_build_docker_serves_and_a_model_only_change_rebuilds_only_the_model_lay
             for tag in image.tags:
                 remove_image(engine, tag)
     print("builds:", json.dumps(builds))
+
+
+@pytest.mark.docker
+def test_the_base_image_is_an_option_of_validate_and_its_error_names_it(
+    engine, docker_models, tmp_path
+):
+    result = envkit_cli(
+        "validate", str(docker_models["probe"]), "--env-manager", "docker", "--base-image",
+        "envkit-test-no-such-base:1", home=tmp_path / "home", timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 3, result.stdout + result.stderr
+    first = result.stderr.splitlines()[0]
+    assert first.startswith("error: the base image envkit-test-no-such-base:1 cannot be had")
+    assert "pass it with --base-image or ENVKIT_DOCKER_BASE_IMAGE" in first
+    missing_bundle = envkit_cli(
+        "validate", str(docker_models["probe"]), "--env-manager", "docker", "--ca-bundle",
+        str(tmp_path / "missing.pem"), home=tmp_path / "home",
+    )  # fmt: skip
+    assert missing_bundle.returncode == 2
+    assert "--ca-bundle" in missing_bundle.stderr and "no such file" in missing_bundle.stderr
+    assert engine.images.list(name="envkit-test-no-such-base") == []
 
 
 def test_no_reachable_engine_is_exit_3_with_the_reason(tmp_path, docker_models):

@@ -178,7 +178,31 @@ def serve_models(tmp_path_factory, iris_pipeline) -> dict[str, Path]:
         signature=infer_signature([1, 2, 3], [2, 4, 6], params={"k": 2}),
         pip_requirements=RUNTIME_PINS,
     )
-    return {"iris": iris, "counting": counting}
+    odd_code = root / "odd_code.py"
+    odd_code.write_text(
+        textwrap.dedent(
+            """
+            import datetime
+
+            import envkit.models
+            import envkit.pyfunc
+
+
+            class Model(envkit.pyfunc.PythonModel):
+                def predict(self, context, model_input, params=None):
+                    kind = int(list(model_input)[0])
+                    if kind == 1:
+                        return [b"\\xff\\x00", datetime.date(2024, 5, 1)]
+                    return [object()]
+
+
+            envkit.models.set_model(Model())
+            """
+        )
+    )
+    odd = root / "odd"
+    envkit.pyfunc.save_model(odd, python_model=str(odd_code), pip_requirements=RUNTIME_PINS)
+    return {"iris": iris, "counting": counting, "odd": odd}
 
 
 @pytest.fixture(scope="module")
@@ -374,16 +398,16 @@ def test_a_model_exception_is_a_500_and_the_server_keeps_serving(counting_server
     assert counting_server.proc.poll() is None
 
 
-def test_a_model_that_cannot_load_fails_at_startup_with_exit_1(tmp_path, serve_models):
+def test_a_model_that_cannot_load_fails_at_startup(tmp_path, serve_models):
     import shutil
 
     broken = tmp_path / "broken"
     shutil.copytree(serve_models["iris"], broken)
     (broken / "model.pkl").write_bytes(b"not a pickle")
     server = Server(broken, "--env-manager", "local")
-    assert server.proc.wait(timeout=120) == 1
+    assert server.proc.wait(timeout=120) == 2  # an unreadable model file
     output = server.output()
-    assert "error: loading the model failed" in output, output
+    assert output.startswith("error: model.pkl cannot be deserialized"), output
 
 
 @pytest.mark.slow
@@ -401,3 +425,73 @@ def test_serve_in_the_cached_uv_environment_with_two_workers(serve_models, share
         assert python.startswith(str(shared_cache)), python
     finally:
         assert server.stop() == 0, server.output()
+
+
+# --- limits, ports, odd predictions --------------------------------------------------------------
+
+
+def test_the_body_limit_comes_from_the_environment_unless_the_option_is_given(serve_models):
+    body = json.dumps({"inputs": [1] * 60})  # 200 bytes or so
+    env = {**os.environ, "ENVKIT_SERVE_MAX_BODY_BYTES": "100"}
+    server = Server(serve_models["counting"], "--env-manager", "local", env=env).wait_ready()
+    try:
+        status, raw = request(server.port, "POST", "/invocations", body)
+        assert status == 413 and "over this server's limit of 100" in json.loads(raw)["message"]
+    finally:
+        server.stop()
+    server = Server(
+        serve_models["counting"], "--env-manager", "local", "--max-body-size", "1k", env=env
+    ).wait_ready()
+    try:
+        assert request(server.port, "POST", "/invocations", body)[0] == 200
+    finally:
+        server.stop()
+
+
+def test_an_invalid_body_limit_is_exit_2_in_one_line(serve_models):
+    env = {**os.environ, "ENVKIT_SERVE_MAX_BODY_BYTES": "abc"}
+    server = Server(serve_models["counting"], "--env-manager", "local", env=env)
+    assert server.proc.wait(timeout=120) == 2
+    assert server.output() == (
+        "error: invalid ENVKIT_SERVE_MAX_BODY_BYTES 'abc'; use bytes or a unit, e.g. 512k, "
+        "50MB, 1GB\n"
+    )
+
+
+@pytest.mark.parametrize("env_manager", ["local", "uv"])
+def test_a_port_in_use_is_one_line_before_anything_is_built(serve_models, tmp_path, env_manager):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        home = tmp_path / "home"
+        args = ["--port", str(port), "--env-manager", env_manager]
+        proc = subprocess.run(
+            [sys.executable, "-m", "envkit", "serve", str(serve_models["counting"]), *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "ENVKIT_HOME": str(home)},
+            timeout=120,
+        )
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        f"error: port {port} is in use on 127.0.0.1; stop what listens there or choose another "
+        "--port\n"
+    )
+    assert not home.exists()  # nothing was built
+
+
+def test_predictions_without_a_json_form_are_a_500_and_bytes_are_base64(serve_models):
+    server = Server(serve_models["odd"], "--env-manager", "local").wait_ready()
+    try:
+        assert post_json(server.port, {"inputs": [1]}) == (
+            200,
+            {"predictions": ["/wA=\n", "2024-05-01"]},  # as MLflow's server sends them
+        )
+        status, payload = post_json(server.port, {"inputs": [2]})
+        assert status == 500 and payload["error_code"] == "INTERNAL_ERROR"
+        assert payload["message"].startswith("the model's predictions (list) cannot be sent")
+        assert "a value of type object has no JSON form" in payload["message"]
+        assert "<object object" not in payload["message"]
+    finally:
+        server.stop()

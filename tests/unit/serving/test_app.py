@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from envkit.errors import UsageError
-from envkit.serving.app import predictions_to_json
-from envkit.serving.server import parse_size
+from envkit.serving.app import DEFAULT_MAX_BODY_BYTES, predictions_to_json
+from envkit.serving.server import ENV_MAX_BODY, parse_size, resolve_max_body_bytes
 
 
 @pytest.mark.parametrize(
@@ -42,3 +42,34 @@ def test_parse_size(text, expected):
 def test_parse_size_refuses_nonsense(text):
     with pytest.raises(UsageError):
         parse_size(text)
+
+
+def test_bytes_and_dates_are_sent_as_mlflow_sends_them():
+    import datetime
+
+    sent = json.loads(predictions_to_json([b"\xff\x00", datetime.date(2024, 5, 1)]))
+    assert sent == {"predictions": ["/wA=\n", "2024-05-01"]}  # base64.encodebytes, ISO
+    frame = pd.DataFrame({"t": pd.to_datetime(["2024-05-01"]), "x": [None]})
+    assert json.loads(predictions_to_json(frame)) == {
+        "predictions": [{"t": "2024-05-01T00:00:00", "x": None}]
+    }
+
+
+@pytest.mark.parametrize("value", [object(), [1, object()], {"a": {1, 2}}])
+def test_predictions_with_no_json_form_are_refused_not_stringified(value):
+    with pytest.raises(TypeError, match="has no JSON form"):
+        predictions_to_json(value)
+
+
+def test_the_body_limit_comes_from_the_option_then_the_variable_then_the_default(monkeypatch):
+    monkeypatch.delenv(ENV_MAX_BODY, raising=False)
+    assert resolve_max_body_bytes(None) == DEFAULT_MAX_BODY_BYTES
+    monkeypatch.setenv(ENV_MAX_BODY, "100")
+    assert resolve_max_body_bytes(None) == 100
+    assert resolve_max_body_bytes("2k") == 2048
+    monkeypatch.setenv(ENV_MAX_BODY, "abc")
+    with pytest.raises(UsageError, match="invalid ENVKIT_SERVE_MAX_BODY_BYTES 'abc'"):
+        resolve_max_body_bytes(None)
+    assert resolve_max_body_bytes("1MB") == 1024**2  # the option wins, even over a bad value
+    with pytest.raises(UsageError, match="invalid --max-body-size 'ten'"):
+        resolve_max_body_bytes("ten")
