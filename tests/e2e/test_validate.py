@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -262,6 +263,37 @@ def test_python_api_returns_a_report(double_model, shared_cache):
     assert report.output is not None and report.output["preview"] == "[2, 4, 6]"
 
 
+def _kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and every process below it, wherever their sessions are."""
+
+    def children(parent: int) -> list[int]:
+        found = []
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                found += [int(c) for c in (task / "children").read_text().split()]
+        return found
+
+    tree, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        tree.append(current)
+        queue += children(current)
+    for member in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, signal.SIGKILL)
+
+    def running(member: int) -> bool:  # a zombie has stopped writing too
+        try:
+            return Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 30
+    while any(running(m) for m in tree if m != pid):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
 def test_a_sigkill_during_a_build_leaves_nothing_trusted(double_model, cache_root, tmp_path):
     scratch = tmp_path / "tmp"
     scratch.mkdir()
@@ -280,7 +312,8 @@ def test_a_sigkill_during_a_build_leaves_nothing_trusted(double_model, cache_roo
             assert time.monotonic() < deadline
             time.sleep(0.005)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the job is killed: envkit and its uv children
+        # The job is killed: envkit and the installer it runs (in a session of its own).
+        _kill_tree(proc.pid)
         proc.wait()
     assert _records(cache_root) == []
     assert list(scratch.iterdir()) == []  # no temporary directory left behind either
