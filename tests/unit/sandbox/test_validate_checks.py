@@ -301,8 +301,27 @@ def test_validate_and_predict_take_the_same_options_under_both_names(model, tmp_
 # --- B6: what a killed run leaves is removed by the next one -----------------------------------
 
 
-def test_a_killed_run_leaves_a_work_directory_the_next_run_removes(model, tmp_path):
+def _kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and every process below it, wherever their sessions are."""
     import signal
+
+    tree, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        tree.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                queue += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                pass
+    for member in tree:
+        try:
+            os.kill(member, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_a_killed_run_leaves_a_work_directory_the_next_run_removes(model, tmp_path):
     import time
 
     scratch = tmp_path / "tmp"
@@ -324,7 +343,7 @@ def test_a_killed_run_leaves_a_work_directory_the_next_run_removes(model, tmp_pa
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.01)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # envkit and the model's process
+        _kill_tree(proc.pid)  # envkit and the model's process (in a session of its own)
         proc.wait()
     left = list(scratch.glob("envkit-run-*"))
     assert len(left) == 1 and left[0].name.startswith(f"envkit-run-{proc.pid}-")
