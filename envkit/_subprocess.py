@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -119,6 +120,7 @@ def run(
         encoding="utf-8",
         errors="replace",
         start_new_session=True,
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
     )
     timed_out = False
     try:
@@ -143,6 +145,23 @@ def run(
         duration=duration,
         timed_out=timed_out,
     )
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: be killed when envkit dies, even by SIGKILL (Linux).
+
+    Children run in their own session (so a timeout can kill their whole group), which also
+    means a killed envkit would leave them running: an installer writing into an abandoned
+    build, or a hanging model. ``run`` waits for its child in the calling thread, so the
+    parent-death signal (tied to that thread) fires only when envkit itself is gone.
+    """
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:

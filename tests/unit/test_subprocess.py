@@ -37,3 +37,36 @@ def test_a_timeout_kills_the_process_group_and_says_so():
     out = run([sys.executable, "-c", code], timeout=1)
     assert out.timed_out and not out.ok and out.returncode is None
     assert time.perf_counter() - start < 30
+
+
+def test_children_die_with_a_killed_envkit(tmp_path):
+    # A process that runs a long child through envkit's helper, then is SIGKILLed itself.
+    import signal
+    import subprocess
+
+    pid_file = tmp_path / "child.pid"
+    child_code = (
+        f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    )
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import sys\n"
+        "from envkit._subprocess import run\n"
+        f"run([sys.executable, '-c', {child_code!r}])\n"
+    )
+    parent = subprocess.Popen([sys.executable, str(script)])
+    deadline = time.time() + 30
+    while not (pid_file.exists() and pid_file.read_text()) and time.time() < deadline:
+        time.sleep(0.1)
+    child = int(pid_file.read_text())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(child, signal.SIGKILL)
+    raise AssertionError("the child outlived the killed parent")
