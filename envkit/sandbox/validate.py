@@ -986,14 +986,14 @@ def validate(
         session_options=_session_options(
             env_manager=env_manager,
             python=python,
-            overrides=_one_of(
-                "overrides", overrides, "pip_requirements_override", pip_requirements_override
-            ),
+            overrides=overrides,
+            pip_requirements_override=pip_requirements_override,
             timeout=timeout,
             build_timeout=build_timeout,
             use_cache=use_cache,
             cache_dir=cache_dir,
-            extra_env=_one_of("extra_env", extra_env, "extra_envs", extra_envs),
+            extra_env=extra_env,
+            extra_envs=extra_envs,
             progress=progress,
             base_image=base_image,
             ca_bundle=ca_bundle,
@@ -1048,14 +1048,14 @@ def predict(
         session_options=_session_options(
             env_manager=env_manager,
             python=python,
-            overrides=_one_of(
-                "overrides", overrides, "pip_requirements_override", pip_requirements_override
-            ),
+            overrides=overrides,
+            pip_requirements_override=pip_requirements_override,
             timeout=timeout,
             build_timeout=build_timeout,
             use_cache=use_cache,
             cache_dir=cache_dir,
-            extra_env=_one_of("extra_env", extra_env, "extra_envs", extra_envs),
+            extra_env=extra_env,
+            extra_envs=extra_envs,
             progress=progress,
             base_image=base_image,
             ca_bundle=ca_bundle,
@@ -1072,12 +1072,21 @@ def _session_options(
     base_image: str | None,
     ca_bundle: str | None,
     overrides: Sequence[str] | None,
+    pip_requirements_override: Sequence[str] | None,
+    extra_env: Mapping[str, str] | None,
+    extra_envs: Mapping[str, str] | None,
     **options: Any,
 ) -> dict[str, Any]:
+    """The session's options from :func:`validate`'s / :func:`predict`'s keywords (MLflow's
+    aliases ``pip_requirements_override`` and ``extra_envs`` resolved)."""
+    overrides = _one_of(
+        "overrides", overrides, "pip_requirements_override", pip_requirements_override
+    )
     if isinstance(overrides, str):
         raise UsageError("overrides must be a list of requirements, not a string")
     return {
         **options,
+        "extra_env": _one_of("extra_env", extra_env, "extra_envs", extra_envs),
         "overrides": list(overrides or ()),
         "backend_options": {"base_image": base_image, "ca_bundle": ca_bundle},
     }
