@@ -29,8 +29,7 @@ import time
 import traceback
 from typing import Any
 
-# Substrings of variable names whose values must be redacted from error messages we send back.
-_SECRET_TOKENS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "PRIVATE")
+from envkit.deps.envvars import redact_values as _redact
 
 
 class _Recorder:
@@ -189,17 +188,6 @@ def _stdlib_top_names() -> frozenset[str]:
     names = set(sys.builtin_module_names)
     names.update(getattr(sys, "stdlib_module_names", ()))
     return frozenset(names)
-
-
-def _redact(text: str, env_names: set[str]) -> str:
-    """Remove values of secret-looking or recorded environment variables from ``text``."""
-    for name, value in os.environ.items():
-        if len(value) < 4:
-            continue
-        upper = name.upper()
-        if name in env_names or any(token in upper for token in _SECRET_TOKENS):
-            text = text.replace(value, "***")
-    return text
 
 
 def _error_text(exc: BaseException, env_names: set[str]) -> str:

@@ -32,6 +32,23 @@ RECORD_ENV_VAR_ALLOWLIST = frozenset(
     }
 )
 
+# Substrings of variable names whose values are redacted from messages envkit shows or records.
+_SECRET_TOKENS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "PRIVATE")
+
+
+def redact_values(text: str, names: Iterable[str] = ()) -> str:
+    """``text`` with the values of secret-looking variables (and of ``names``) replaced by
+    ``***``: a model's error message may quote the API key it read."""
+    names = set(names)
+    for name, value in os.environ.items():
+        if len(value) < 4:
+            continue
+        upper = name.upper()
+        if name in names or any(token in upper for token in _SECRET_TOKENS):
+            text = text.replace(value, "***")
+    return text
+
+
 ENV_VAR_FILE_HEADER = (
     "# This file records environment variable names that are used during model inference.\n"
     "# They might need to be set when creating a serving endpoint from this model.\n"

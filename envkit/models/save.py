@@ -113,6 +113,10 @@ def save_model_directory(
             has_input_example=example_info is not None and example_ok,
             strict=strict,
         )
+        if example_info is not None and not example_ok and env.provenance is not None:
+            env.provenance.capture.reason = (
+                f"the input example failed to predict when saving; {EXAMPLE_NOT_CAPTURED}"
+            )
         env.write(staging, model)
         model.save(staging)
         from envkit.deps.envfiles import copy_metadata
@@ -227,9 +231,21 @@ def _example_predictor(staging: Path, model: Model, writer: FlavorWriter) -> Any
 
 
 def _example_failed(exc: BaseException, strict: bool) -> bool:
+    from envkit.deps.envvars import redact_values
+
     reason = exc.message if isinstance(exc, EnvkitError) else f"{type(exc).__name__}: {exc}"
-    message = f"the model failed to predict on its input example: {reason}"
+    message = f"the model failed to predict on its input example: {redact_values(reason)}"
     if strict:
-        raise ModelFailedError(message + " (strict mode)") from exc
-    warnings.warn(message, UserWarning, stacklevel=5)
+        raise ModelFailedError(message + " (strict mode)") from None
+    warnings.warn(
+        f"{message}; {EXAMPLE_NOT_CAPTURED}, so requirements imported and environment variables "
+        "read only while predicting may be missing (fix the example, or pass "
+        "extra_pip_requirements)",
+        UserWarning,
+        stacklevel=5,
+    )
     return False
+
+
+# Recorded in requirements.provenance.json when the example failed in the saving process.
+EXAMPLE_NOT_CAPTURED = "the capture recorded only what loading the model imports"

@@ -501,6 +501,9 @@ def validate_serving_input(
     except EnvkitError:
         raise
     except Exception as exc:
+        from envkit.deps.envvars import redact_values
+
         raise ModelFailedError(
-            f"the model failed to predict on the serving input: {type(exc).__name__}: {exc}"
+            "the model failed to predict on the serving input: "
+            + redact_values(f"{type(exc).__name__}: {exc}")
         ) from exc

@@ -54,12 +54,16 @@ class _Run:
         self.result["timings"][name] = round(time.perf_counter() - start, 4)
 
     def fail(self, exc: BaseException, kind: str | None = None) -> None:
+        from envkit.deps.envvars import redact_values
+
+        trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         self.result["error"] = {
             "stage": self.result["stage"],
             "kind": kind or _error_kind(exc, self.result["stage"]),
             "type": f"{type(exc).__module__}.{type(exc).__qualname__}".replace("builtins.", ""),
-            "message": _message(exc),
-            "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+            # A model's error may quote the secret it read: CI logs keep reports for long.
+            "message": redact_values(_message(exc)),
+            "traceback": redact_values(trace),
             **_envkit_error_class(exc),
         }
 

@@ -127,3 +127,30 @@ def test_names_are_recorded_when_pip_requirements_replace_inference(tmp_path, mo
     assert lines[0] == "envkit" and lines[-1] == "cloudpickle"  # (pandas, numpy: a signature)
     names = (tmp_path / "m" / "environment_variables.txt").read_text().splitlines()[3:]
     assert names == ["TEST_API_KEY"]
+
+
+def test_secret_values_in_a_failing_input_example_are_redacted(tmp_path, monkeypatch):
+    """The example is checked in the saving process too: its failure must not quote the key,
+    and it says what the capture then misses (and records why in the provenance)."""
+    import json
+
+    from envkit.errors import ModelFailedError
+
+    monkeypatch.setenv("TEST_API_KEY", SECRET)
+    model = model_importing(
+        "import os", "raise ValueError('bad key ' + os.environ['TEST_API_KEY'])", where="predict"
+    )
+    with pytest.warns(UserWarning, match="failed to predict on its input example") as record:
+        envkit.pyfunc.save_model(tmp_path / "m", python_model=model, input_example="x")
+    message = next(str(w.message) for w in record if "input example" in str(w.message))
+    assert "bad key ***" in message and SECRET not in message
+    assert "read only while predicting may be missing" in message
+    capture = json.loads((tmp_path / "m" / "requirements.provenance.json").read_text())["capture"]
+    assert capture["predicted"] is False
+    assert "input example failed to predict when saving" in capture["reason"]
+    assert SECRET.encode() not in _all_bytes(tmp_path / "m")
+
+    with pytest.raises(ModelFailedError, match=r"bad key \*\*\* \(strict mode\)") as info:
+        envkit.pyfunc.save_model(tmp_path / "s", python_model=model, input_example="x", strict=True)
+    assert SECRET not in str(info.value)
+    assert not (tmp_path / "s").exists()

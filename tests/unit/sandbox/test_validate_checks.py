@@ -47,6 +47,8 @@ class Model(envkit.pyfunc.PythonModel):
             import envkit_test_no_such_module  # noqa: F401
         if "warn" in values:  # the colours MLflow puts in its warnings
             warnings.warn("\\x1b[33mAdd type hints\\x1b[0m to the predict method")
+        if "leak" in values:  # an error message quoting the secret the model read
+            raise ValueError("bad key " + os.environ["SERVICE_API_KEY"])
         if "hang" in values:
             import time
 
@@ -72,7 +74,8 @@ def envkit_cli(*args: str, home: Path, env: dict[str, str] | None = None, stdin:
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory) -> Path:
     """A models-from-code pyfunc: returns $ENVKIT_TEST_VALUE per row; 'import' imports a
-    module no environment has, 'warn' warns in colour, 'hang' hangs."""
+    module no environment has, 'warn' warns in colour, 'leak' raises quoting
+    $SERVICE_API_KEY, 'hang' hangs."""
     root = tmp_path_factory.mktemp("checks")
     code = root / "model_code.py"
     code.write_text(MODEL_CODE, encoding="utf-8")
@@ -379,3 +382,18 @@ def test_the_text_report_says_an_override_once(model):
     assert "--override: added pytest" in text
     assert "mismatches    none (with the --override above)" in text
     assert not any("DependencyMismatch" in w for w in report.warnings)
+
+
+def test_a_secret_quoted_by_the_models_error_is_redacted_in_the_report(model, home):
+    secret = "sk-value-that-must-not-reach-ci-logs-91c"
+    report = validate(
+        model,
+        env_manager="local",
+        input_data=["leak"],
+        extra_env={"SERVICE_API_KEY": secret},
+        cache_dir=home,
+    )
+    assert report.status == "model_failed" and report.exit_code == 1
+    assert "bad key ***" in report.error["message"]
+    for form in ("text", "json", "junit"):
+        assert secret not in render(report, form)
