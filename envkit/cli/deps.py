@@ -86,7 +86,7 @@ def run_deps(args: argparse.Namespace) -> int:
 
 
 def render_deps(report: Any) -> str:
-    from envkit.deps.provenance import describe
+    from envkit.deps.provenance import origin
 
     lines = [f"model: {report.model_dir}"]
     python = report.python_recorded or "not recorded"
@@ -101,7 +101,17 @@ def render_deps(report: Any) -> str:
     if not report.requirements:
         lines.append("  (none)")
     for row in report.requirements:
-        text = describe([row.provenance])[0] if row.provenance else row.requirement
+        # The line as requirements.txt has it; the provenance says where it came from (and
+        # that it was edited by hand when the capture recorded another line for that name).
+        text = row.requirement
+        if row.provenance is not None:
+            note = origin(row.provenance)
+            if row.provenance.requirement != row.requirement:
+                note = f"edited after the capture, which recorded {row.provenance.requirement}"
+            text = f"{text}  ({note})"
+        if not row.applicable:
+            lines.append(f"  [{'n/a':>10}] {text}: its marker excludes this platform")
+            continue
         if row.not_needed:
             lines.append(f"  [not needed] {text}: {row.not_needed}")
             continue

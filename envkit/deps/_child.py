@@ -60,9 +60,9 @@ class _Recorder:
                 importer = globals.get("__name__") if globals else None
                 if type(importer) is not str or not importer or importer.startswith("importlib"):
                     importer = _initializing_module() or _calling_module()
-                elif importer.startswith("envkit") and not _is_statement(sys._getframe(1)):
-                    # Not envkit's own ``import``: C code (pickle's find_class) called from
-                    # envkit's loader, importing on the model's behalf.
+                elif _is_machinery(importer) and not _is_statement(sys._getframe(1)):
+                    # Not the loader's own ``import``: C code (pickle's find_class) called
+                    # from envkit's (or MLflow's) loader, importing on the model's behalf.
                     importer = ON_BEHALF_OF_MODEL
                 add((name, importer, tuple(fromlist) if fromlist else ()))
             return orig_import(name, globals, locals, fromlist, level)
@@ -184,6 +184,35 @@ def _is_envkit(name: str) -> bool:
     return name == "envkit" or name.startswith("envkit.")
 
 
+# Top-level packages of the loading machinery: what they import while loading is theirs, not the
+# model's. MLflow joins when the model's loader is MLflow's (a cloudpickled
+# mlflow.pyfunc.PythonModel, a flavor envkit does not know): the model needs MLflow itself
+# (recorded by the framework's default requirements), not what MLflow happens to import.
+_MACHINERY = {"envkit"}
+
+
+def _is_machinery(name: str) -> bool:
+    return name.partition(".")[0] in _MACHINERY
+
+
+def _preload_mlflow_loader(model_dir: str) -> None:
+    """Import MLflow's pyfunc machinery before recording when the model's loader is MLflow's."""
+    from envkit.models.flavors import envkit_loader_for
+    from envkit.models.model import Model
+
+    try:
+        conf = Model.load(model_dir).flavors.get("python_function") or {}
+        loader = envkit_loader_for(str(conf.get("loader_module") or ""))
+    except Exception:
+        return  # the load reports it, recorded
+    if loader.startswith("mlflow.") or loader == "envkit.pyfunc.mlflow_compat":
+        try:
+            importlib.import_module("mlflow.pyfunc")
+        except Exception:
+            return  # not installed: the loader says what to install
+        _MACHINERY.add("mlflow")
+
+
 def _stdlib_top_names() -> frozenset[str]:
     names = set(sys.builtin_module_names)
     names.update(getattr(sys, "stdlib_module_names", ()))
@@ -215,8 +244,8 @@ def collect(
     edges: set[tuple[str, str]] = set()
     importers: set[str] = set()
     for name, importer, fromlist in recorder.statements:
-        if _is_envkit(importer) and name in baseline:
-            continue  # envkit importing its own (already loaded) dependencies
+        if _is_machinery(importer) and name in baseline:
+            continue  # the loader importing its own (already loaded) dependencies
         targets = [name]
         targets.extend(f"{name}.{item}" for item in fromlist if item != "*")
         for target in targets:
@@ -249,8 +278,9 @@ def main(request: dict[str, Any]) -> int:
     # envkit's own loading machinery first: what it imports is not the model's requirement.
     from envkit.pyfunc.loading import load_model
 
-    baseline = set(sys.modules)
     model_dir = request["model_dir"]
+    _preload_mlflow_loader(model_dir)
+    baseline = set(sys.modules)
     example_info = request.get("input_example_info")
     recorder = _Recorder(bool(request.get("record_env_vars", True)))
     recorder.start()

@@ -199,6 +199,8 @@ def write_inferred(result: InferenceResult) -> None:
         conf = model.flavors.get("python_function")
         if conf is not None:
             conf["env"] = {"conda": CONDA_ENV_FILE, "virtualenv": PYTHON_ENV_FILE}
+            # The environment files now record this interpreter: MLmodel says the same.
+            conf["python_version"] = platform.python_version()
         mlmodel_text = model.to_yaml()
         for name in names:
             source = staging / name

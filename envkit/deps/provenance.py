@@ -12,7 +12,6 @@ import configparser
 import json
 import os
 import sys
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -268,18 +267,15 @@ def read_provenance(model_dir: str | os.PathLike[str]) -> Provenance | None:
     return Provenance.from_dict(data)
 
 
-def describe(records: Iterable[RequirementProvenance]) -> list[str]:
-    """One human line per requirement: ``name==v  (inferred from sklearn; index https://…)``."""
-    lines = []
-    for r in records:
-        bits = [r.source + (f" from {', '.join(r.modules)}" if r.modules else "")]
-        if r.install not in (INSTALL_INDEX, INSTALL_UNKNOWN):
-            bits.append(f"{r.install} {r.url or ''}".strip())
-        elif r.index_url:
-            bits.append(f"index {r.index_url}")
-        if r.local_label:
-            bits.append(f"installed {r.installed_version}")
-        if r.note:
-            bits.append(r.note)
-        lines.append(f"{r.requirement}  ({'; '.join(bits)})")
-    return lines
+def origin(r: RequirementProvenance) -> str:
+    """Where one requirement came from: ``inferred from sklearn; index https://…``."""
+    bits = [r.source + (f" from {', '.join(r.modules)}" if r.modules else "")]
+    if r.install not in (INSTALL_INDEX, INSTALL_UNKNOWN):
+        bits.append(f"{r.install} {r.url or ''}".strip())
+    elif r.index_url:
+        bits.append(f"index {r.index_url}")
+    if r.local_label:
+        bits.append(f"installed {r.installed_version}")
+    if r.note:
+        bits.append(r.note)
+    return "; ".join(bits)

@@ -26,6 +26,7 @@ NOT_NEEDED_REASON = "envkit loads this model with its own loader"
 STATUS_OK = "ok"
 STATUS_MISMATCH = "mismatch"
 STATUS_NOT_NEEDED = "not needed"
+STATUS_NOT_APPLICABLE = "not applicable"
 
 
 @dataclass
@@ -42,6 +43,7 @@ class RequirementStatus:
     mismatch: Mismatch | None
     provenance: RequirementProvenance | None = None
     not_needed: str | None = None  # why, when it does not matter here
+    applicable: bool = True  # False: its environment marker excludes this platform
 
     @property
     def satisfied(self) -> bool:
@@ -49,6 +51,8 @@ class RequirementStatus:
 
     @property
     def status(self) -> str:
+        if not self.applicable:
+            return STATUS_NOT_APPLICABLE
         if self.not_needed:
             return STATUS_NOT_NEEDED
         return STATUS_OK if self.satisfied else STATUS_MISMATCH
@@ -134,6 +138,7 @@ def dependency_report(model_uri: str | os.PathLike[str]) -> DependencyReport:
                 mismatch=mismatch,
                 provenance=by_line.get(line) or (by_name.get(name) if name else None),
                 not_needed=reason,
+                applicable=marker_applies(line),
             )
         )
     mismatches = check_environment(model_dir, model, not_needed=not_needed).mismatches
@@ -150,3 +155,19 @@ def dependency_report(model_uri: str | os.PathLike[str]) -> DependencyReport:
         index_url=provenance.index.index_url if provenance else None,
         unresolved_modules=provenance.unresolved_modules if provenance else [],
     )
+
+
+def marker_applies(line: str) -> bool:
+    """Whether the requirement ``line`` applies here (no marker, or one this platform meets)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        marker = Requirement(line.split(" --hash", 1)[0].strip()).marker
+    except InvalidRequirement:
+        return True
+    if marker is None:
+        return True
+    try:
+        return bool(marker.evaluate({"extra": ""}))
+    except Exception:
+        return True

@@ -102,3 +102,35 @@ def test_mlflow_misses_the_seed_env_var_and_envkit_records_it(
     assert yaml.safe_load((tmp_path / "seed" / "MLmodel").read_text())["env_vars"] == [
         "TEST_API_KEY"
     ]
+
+
+def test_infer_on_an_mlflow_pyfunc_model_records_mlflow_not_what_mlflow_imports(
+    mlflow_seed_model, run_in_mlflow, tmp_path
+):
+    """A cloudpickled mlflow.pyfunc.PythonModel loads only through MLflow's loader (run where
+    MLflow is installed): the model needs mlflow, cloudpickle and pandas (it predicts on a
+    DataFrame), not the ~30 packages MLflow itself imports while loading."""
+    import shutil
+
+    model = tmp_path / "seed"
+    shutil.copytree(mlflow_seed_model, model)
+    out = run_in_mlflow(
+        """
+        import json, os, sys
+        os.environ["TEST_API_KEY"] = "secret-value-123"
+        from envkit.cli import main
+        main(["infer", sys.argv[1], "--write", "--format", "json"])
+        """,
+        str(model),
+        with_envkit=True,
+    )
+    result = json.loads(out)
+    names = {line.split("==")[0] for line in result["inferred"]}
+    assert result["inferred"][0] == "mlflow==3.17.2"
+    assert "cloudpickle" in names
+    for not_the_models in ("fastapi", "starlette", "opentelemetry-api", "databricks-sdk", "flask"):
+        assert not_the_models not in names
+    assert len(names) <= 6, result["inferred"]
+    written = (model / "requirements.txt").read_text().splitlines()
+    assert written == result["inferred"]
+    assert (model / "environment_variables.txt").read_text().splitlines()[-1] == "TEST_API_KEY"

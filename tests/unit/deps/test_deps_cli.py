@@ -183,3 +183,44 @@ def test_a_lock_failure_names_the_requirement_the_resolver_could_not_satisfy(mod
     assert err.startswith(f"error: locking the requirements with {tool} failed: exited with code")
     assert "pyyaml==0.0.1" in err.lower()
     assert not (model / "requirements.lock").exists()
+
+
+def test_deps_shows_the_lines_requirements_txt_has_not_the_captured_ones(model, capsys):
+    """Edited by hand after the save: the listing shows the edited line (and says the capture
+    recorded another), and a requirement whose marker excludes this platform is n/a."""
+    path = model / "requirements.txt"
+    lines = path.read_text().splitlines()
+    captured = next(line for line in lines if line.startswith("pyyaml=="))
+    lines[lines.index(captured)] = "pyyaml==5.0"
+    lines.append('not-installed-pkg-zz==1.0; sys_platform == "win32"')
+    path.write_text("\n".join(lines))
+    assert main(["deps", str(model), "--check"]) == 1
+    out = capsys.readouterr().out
+    assert f"pyyaml==5.0  (edited after the capture, which recorded {captured})" in out
+    assert captured + "  (" not in out
+    assert "[       n/a] not-installed-pkg-zz==1.0" in out
+    assert main(["deps", str(model), "--format", "json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["requirements"]}
+    assert rows["not-installed-pkg-zz"]["status"] == "not applicable"
+    assert rows["pyyaml"]["status"] == "mismatch"
+
+
+def test_infer_write_keeps_mlmodel_python_version_with_the_env_files(model, capsys):
+    """A model saved elsewhere (here: MLmodel says 3.8.0) re-captured on this interpreter: the
+    environment files and MLmodel's python_version agree afterwards."""
+    import platform
+
+    import yaml
+
+    mlmodel = model / "MLmodel"
+    data = yaml.safe_load(mlmodel.read_text())
+    data["flavors"]["python_function"]["python_version"] = "3.8.0"
+    mlmodel.write_text(yaml.safe_dump(data))
+    update_model_requirements(model, "remove", ["pyyaml"])
+    assert main(["infer", str(model), "--write"]) == 0
+    capsys.readouterr()
+    data = yaml.safe_load(mlmodel.read_text())
+    assert data["flavors"]["python_function"]["python_version"] == platform.python_version()
+    python_env = yaml.safe_load((model / "python_env.yaml").read_text())
+    assert python_env["python"] == platform.python_version()
+    assert (model / "metadata" / "MLmodel").read_text() == mlmodel.read_text()
