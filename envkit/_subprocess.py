@@ -39,6 +39,21 @@ def describe_environment(env: Mapping[str, str]) -> str:
     return "; ".join(parts) or "inherited unchanged"
 
 
+def check_timeout(timeout: float | None, name: str = "timeout") -> float | None:
+    """``timeout`` as seconds greater than 0 (None: no limit); else a usage error naming it."""
+    from envkit.errors import UsageError
+
+    if timeout is None:
+        return None
+    try:
+        value = float(timeout)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name} must be a number of seconds, got {timeout!r}") from None
+    if not value > 0:  # also refuses NaN
+        raise UsageError(f"{name} must be a positive number of seconds, got {timeout!r}")
+    return value
+
+
 def redact_url(url: str) -> str:
     """Strip ``user:password@`` credentials from a URL."""
     return re.sub(r"(?<=://)[^/@\s]+@", "", url)

@@ -86,6 +86,7 @@ def run_deps(args: argparse.Namespace) -> int:
 
 
 def render_deps(report: Any) -> str:
+    from envkit._subprocess import redact_url
     from envkit.deps.provenance import origin
 
     lines = [f"model: {report.model_dir}"]
@@ -103,10 +104,10 @@ def render_deps(report: Any) -> str:
     for row in report.requirements:
         # The line as requirements.txt has it; the provenance says where it came from (and
         # that it was edited by hand when the capture recorded another line for that name).
-        text = row.requirement
+        text = redact_url(row.requirement)  # CI logs are kept: no index password in them
         if row.provenance is not None:
             note = origin(row.provenance)
-            if row.provenance.requirement != row.requirement:
+            if row.provenance.requirement != redact_url(row.requirement):
                 note = f"edited after the capture, which recorded {row.provenance.requirement}"
             text = f"{text}  ({note})"
         if not row.applicable:
@@ -127,7 +128,10 @@ def render_deps(report: Any) -> str:
             "modules no distribution provides (ship them with code_paths): "
             + ", ".join(report.unresolved_modules)
         )
-    lines.append(f"lock: {'requirements.lock' if report.has_lock else 'none (envkit lock MODEL)'}")
+    lock = "requirements.lock" if report.has_lock else "none (envkit lock MODEL)"
+    if report.stale_lock:
+        lock += f" -- {report.stale_lock}"
+    lines.append(f"lock: {lock}")
     if report.mismatches:
         lines.append("this environment does not satisfy the model:")
         lines.extend(f"  - {m}" for m in report.mismatches)
@@ -139,9 +143,11 @@ def render_deps(report: Any) -> str:
 def run_infer(args: argparse.Namespace) -> int:
     import sys
 
+    from envkit._subprocess import check_timeout
     from envkit.deps.infer import infer_model_requirements, write_inferred
 
-    result = infer_model_requirements(args.model, timeout=args.timeout)
+    timeout = check_timeout(args.timeout, "--timeout")
+    result = infer_model_requirements(args.model, timeout=timeout)
     if args.write and not result.up_to_date:
         write_inferred(result)
     if args.format == "json":
@@ -178,8 +184,10 @@ def render_infer(result: Any, *, written: bool) -> str:
 
 
 def run_lock(args: argparse.Namespace) -> int:
+    from envkit._subprocess import check_timeout
     from envkit.deps.lock import lock_model
 
-    result = lock_model(args.model, tool=args.tool, timeout=args.timeout)
+    timeout = check_timeout(args.timeout, "--timeout")
+    result = lock_model(args.model, tool=args.tool, timeout=timeout)
     print(f"wrote {result.path} ({result.pinned} pinned requirements, {result.tool})")
     return EXIT_OK

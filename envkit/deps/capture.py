@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -89,6 +90,14 @@ _KNOWN_OPTIONS = (
     "-e",
     "--editable",
 )
+
+
+def _literal_credentials(line: str) -> bool:
+    """Whether ``line`` has a URL with ``user[:password]@`` that is not all ``${VARIABLES}``."""
+    for userinfo in re.findall(r"://([^/@\s]+)@", line):
+        if re.sub(r"\$\{[A-Za-z0-9_]+\}|:", "", userinfo):
+            return True
+    return False
 
 
 class CaptureWarning(UserWarning):
@@ -384,6 +393,16 @@ class _Builder:
 
     def line(self, line: str, source: str, *, user: bool) -> None:
         """Add a requirement line as given (flavor defaults, user lines)."""
+        if user and _literal_credentials(line):
+            from envkit._subprocess import redact_url
+
+            self.messages.append(
+                f"your requirement {redact_url(line)!r} carries a user name or password in its "
+                "URL: it is written into requirements.txt and conda.yaml as given, for anyone "
+                "who can read the model. pip and uv expand ${VAR} there: write "
+                "https://${INDEX_USER}:${INDEX_PASSWORD}@host/... and set those variables where "
+                "the model is installed"
+            )
         name = requirement_name(line)
         if name is None:
             key = line

@@ -197,6 +197,7 @@ def lock_model(
         + (f" and {CONSTRAINTS_FILE}" if (model_dir / CONSTRAINTS_FILE).is_file() else "")
         + (f" for Python {python}" if python else "")
         + ".\n# envkit itself is not listed: environments install the running envkit's wheel.\n"
+        + f"{_DIGEST_PREFIX}{input_digest(model_dir)}\n"
     )
     body = body.replace(str(source), REQUIREMENTS_FILE).replace(tmp, ".")
     target = model_dir / LOCK_FILE
@@ -205,6 +206,46 @@ def lock_model(
         copy_metadata(model_dir)
     pinned = sum(1 for line in body.splitlines() if "==" in line and not line.startswith("#"))
     return LockResult(path=target, tool=chosen, pinned=pinned)
+
+
+# The header line that ties a lock to the requirements it was compiled from.
+_DIGEST_PREFIX = "# envkit-lock-input-sha256: "
+
+
+def input_digest(model_dir: Path) -> str:
+    """SHA-256 of what a lock is compiled from: ``requirements.txt`` and ``constraints.txt``."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in (REQUIREMENTS_FILE, CONSTRAINTS_FILE):
+        path = model_dir / name
+        digest.update(name.encode() + b"\0")
+        if path.is_file():
+            digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def stale_lock_reason(model_dir: Path) -> str | None:
+    """Why the model's ``requirements.lock`` no longer matches its requirements (or None).
+
+    A lock without the digest line (written by hand, or by another tool) is trusted as it is.
+    """
+    lock = model_dir / LOCK_FILE
+    try:
+        head = lock.read_text(encoding="utf-8").splitlines()[:10]
+    except (OSError, UnicodeDecodeError):
+        return None  # reading it reports the problem
+    recorded = next(
+        (line[len(_DIGEST_PREFIX) :].strip() for line in head if line.startswith(_DIGEST_PREFIX)),
+        None,
+    )
+    if recorded is None or recorded == input_digest(model_dir):
+        return None
+    return (
+        f"{LOCK_FILE} is out of date: {REQUIREMENTS_FILE} (or {CONSTRAINTS_FILE}) changed after "
+        f"it was locked; run `envkit lock {model_dir}` again, or delete {LOCK_FILE}"
+    )
 
 
 def _check(outcome: Outcome, what: str) -> None:

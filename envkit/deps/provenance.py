@@ -166,7 +166,14 @@ class RequirementProvenance:
     note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v not in (None, [])}
+        from envkit._subprocess import redact_url
+
+        data = {k: v for k, v in asdict(self).items() if v not in (None, [])}
+        # The provenance never repeats credentials a requirement line carries.
+        for key in ("requirement", "url"):
+            if key in data:
+                data[key] = redact_url(data[key])
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RequirementProvenance:

@@ -58,8 +58,10 @@ class RequirementStatus:
         return STATUS_OK if self.satisfied else STATUS_MISMATCH
 
     def to_dict(self) -> dict[str, Any]:
+        from envkit._subprocess import redact_url
+
         return {
-            "requirement": self.requirement,
+            "requirement": redact_url(self.requirement),
             "name": self.name,
             "status": self.status,
             "installed": self.installed,
@@ -83,6 +85,7 @@ class DependencyReport:
     capture: dict[str, Any] | None = None
     index_url: str | None = None
     unresolved_modules: list[str] = field(default_factory=list)
+    stale_lock: str | None = None  # why requirements.lock no longer matches requirements.txt
 
     @property
     def ok(self) -> bool:
@@ -97,6 +100,7 @@ class DependencyReport:
             "mismatches": [m.to_dict() for m in self.mismatches],
             "env_vars": list(self.env_vars),
             "lock": self.has_lock,
+            "stale_lock": self.stale_lock,
             "capture": self.capture,
             "index_url": self.index_url,
             "unresolved_modules": list(self.unresolved_modules),
@@ -111,6 +115,8 @@ def dependency_report(model_uri: str | os.PathLike[str]) -> DependencyReport:
     """
     from packaging.utils import canonicalize_name
 
+    from envkit._subprocess import redact_url
+    from envkit.deps.lock import stale_lock_reason
     from envkit.deps.mismatch import check_environment, not_needed_for
     from envkit.models.model import Model
     from envkit.models.uri import resolve_model_uri
@@ -121,7 +127,7 @@ def dependency_report(model_uri: str | os.PathLike[str]) -> DependencyReport:
     not_needed = not_needed_for(model)
     skip = {str(canonicalize_name(n)) for n in not_needed}
     provenance = read_provenance(model_dir)
-    by_line = {r.requirement: r for r in provenance.requirements} if provenance else {}
+    by_line = {redact_url(r.requirement): r for r in provenance.requirements} if provenance else {}
     by_name = provenance.by_name() if provenance else {}
     rows = []
     for line in recorded.requirements:
@@ -136,7 +142,7 @@ def dependency_report(model_uri: str | os.PathLike[str]) -> DependencyReport:
                 name=name,
                 installed=installed_version(name) if name else None,
                 mismatch=mismatch,
-                provenance=by_line.get(line) or (by_name.get(name) if name else None),
+                provenance=by_line.get(redact_url(line)) or (by_name.get(name) if name else None),
                 not_needed=reason,
                 applicable=marker_applies(line),
             )
@@ -150,6 +156,7 @@ def dependency_report(model_uri: str | os.PathLike[str]) -> DependencyReport:
         mismatches=mismatches,
         env_vars=read_env_vars_file(model_dir),
         has_lock=(model_dir / LOCK_FILE).is_file(),
+        stale_lock=stale_lock_reason(model_dir) if (model_dir / LOCK_FILE).is_file() else None,
         has_provenance=provenance is not None,
         capture=provenance.capture.to_dict() if provenance else None,
         index_url=provenance.index.index_url if provenance else None,

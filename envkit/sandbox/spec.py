@@ -359,6 +359,12 @@ def read_env_spec(
         env = PythonEnv.from_yaml(python_env_path)
         lock_path = model_dir / LOCK_FILE
         if lock_path.is_file():
+            from envkit.deps.lock import stale_lock_reason
+
+            stale = stale_lock_reason(model_dir)
+            if stale is not None:
+                # Validating the old pins would pass a model its new requirements may break.
+                raise ModelFormatError(stale)
             lines = read_lock_file(lock_path)
             source = f"{python_env_name} + {LOCK_FILE}"
             origin = LOCK_FILE

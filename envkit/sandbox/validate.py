@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from envkit._subprocess import check_timeout
 from envkit.errors import (
     EXIT_BAD_INPUT,
     EXIT_ENV_FAILED,
@@ -204,8 +205,8 @@ class _Session:
 
         self.start = time.perf_counter()
         self.python = _check_python_option(python)
-        self.timeout = _check_timeout(timeout, "--timeout")
-        self.build_timeout = _check_timeout(build_timeout, "build_timeout")
+        self.timeout = check_timeout(timeout, "--timeout")
+        self.build_timeout = check_timeout(build_timeout, "build_timeout")
         self.model_dir = resolve_model_uri(model_uri)
         self.model = check_model(self.model_dir, need_input_example=need_input_example)
         self.env_manager = env_manager or "uv"
@@ -737,18 +738,6 @@ def _check_python_option(python: str | None) -> str | None:
             f"--python {python!r} is not a Python version; give one like 3.11 or 3.11.7"
         )
     return text
-
-
-def _check_timeout(timeout: float | None, name: str) -> float | None:
-    if timeout is None:
-        return None
-    try:
-        value = float(timeout)
-    except (TypeError, ValueError):
-        raise UsageError(f"{name} must be a number of seconds, got {timeout!r}") from None
-    if not value > 0:  # also refuses NaN
-        raise UsageError(f"{name} must be a positive number of seconds, got {timeout!r}")
-    return value
 
 
 def _check_runner_python(version: str, requested: str | None, recorded: str) -> None:

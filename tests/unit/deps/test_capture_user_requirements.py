@@ -247,3 +247,34 @@ def test_an_invalid_line_is_named_in_one_line():
             check_user_requirements(bad, None)
         assert "\n" not in str(info.value)
         assert str(info.value).startswith(f"invalid requirement pip_requirements[0] {bad[0]!r}: ")
+
+
+def test_credentials_in_a_user_index_url_are_warned_about_and_kept_out_of_the_provenance(
+    tmp_path, capsys
+):
+    from envkit.cli import main
+
+    secret_line = "--extra-index-url https://bob:hunter2pw@idx.example/simple"
+    with pytest.warns(RequirementWarning, match=r"carries a user name or password") as record:
+        envkit.pyfunc.save_model(
+            tmp_path / "m", python_model=model_importing(), extra_pip_requirements=[secret_line]
+        )
+    assert all("hunter2pw" not in str(w.message) for w in record)
+    # written as the user gave it (the installer needs it), but not repeated anywhere else
+    assert secret_line in (tmp_path / "m" / "requirements.txt").read_text()
+    provenance = (tmp_path / "m" / "requirements.provenance.json").read_text()
+    assert "hunter2pw" not in provenance and "https://idx.example/simple" in provenance
+    assert main(["deps", str(tmp_path / "m"), "--format", "json"]) == 0
+    assert main(["deps", str(tmp_path / "m")]) == 0
+    assert "hunter2pw" not in capsys.readouterr().out
+
+    # ${VARIABLES}, which pip and uv expand at install time, are what the warning recommends
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RequirementWarning)
+        envkit.pyfunc.save_model(
+            tmp_path / "v",
+            python_model=model_importing(),
+            extra_pip_requirements=["--extra-index-url https://${U}:${P}@idx.example/simple"],
+        )

@@ -103,6 +103,8 @@ def test_deps_on_a_missing_model(tmp_path, capsys):
 @pytest.mark.parametrize("tool", ["uv", "pip-tools"])
 def test_lock_writes_a_hashed_transitive_lock(model, capsys, tool):
     from envkit.deps.lock import available_tools
+    from envkit.errors import ModelFormatError
+    from envkit.sandbox.spec import read_env_spec
 
     assert available_tools()[tool] is None  # both are in the dev/test extras
     code = main(["lock", str(model), "--tool", tool])
@@ -118,6 +120,18 @@ def test_lock_writes_a_hashed_transitive_lock(model, capsys, tool):
     from envkit.sandbox.spec import read_lock_file
 
     assert any(line.startswith("pyyaml==") for line in read_lock_file(model / "requirements.lock"))
+    assert read_env_spec(model).source.endswith("requirements.lock")
+
+    # requirements.txt edited after locking: the lock is refused, never silently used
+    requirements = model / "requirements.txt"
+    requirements.write_text(requirements.read_text() + "\nsix")
+    with pytest.raises(ModelFormatError, match=r"requirements\.lock is out of date: "):
+        read_env_spec(model)
+    assert main(["deps", str(model)]) == 0
+    assert "lock: requirements.lock -- requirements.lock is out of date" in capsys.readouterr().out
+    assert main(["lock", str(model), "--tool", tool]) == 0
+    capsys.readouterr()
+    assert "six" in read_env_spec(model).requirement_map()
 
 
 # -- deps --check on broken models: an error, never "satisfied" (audit B5, B3, E2) ----------------
@@ -224,3 +238,12 @@ def test_infer_write_keeps_mlmodel_python_version_with_the_env_files(model, caps
     python_env = yaml.safe_load((model / "python_env.yaml").read_text())
     assert python_env["python"] == platform.python_version()
     assert (model / "metadata" / "MLmodel").read_text() == mlmodel.read_text()
+
+
+@pytest.mark.parametrize("command", ["infer", "lock"])
+@pytest.mark.parametrize("value", ["0", "-1", "nan"])
+def test_a_timeout_that_is_not_positive_is_a_usage_error(model, capsys, command, value):
+    assert main([command, str(model), "--timeout", value]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --timeout must be a positive number of seconds")
+    assert not (model / "requirements.lock").exists()
