@@ -75,7 +75,8 @@ class PyFuncModel:
             return data, params
         type_hint = None
         python_model = getattr(self._model_impl, "python_model", None)
-        if python_model is not None:
+        # (envkit's own wrapper checks the type hint itself, whoever loads it)
+        if python_model is not None and getattr(self._model_impl, "type_hint", None) is None:
             from envkit.models.type_hints import input_type_hint
 
             type_hint = input_type_hint(python_model)

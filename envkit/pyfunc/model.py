@@ -136,13 +136,30 @@ def _call(method: Any, context: PythonModelContext, model_input: Any, params: An
 
 
 class _PythonModelPyfuncWrapper:
-    """Adapts a PythonModel to the pyfunc ``predict(data, params=None)`` interface."""
+    """Adapts a PythonModel to the pyfunc ``predict(data, params=None)`` interface.
 
-    def __init__(self, python_model: PythonModel, context: PythonModelContext) -> None:
+    ``type_hint``: the ``predict`` input type hint the model's signature was inferred from. The
+    wrapper checks (and converts: dicts to pydantic models) its input against it itself, because
+    a loader that skips signature enforcement for such models (MLflow's, which leaves it to its
+    own PythonModel class) would otherwise hand the model unchecked data.
+    """
+
+    def __init__(
+        self, python_model: PythonModel, context: PythonModelContext, type_hint: Any = None
+    ) -> None:
         self.python_model = python_model
         self.context = context
+        self.type_hint = type_hint
+
+    def _checked(self, model_input: Any) -> Any:
+        if self.type_hint is None:
+            return model_input
+        from envkit.models.type_hints import validate_data_against_type_hint
+
+        return validate_data_against_type_hint(model_input, self.type_hint)
 
     def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+        model_input = self._checked(model_input)
         return _call(self.python_model.predict, self.context, model_input, params)
 
     def predict_stream(
@@ -164,7 +181,8 @@ def _load_pyfunc(
     from envkit.models.model import Model
 
     model_dir = Path(path)
-    conf = Model.load(model_dir).get_flavor("python_function")
+    model = Model.load(model_dir)
+    conf = model.get_flavor("python_function")
     config = dict(model_config if model_config is not None else conf.get(MODEL_CONFIG) or {})
     if conf.get(MODEL_CODE_PATH):
         from envkit.models.code import load_model_from_code
@@ -184,7 +202,13 @@ def _load_pyfunc(
     }
     context = PythonModelContext(artifacts=artifacts, model_config=config)
     python_model.load_context(context)
-    return _PythonModelPyfuncWrapper(python_model, context)
+    type_hint = None
+    signature = model.signature
+    if signature is not None and getattr(signature, "_is_signature_from_type_hint", False):
+        from envkit.models.type_hints import input_type_hint
+
+        type_hint = input_type_hint(python_model)
+    return _PythonModelPyfuncWrapper(python_model, context, type_hint)
 
 
 def _unpickle(pickle_path: Path) -> PythonModel:

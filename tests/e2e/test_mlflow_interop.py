@@ -156,3 +156,51 @@ def test_log_model_goes_into_the_active_mlflow_run(run_in_mlflow, tmp_path):
     assert "model/MLmodel" in result["files"]
     assert result["pred"] == result["expected"]
     assert result["envkit_runs"] is False
+
+
+TYPE_HINTED_MODEL = '''
+import pydantic
+
+import envkit.models
+import envkit.pyfunc
+
+
+class Request(pydantic.BaseModel):
+    text: str
+
+
+class Echo(envkit.pyfunc.PythonModel):
+    def predict(self, context, model_input: list[Request], params=None) -> list[str]:
+        return [request.text.upper() for request in model_input]
+
+
+envkit.models.set_model(Echo())
+'''
+
+
+def test_a_type_hinted_envkit_model_checks_its_input_under_mlflow_too(run_in_mlflow, tmp_path):
+    """MLflow skips signature enforcement for a signature from type hints (its PythonModel class
+    does the checking): envkit's pyfunc wrapper converts and checks the input itself."""
+    pytest.importorskip("pydantic")
+    code = tmp_path / "echo.py"
+    code.write_text(TYPE_HINTED_MODEL)
+    envkit.pyfunc.save_model(tmp_path / "m", python_model=str(code))
+    assert envkit.pyfunc.load_model(tmp_path / "m").predict([{"text": "hi"}]) == ["HI"]
+    out = run_in_mlflow(
+        """
+        import json, sys
+        import mlflow.pyfunc
+        model = mlflow.pyfunc.load_model(sys.argv[1])
+        results = [model.predict([{"text": "hi"}])]
+        try:
+            model.predict([{"wrong": 1}])
+        except Exception as exc:
+            results.append(type(exc).__name__ + ": " + str(exc))
+        print(json.dumps(results))
+        """,
+        str(tmp_path / "m"),
+        with_envkit=True,
+    )
+    converted, refused = json.loads(out)
+    assert converted == ["HI"]
+    assert refused.startswith("SchemaEnforcementError: input does not match the predict type hint")
