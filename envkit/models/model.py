@@ -291,9 +291,14 @@ class Model:
         return log_model_directory(cls, name or artifact_path or "model", flavor, kwargs)
 
     def get_model_info(self, local_path: str | os.PathLike[str] | None = None) -> ModelInfo:
+        # MLflow 3 records the absolute artifact location of a logged model there, which is
+        # not a name inside the run: the local path is the URI that loads it.
+        run_relative = bool(self.artifact_path) and not (
+            os.path.isabs(str(self.artifact_path)) or "://" in str(self.artifact_path)
+        )
         model_uri = (
             f"runs:/{self.run_id}/{self.artifact_path}"
-            if self.run_id and self.artifact_path
+            if self.run_id and run_relative
             else (os.fspath(local_path) if local_path is not None else "")
         )
         return ModelInfo(

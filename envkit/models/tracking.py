@@ -80,9 +80,22 @@ class Run:
 
 
 def start_run(
-    run_name: str | None = None, *, tracking_dir: str | os.PathLike[str] | None = None
+    run_name: str | None = None,
+    *,
+    tracking_dir: str | os.PathLike[str] | None = None,
+    nested: bool = False,
 ) -> Run:
-    """Start a run in the local store; use it as ``with envkit.start_run() as run:``."""
+    """Start a run in the local store; use it as ``with envkit.start_run() as run:``.
+
+    As in MLflow, starting a run while another is active is an error unless ``nested=True``.
+    """
+    from envkit.errors import UsageError
+
+    if _active and not nested:
+        raise UsageError(
+            f"run {_active[-1].run_id} is already active; end it first (leave its with-block, "
+            "or envkit.end_run()), or pass nested=True to start a run inside it"
+        )
     root = Path(tracking_dir).absolute() if tracking_dir is not None else get_tracking_dir()
     run = Run(
         run_id=uuid.uuid4().hex,

@@ -40,9 +40,17 @@ def _resolve_run_uri(uri: str) -> Path:
     run_id, _, artifact = rest.partition("/")
     if not run_id or not artifact:
         raise ModelUriError(f"{uri!r} is not a valid runs URI; expected runs:/<run_id>/<name>")
+    parts = artifact.split("/")
+    if run_id in (".", "..") or any(part in (".", "..") for part in parts):
+        raise ModelUriError(
+            f"{uri!r} is not a valid runs URI: the run id and model name cannot contain '.' or "
+            "'..' segments (a runs URI never leaves the run's artifacts)"
+        )
     run_dir = get_tracking_dir() / run_id
     if run_dir.is_dir():
-        local = run_dir / "artifacts" / artifact
+        from envkit._fs import resolve_inside
+
+        local = resolve_inside(run_dir / "artifacts", artifact.rstrip("/"))
         if not local.is_dir():
             raise ModelUriError(f"run {run_id} has no model named {artifact!r} ({local})")
         return local

@@ -91,3 +91,43 @@ def test_tracking_dir_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("ENVKIT_TRACKING_DIR", str(tmp_path / "elsewhere"))
     info = envkit.pyfunc.log_model(name="m", python_model=Echo())
     assert (tmp_path / "elsewhere" / info.run_id / "artifacts" / "m").is_dir()
+
+
+def test_runs_uris_never_leave_the_runs_artifacts(store):
+    """A runs:/ URI names a model inside one run: '..' cannot reach another run's files."""
+    with envkit.start_run() as run:
+        envkit.pyfunc.log_model(name="m", python_model=Echo())
+    with envkit.start_run() as other:
+        envkit.pyfunc.log_model(name="x", python_model=Echo())
+    for uri in (
+        f"runs:/{run.run_id}/../../{other.run_id}/artifacts/x",
+        f"runs:/{run.run_id}/m/../../../{other.run_id}/artifacts/x",
+        "runs:/../x",
+    ):
+        with pytest.raises(ModelUriError, match="'..' segments"):
+            envkit.pyfunc.load_model(uri)
+    assert envkit.pyfunc.load_model(f"runs:/{other.run_id}/x").predict(2) == 2
+
+
+def test_a_run_inside_a_run_needs_nested(store):
+    with envkit.start_run() as outer:
+        with pytest.raises(UsageError, match=f"run {outer.run_id} is already active"):
+            envkit.start_run()
+        with envkit.start_run(nested=True) as inner:
+            assert envkit.active_run() is inner
+        assert envkit.active_run() is outer
+    assert envkit.active_run() is None
+
+
+def test_model_info_of_a_model_whose_artifact_path_is_absolute(tmp_path):
+    """MLflow 3 writes a logged model's absolute location as artifact_path: not a runs:/ name."""
+    import yaml
+
+    envkit.pyfunc.save_model(tmp_path / "m", python_model=Echo())
+    mlmodel = tmp_path / "m" / "MLmodel"
+    data = yaml.safe_load(mlmodel.read_text())
+    data.update(run_id="0123abcd", artifact_path=str(tmp_path / "mlruns" / "artifacts"))
+    mlmodel.write_text(yaml.safe_dump(data))
+    info = get_model_info(tmp_path / "m")
+    assert info.model_uri == str(tmp_path / "m")
+    assert envkit.pyfunc.load_model(info.model_uri).predict(1) == 1
