@@ -216,6 +216,11 @@ class Model:
         from_hint = bool(data.pop("is_signature_from_type_hint", False))
         from_example = bool(data.pop("type_hint_from_example", False))
         known = {k: data.pop(k) for k in list(data) if k in _KNOWN_FIELDS}
+        for name in ("saved_input_example_info", "metadata"):
+            if known.get(name) is not None and not isinstance(known[name], Mapping):
+                raise ModelFormatError(
+                    f"'{name}' in MLmodel must be a mapping, got {type(known[name]).__name__}"
+                )
         model = cls(
             flavors={str(k): dict(v) for k, v in flavors.items()},
             envkit_version=known.pop("envkit_version", None),

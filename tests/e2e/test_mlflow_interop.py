@@ -158,7 +158,7 @@ def test_log_model_goes_into_the_active_mlflow_run(run_in_mlflow, tmp_path):
     assert result["envkit_runs"] is False
 
 
-TYPE_HINTED_MODEL = '''
+TYPE_HINTED_MODEL = """
 import pydantic
 
 import envkit.models
@@ -175,7 +175,7 @@ class Echo(envkit.pyfunc.PythonModel):
 
 
 envkit.models.set_model(Echo())
-'''
+"""
 
 
 def test_a_type_hinted_envkit_model_checks_its_input_under_mlflow_too(run_in_mlflow, tmp_path):

@@ -64,6 +64,13 @@ def test_info_on_an_mlflow_written_model():
         (lambda p: p.mkdir(), "no MLmodel file"),
         (lambda p: (p.mkdir(), (p / "MLmodel").write_text("a: [")), "not valid YAML"),
         (lambda p: (p.mkdir(), (p / "MLmodel").write_text("- 1")), "must be a YAML mapping"),
+        (
+            lambda p: (
+                p.mkdir(),
+                (p / "MLmodel").write_text("flavors: {}\nsaved_input_example_info: x"),
+            ),
+            "'saved_input_example_info' in MLmodel must be a mapping",
+        ),
     ],
 )
 def test_unreadable_models_exit_2_with_one_line(tmp_path, setup, message):

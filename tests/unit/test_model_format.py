@@ -104,6 +104,11 @@ def test_get_model_info_of_a_directory():
         ("- a\n- b\n", "must be a YAML mapping"),
         ("model_uuid: x\n", "no 'flavors' section"),
         ("flavors:\n  sklearn: 3\n", "must map each flavor name to a mapping"),
+        (
+            "flavors: {}\nsaved_input_example_info: x\n",
+            "'saved_input_example_info' in MLmodel must be a mapping, got str",
+        ),
+        ("flavors: {}\nmetadata: [1]\n", "'metadata' in MLmodel must be a mapping, got list"),
         ("", "is empty"),
     ],
 )
