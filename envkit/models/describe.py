@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from envkit._fs import check_tree_inside
-from envkit.models.model import MLMODEL_FILE_NAME, Model
+from envkit.models.model import MLMODEL_FILE_NAME, Model, check_recorded_paths
 
 
 def describe_model(model_uri: str | os.PathLike[str]) -> dict[str, Any]:
@@ -22,6 +22,8 @@ def describe_model(model_uri: str | os.PathLike[str]) -> dict[str, Any]:
     local = resolve_model_uri(model_uri)
     check_tree_inside(local)
     model = Model._read(local / MLMODEL_FILE_NAME)
+    # (what it shows must not point outside the model, even where a file is missing)
+    check_recorded_paths(local, model, need_files=False, need_input_example=False)
     signature = model.signature
     files = []
     for path in sorted(p for p in local.rglob("*") if p.is_file()):

@@ -355,3 +355,50 @@ def get_model_info(model_uri: str | os.PathLike[str]) -> ModelInfo:
     if str(model_uri).startswith("runs:/"):
         info.model_uri = str(model_uri)
     return info
+
+
+# Flavor keys that name a file or directory inside the model.
+_PATH_KEYS = ("model_path", "pickled_model", "python_model", "data", "model_data", "code")
+
+
+def check_recorded_paths(
+    model_dir: Path, model: Model, *, need_files: bool = True, need_input_example: bool = True
+) -> None:
+    """Every path MLmodel records stays inside ``model_dir`` (no absolute path, no ``..``, no
+    symlink out): :class:`~envkit.errors.UnsafePathError` otherwise. With ``need_files``, the
+    python_function flavor's files must exist too (:class:`ModelFormatError`); with
+    ``need_input_example``, the input example file it names."""
+    from envkit._fs import resolve_inside
+
+    def inside(value: Any, what: str, *, must_exist: bool) -> None:
+        if not isinstance(value, str) or not value:
+            return
+        path = resolve_inside(model_dir, value)
+        if must_exist and not path.exists():
+            raise ModelFormatError(
+                f"the model's {what} is {value!r}, which is missing from {model_dir}"
+            )
+
+    for name, conf in model.flavors.items():
+        pyfunc_flavor = name == "python_function" and need_files
+        for key in _PATH_KEYS:
+            inside(conf.get(key), f"{name}.{key}", must_exist=pyfunc_flavor)
+        artifacts = conf.get("artifacts")
+        if isinstance(artifacts, Mapping):
+            for artifact, info in artifacts.items():
+                if isinstance(info, Mapping):
+                    inside(
+                        info.get("path"), f"{name} artifact {artifact!r}", must_exist=pyfunc_flavor
+                    )
+        env = conf.get("env")
+        if isinstance(env, Mapping):
+            for manager, file_name in env.items():
+                inside(file_name, f"{name}.env.{manager}", must_exist=False)
+        code_file = conf.get("model_code_path")
+        if name == "python_function" and isinstance(code_file, str) and code_file:
+            # MLflow records where the file was when saved; the model holds it by its name.
+            inside(os.path.basename(code_file), f"{name}.model_code_path", must_exist=need_files)
+    info = model.saved_input_example_info
+    if isinstance(info, Mapping):
+        inside(info.get("serving_input_path"), "serving input example", must_exist=False)
+        inside(info.get("artifact_path"), "input example", must_exist=need_input_example)

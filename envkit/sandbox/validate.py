@@ -61,7 +61,6 @@ _STAGE_WORDS = {
 # report.
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 # Flavor configuration keys that name a file or directory of the model (MLflow's and envkit's).
-_PATH_KEYS = ("model_path", "pickled_model", "python_model", "data", "model_data", "code")
 
 ProgressCallback = Callable[[str, str], None]
 
@@ -643,8 +642,8 @@ def check_model(model_dir: Path, *, need_input_example: bool = True) -> Any:
     every path a flavor records stays inside the model (and the pyfunc flavor's exist), the
     signature parses, the input example is there. Raises the error (exit code 2) the model
     would raise in-process."""
-    from envkit._fs import check_tree_inside, resolve_inside
-    from envkit.models.model import MLMODEL_FILE_NAME, Model
+    from envkit._fs import check_tree_inside
+    from envkit.models.model import MLMODEL_FILE_NAME, Model, check_recorded_paths
 
     check_tree_inside(model_dir)
     model = Model._read(model_dir / MLMODEL_FILE_NAME)
@@ -658,39 +657,8 @@ def check_model(model_dir: Path, *, need_input_example: bool = True) -> Any:
     if not pyfunc.get("loader_module"):
         raise ModelFormatError("python_function flavor has no loader_module")
 
-    def inside(value: Any, what: str, *, must_exist: bool) -> None:
-        if not isinstance(value, str) or not value:
-            return
-        path = resolve_inside(model_dir, value)
-        if must_exist and not path.exists():
-            raise ModelFormatError(
-                f"the model's {what} is {value!r}, which is missing from {model_dir}"
-            )
-
-    for name, conf in model.flavors.items():
-        pyfunc_flavor = name == "python_function"
-        for key in _PATH_KEYS:
-            inside(conf.get(key), f"{name}.{key}", must_exist=pyfunc_flavor)
-        artifacts = conf.get("artifacts")
-        if isinstance(artifacts, Mapping):
-            for artifact, info in artifacts.items():
-                if isinstance(info, Mapping):
-                    inside(
-                        info.get("path"), f"{name} artifact {artifact!r}", must_exist=pyfunc_flavor
-                    )
-        code_file = conf.get("model_code_path")
-        if pyfunc_flavor and isinstance(code_file, str) and code_file:
-            # MLflow records where the file was when saved; the model holds it by its name.
-            inside(os.path.basename(code_file), f"{name}.model_code_path", must_exist=True)
+    check_recorded_paths(model_dir, model, need_input_example=need_input_example)
     model.signature  # noqa: B018 - parsing it raises ModelFormatError for a broken one
-    info = model.saved_input_example_info
-    if isinstance(info, Mapping):
-        inside(info.get("serving_input_path"), "serving input example", must_exist=False)
-        inside(
-            info.get("artifact_path"),
-            "input example",
-            must_exist=need_input_example,
-        )
     return model
 
 

@@ -125,3 +125,30 @@ def test_one_line_keeps_the_first_line_and_caps_its_length():
     assert first == "bad thing happened" and "caret line" in rest
     first, rest = one_line("x" * 1000)
     assert len(first) <= 400 and first.endswith("\u2026") and rest == "x" * 1000
+
+
+@pytest.mark.parametrize(
+    ("edit", "shown"),
+    [
+        (lambda d: d["flavors"]["python_function"].update(python_model="../../x.pkl"), "x.pkl"),
+        (lambda d: d["flavors"]["python_function"].update(code="/etc"), "/etc"),
+        (
+            lambda d: d["flavors"]["python_function"]["env"].update(virtualenv="../../etc/passwd"),
+            "etc/passwd",
+        ),
+        (lambda d: d["saved_input_example_info"].update(artifact_path="../.."), "'../..'"),
+    ],
+    ids=["dotdot", "absolute", "env-file", "input-example"],
+)
+def test_info_refuses_paths_that_leave_the_model(tmp_path, edit, shown):
+    import yaml
+
+    envkit.pyfunc.save_model(tmp_path / "m", python_model=Echo(), input_example=["a"])
+    mlmodel = tmp_path / "m" / "MLmodel"
+    data = yaml.safe_load(mlmodel.read_text())
+    edit(data)
+    mlmodel.write_text(yaml.safe_dump(data))
+    out = envkit_cli("info", str(tmp_path / "m"))
+    assert out.returncode == 2, out.stdout
+    assert out.stderr.startswith("error: the model refers to ") and shown in out.stderr
+    assert len(out.stderr.splitlines()) == 1
