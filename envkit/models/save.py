@@ -191,6 +191,25 @@ def _check_example_and_signature(
             raise UsageError(
                 f"the input example does not match the model signature: {exc.message}"
             ) from exc
+        if inferring:
+            # The signature inferred from the example refuses the example itself (timezone-aware
+            # datetimes, say): saving it would make a model that rejects its own example. As
+            # MLflow does, the model is saved without a signature.
+            model.signature = None
+            model.save(staging)
+            warnings.warn(
+                f"the signature inferred from the input example does not accept it "
+                f"({exc.message}); the model was saved without a signature, as MLflow does",
+                UserWarning,
+                stacklevel=4,
+            )
+            try:
+                _example_predictor(staging, model, writer).predict(
+                    copy.deepcopy(data), params=example_params
+                )
+            except Exception as again:
+                return _example_failed(again, strict)
+            return True
         ok = _example_failed(exc, strict)
     except Exception as exc:
         ok = _example_failed(exc, strict)

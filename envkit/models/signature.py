@@ -362,7 +362,7 @@ def _infer_numpy_dtype(dtype: Any) -> DataType:
 def _infer_pandas_column(col: Any) -> Any:
     import pandas as pd
 
-    if len(col.values.shape) > 1:
+    if col.ndim > 1:
         raise SignatureError(f"expected a 1-d column, got shape {col.shape}")
     if col.dtype.kind == "O":
         col = col.infer_objects()

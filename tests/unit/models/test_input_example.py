@@ -23,7 +23,8 @@ from envkit.models.input_example import (
 )
 from envkit.models.model import Model
 
-SAMPLES = Path("/work/shared/reference/samples/mlflow-3.17.2")
+# (../shared sits beside the repository, in CI too)
+SAMPLES = Path(__file__).resolve().parents[4] / "shared" / "reference" / "samples" / "mlflow-3.17.2"
 
 
 def _same_files(model_dir: Path, sample: str) -> None:
@@ -212,3 +213,29 @@ def test_bad_saved_info_is_refused(tmp_path):
         load_input_example(tmp_path, {"artifact_path": "broken.json", "type": "json_object"})
     assert load_input_example(tmp_path, None) is None
     assert load_serving_input_example(tmp_path, {"type": "json_object"}) is None
+
+
+def test_an_example_its_inferred_signature_refuses_is_saved_without_a_signature(tmp_path):
+    """Timezone-aware datetimes: inferred as datetime, which enforcement (as MLflow's) refuses.
+    As MLflow does, the model gets no signature, and it still predicts on its own example."""
+    import warnings
+
+    import envkit.pyfunc
+
+    class Identity(envkit.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            return model_input
+
+    frame = pd.DataFrame({"t": pd.to_datetime(["2020-01-01"]).tz_localize("UTC")})
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        envkit.pyfunc.save_model(tmp_path / "m", python_model=Identity(), input_example=frame)
+    messages = [str(w.message) for w in record]
+    assert len(messages) == 1, messages
+    assert "does not accept it (column 't': expected datetime, got timezone-aware" in messages[0]
+    assert "saved without a signature" in messages[0]
+    assert "signature" not in yaml.safe_load((tmp_path / "m" / "MLmodel").read_text())
+    loaded = envkit.pyfunc.load_model(tmp_path / "m")
+    pd.testing.assert_frame_equal(loaded.predict(frame), frame)
+    capture = json.loads((tmp_path / "m" / "requirements.provenance.json").read_text())["capture"]
+    assert capture["predicted"] is True

@@ -29,7 +29,8 @@ from envkit.models.signature import ModelSignature
 
 from .interop_cases import signature_json_cases
 
-SAMPLES = Path("/work/shared/reference/samples/mlflow-3.17.2")
+# (../shared sits beside the repository, in CI too)
+SAMPLES = Path(__file__).resolve().parents[4] / "shared" / "reference" / "samples" / "mlflow-3.17.2"
 SAMPLE_DIRS = sorted(p for p in SAMPLES.iterdir() if (p / "MLmodel").is_file())
 
 
