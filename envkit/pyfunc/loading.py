@@ -36,7 +36,13 @@ class PyFuncModel:
         model_config: dict[str, Any] | None = None,
         local_path: str | None = None,
     ) -> None:
-        if not hasattr(model_impl, predict_fn):
+        if not predict_fn.isidentifier() or predict_fn.startswith("_"):
+            # MLmodel is input: it may name a public method, never __reduce__ or __class__.
+            raise ModelFormatError(
+                f"python_function.predict_fn is {predict_fn!r}; it must name a public method "
+                "of the model (predict, predict_proba, ...)"
+            )
+        if not callable(getattr(model_impl, predict_fn, None)):
             raise ModelFormatError(
                 f"the loaded model has no {predict_fn}() method (python_function.predict_fn)"
             )

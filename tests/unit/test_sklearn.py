@@ -47,6 +47,22 @@ def test_predict_fn_predict_proba(tmp_path, iris, iris_pipeline):
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
 
 
+@pytest.mark.parametrize("name", ["__reduce__", "__class__", "_private", "not a name", "nope"])
+def test_a_predict_fn_in_mlmodel_must_name_a_public_method(tmp_path, iris_pipeline, name):
+    """MLmodel is input: predict_fn cannot reach dunder attributes of the wrapper."""
+    import yaml
+
+    from envkit.errors import ModelFormatError
+
+    envkit.sklearn.save_model(iris_pipeline, tmp_path / "m")
+    mlmodel = tmp_path / "m" / "MLmodel"
+    data = yaml.safe_load(mlmodel.read_text())
+    data["flavors"]["python_function"]["predict_fn"] = name
+    mlmodel.write_text(yaml.safe_dump(data))
+    with pytest.raises(ModelFormatError, match="predict_fn"):
+        envkit.pyfunc.load_model(tmp_path / "m")
+
+
 def test_default_requirements_pin_the_flavor_and_envkit(tmp_path, iris_pipeline):
     import sklearn
 
