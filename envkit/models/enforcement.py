@@ -325,12 +325,22 @@ def _check_named_inputs(data: Any, schema: Schema) -> None:
     specs: dict[Any, Any] = schema.input_dict()
     missing = [n for n in schema.required_input_names() if n not in actual]
     if missing:
-        parts = [f"{n!r} ({_type_name(specs[n].type)})" for n in missing]
+        tensors = schema.is_tensor_spec()
+
+        def described(name: Any) -> str:
+            spec = specs[name]
+            if tensors:  # a TensorSpec: its numpy dtype and shape
+                return f"{name!r} ({spec.type.name} tensor of shape {tuple(spec.shape)})"
+            return f"{name!r} ({_type_name(spec.type)})"
+
+        parts = [described(n) for n in missing]
         listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-        verb = "column {} is" if len(parts) == 1 else "columns {} are"
+        noun = "tensor" if tensors else "column"
+        verb = f"{noun} {{}} is" if len(parts) == 1 else f"{noun}s {{}} are"
         given = ", ".join(map(repr, actual)) if actual else "none"
         raise SchemaEnforcementError(
-            f"required input {verb.format(listed)} missing; the input has columns: {given}"
+            f"required input {verb.format(listed)} missing; the input has "
+            f"{'tensors' if tensors else 'columns'}: {given}"
         )
     extra = [c for c in actual if c not in specs]
     if extra:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from envkit.errors import SchemaEnforcementError
-from envkit.models import ModelSignature
+from envkit.models import ModelSignature, infer_signature
 from envkit.models.enforcement import enforce_params, to_stream_input, validate_prediction_input
 from envkit.models.schema import (
     AnyType,
@@ -231,7 +231,9 @@ def test_named_tensors():
     assert check(data, s)["emb"].shape == (2, 2)
     with pytest.raises(SchemaEnforcementError, match="tensor 'emb'.*got list"):
         check({"ids": np.array([1]), "emb": [[1.0, 2.0]]}, s)
-    with pytest.raises(SchemaEnforcementError, match="required input column 'emb'"):
+    with pytest.raises(
+        SchemaEnforcementError, match="required input tensor 'emb' \\(float64 tensor of shape"
+    ):
         check({"ids": np.array([1])}, s)
     frame = pd.DataFrame({"ids": [1, 2], "emb": [[1.0, 2.0], [3.0, 4.0]]})
     out = check(frame, s)
@@ -324,3 +326,13 @@ def test_stream_input_is_a_single_value():
     assert to_stream_input(enforced) == {"messages": [{"role": "user"}]}
     with pytest.raises(SchemaEnforcementError, match="single input, got 2 rows"):
         to_stream_input(check(["a", "b"], s))
+
+
+def test_a_missing_named_tensor_is_named_with_its_dtype_and_shape():
+    sig = infer_signature({"a": np.zeros((2, 3), dtype="int64"), "b": np.zeros(2, "float32")})
+    with pytest.raises(SchemaEnforcementError) as info:
+        validate_prediction_input({"a": np.zeros((2, 3), dtype="int64")}, None, sig)
+    assert str(info.value) == (
+        "required input tensor 'b' (float32 tensor of shape (-1,)) is missing; "
+        "the input has tensors: 'a'"
+    )
