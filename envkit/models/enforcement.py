@@ -13,8 +13,9 @@ defaulted) with two deliberate differences:
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from copy import deepcopy
 from typing import TYPE_CHECKING, Any
 
@@ -171,11 +172,13 @@ def enforce_params(
             f"the model accepts: {', '.join(map(repr, known)) or 'no params'}"
         )
     result: dict[str, Any] = {}
-    for name, spec in known.items():
-        if name in params:
-            result[name] = enforce_param_value(name, params[name], spec.dtype, spec.shape)
-        else:
-            result[name] = spec.default
+    with _violations("params") as check:
+        for name, spec in known.items():
+            if name in params:
+                with check:
+                    result[name] = enforce_param_value(name, params[name], spec.dtype, spec.shape)
+            else:
+                result[name] = spec.default
     return result
 
 
@@ -354,10 +357,12 @@ def _enforce_named_columns(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     import pandas as pd
 
     out = {}
-    for spec in schema.inputs:
-        if spec.name not in df.columns:
-            continue  # optional and absent
-        out[spec.name] = _enforce_column(spec.name, df[spec.name], spec.type, spec.required)
+    with _violations("columns") as check:
+        for spec in schema.inputs:
+            if spec.name not in df.columns:
+                continue  # optional and absent
+            with check:
+                out[spec.name] = _enforce_column(spec.name, df[spec.name], spec.type, spec.required)
     return pd.DataFrame(out, index=df.index)
 
 
@@ -365,10 +370,43 @@ def _enforce_unnamed_columns(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     import pandas as pd
 
     out = {}
-    for i, (col, spec) in enumerate(zip(df.columns[: len(schema.inputs)], schema.inputs)):
-        label = f"#{i}" if col == i else repr(col)
-        out[col] = _enforce_column(label, df[col], spec.type, spec.required, quoted=True)
+    with _violations("columns") as check:
+        for i, (col, spec) in enumerate(zip(df.columns[: len(schema.inputs)], schema.inputs)):
+            label = f"#{i}" if col == i else repr(col)
+            with check:
+                out[col] = _enforce_column(label, df[col], spec.type, spec.required, quoted=True)
     return pd.DataFrame(out, index=df.index)
+
+
+class _Collector:
+    """Collects the SchemaEnforcementError of each ``with collector:`` block."""
+
+    def __init__(self) -> None:
+        self.errors: list[SchemaEnforcementError] = []
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> bool:
+        if isinstance(exc, SchemaEnforcementError):
+            self.errors.append(exc)
+            return True
+        return False
+
+
+@contextlib.contextmanager
+def _violations(what: str) -> Iterator[_Collector]:
+    """Check several columns (params) and report every violation in one message."""
+    collector = _Collector()
+    yield collector
+    errors = collector.errors
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise SchemaEnforcementError(
+            f"{len(errors)} {what} do not match the model signature: "
+            + "; ".join(e.message for e in errors)
+        )
 
 
 def _enforce_column(

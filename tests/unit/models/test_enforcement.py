@@ -336,3 +336,17 @@ def test_a_missing_named_tensor_is_named_with_its_dtype_and_shape():
         "required input tensor 'b' (float32 tensor of shape (-1,)) is missing; "
         "the input has tensors: 'a'"
     )
+
+
+def test_every_bad_column_and_param_is_named_in_one_message():
+    sig = infer_signature(pd.DataFrame({"i": [1], "s": ["a"]}), params={"k": 1, "t": "x"})
+    with pytest.raises(SchemaEnforcementError) as info:
+        validate_prediction_input(pd.DataFrame({"i": ["x"], "s": [3]}), None, sig)
+    assert str(info.value) == (
+        "2 columns do not match the model signature: column 'i': expected long, got str "
+        "values; column 's': expected string, got int64 values"
+    )
+    with pytest.raises(SchemaEnforcementError) as info:
+        validate_prediction_input(pd.DataFrame({"i": [1], "s": ["a"]}), {"k": "z", "t": 5}, sig)
+    assert str(info.value).startswith("2 params do not match the model signature: param 'k': ")
+    assert "; param 't': expected string, got int 5" in str(info.value)
