@@ -83,6 +83,15 @@ class SchemaEnforcementError(ModelFailedError):
     """Input does not match the model signature (names the column/param, expected, given)."""
 
 
+class MissingModuleError(ModelFailedError):
+    """Loading the model needs a module this environment does not have (``module`` names it):
+    the model's requirements miss a package, or this environment does not hold them."""
+
+    def __init__(self, message: str, *, module: str | None = None, detail: str | None = None):
+        super().__init__(message, detail=detail)
+        self.module = module
+
+
 class ModelTimeoutError(ModelFailedError):
     """The model did not finish loading or predicting within the timeout."""
 

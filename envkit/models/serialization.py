@@ -6,7 +6,7 @@ import pickle
 from pathlib import Path
 from typing import Any, Callable
 
-from envkit.errors import ModelFormatError
+from envkit.errors import MissingModuleError, ModelFormatError
 
 
 def load_model_file(path: Path, loader: Callable[[Any], Any], *, what: str = "model") -> Any:
@@ -19,13 +19,18 @@ def load_model_file(path: Path, loader: Callable[[Any], Any], *, what: str = "mo
         try:
             return loader(handle)
         except ModuleNotFoundError as exc:
+            # Not the model's format: what this environment holds (exit code 1, like any
+            # model that fails to load).
             if exc.name and exc.name.split(".")[0] == "mlflow":
-                raise ModelFormatError(
-                    f"{path.name} refers to MLflow classes; install MLflow to load this model"
+                raise MissingModuleError(
+                    f"{path.name} refers to MLflow classes; install MLflow to load this model",
+                    module=exc.name,
                 ) from exc
-            raise ModelFormatError(
-                f"loading {path.name} needs the module {exc.name!r}, which is not installed; "
-                "install the model's requirements (envkit deps MODEL --check shows them)"
+            raise MissingModuleError(
+                f"loading {path.name} needs the module {exc.name!r}, which is not installed in "
+                "this environment (envkit deps MODEL --check compares it with the model's "
+                "requirements)",
+                module=exc.name,
             ) from exc
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
             raise ModelFormatError(

@@ -94,7 +94,7 @@ def _error_kind(exc: BaseException, stage: str) -> str:
     message = str(exc)
     if "SchemaEnforcementError" in names or "Failed to enforce schema" in message:
         return "schema"
-    if "ModuleNotFoundError" in names or (
+    if names & {"ModuleNotFoundError", "MissingModuleError"} or (
         stage == "load" and names & {"ImportError", "LoaderImportError"}
     ):
         return "import"

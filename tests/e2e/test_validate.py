@@ -387,3 +387,28 @@ def test_usage_errors_exit_2_and_unavailable_backends_exit_3(double_model, cache
         assert conda.returncode == 3
         assert conda.stderr.startswith("error: the conda environment manager cannot run here")
         assert "no conda, mamba or micromamba" in conda.stderr
+
+
+def test_a_pickled_model_whose_library_is_missing_is_a_model_failure(
+    iris_model, shared_cache, tmp_path
+):
+    """scikit-learn dropped from an sklearn model's requirements: unpickling fails in the
+    rebuilt environment. That is the model failing (exit 1, what to add), not bad input (2)."""
+    import shutil
+
+    model = tmp_path / "iris-without-sklearn"
+    shutil.copytree(iris_model, model)
+    requirements = model / "requirements.txt"
+    kept = [
+        line
+        for line in requirements.read_text().splitlines()
+        if not line.startswith(("scikit-learn", "scipy", "joblib", "threadpoolctl"))
+    ]
+    requirements.write_text("\n".join(kept))
+    proc = envkit_cli("validate", str(model), "--format", "json", home=shared_cache)
+    assert proc.returncode == 1, proc.stderr
+    report = json_report(proc)
+    assert report["status"] == "model_failed"
+    message = report["error"]["message"]
+    assert "needs the module 'sklearn'" in message
+    assert "add the missing package to them (or try --override PACKAGE)" in message
