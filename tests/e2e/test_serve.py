@@ -427,6 +427,39 @@ def test_serve_in_the_cached_uv_environment_with_two_workers(serve_models, share
         assert server.stop() == 0, server.output()
 
 
+@pytest.mark.slow
+def test_dataframe_payloads_work_for_a_model_whose_requirements_lack_pandas(
+    tmp_path, shared_cache
+):
+    """The scoring protocol's DataFrame formats need pandas whatever the model needs: the
+    serving environment gets it with envkit[serve] (MLflow's server always has it too)."""
+    import envkit.pyfunc
+
+    code = tmp_path / "rows.py"
+    code.write_text(
+        "import envkit.models, envkit.pyfunc\n"
+        "class Rows(envkit.pyfunc.PythonModel):\n"
+        "    def predict(self, context, model_input, params=None):\n"
+        "        return [len(model_input)]\n"
+        "envkit.models.set_model(Rows())\n"
+    )
+    envkit.pyfunc.save_model(tmp_path / "m", python_model=str(code))
+    names = (tmp_path / "m" / "requirements.txt").read_text()
+    assert "pandas" not in names and "numpy" not in names
+    env = {**os.environ, "ENVKIT_HOME": str(shared_cache)}
+    server = Server(tmp_path / "m", "--env-manager", "uv", env=env)
+    try:
+        server.wait_ready(timeout=600)
+        split = {"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2], [3, 4]]}}
+        assert post_json(server.port, split) == (200, {"predictions": [2]})
+        records = {"dataframe_records": [{"a": 1}, {"a": 2}, {"a": 3}]}
+        assert post_json(server.port, records) == (200, {"predictions": [3]})
+        status, body = request(server.port, "POST", "/invocations", "a,b\n1,2\n", "text/csv")
+        assert (status, json.loads(body)) == (200, {"predictions": [1]})
+    finally:
+        assert server.stop() == 0, server.output()
+
+
 # --- limits, ports, odd predictions --------------------------------------------------------------
 
 
