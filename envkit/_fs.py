@@ -6,6 +6,7 @@ import contextlib
 import os
 import re
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -44,13 +45,16 @@ def staged_directory(target: str | os.PathLike[str], *, overwrite: bool = False)
         raise
 
 
-def _pid_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists here (when in doubt: yes)."""
+    if pid == os.getpid() or sys.platform == "win32":  # there, signal 0 is CTRL_C_EVENT
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except (PermissionError, OSError):
+        return True  # it exists (another user's), or we cannot tell: keep it
     return True
 
 
@@ -67,7 +71,7 @@ def remove_abandoned_siblings(target: Path) -> None:
         return
     for sibling in siblings:
         match = pattern.match(sibling.name)
-        if match and sibling.is_dir() and not _pid_alive(int(match.group(1))):
+        if match and sibling.is_dir() and not process_alive(int(match.group(1))):
             shutil.rmtree(sibling, ignore_errors=True)
 
 

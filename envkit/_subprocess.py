@@ -135,7 +135,7 @@ def run(
         encoding="utf-8",
         errors="replace",
         start_new_session=True,
-        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
     )
     timed_out = False
     try:
@@ -162,7 +162,7 @@ def run(
     )
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child, before exec: be killed when envkit dies, even by SIGKILL (Linux).
 
     Children run in their own session (so a timeout can kill their whole group), which also

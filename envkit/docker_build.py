@@ -74,6 +74,9 @@ TEMPLATE_NAME = "Dockerfile.in"
 LABEL_SPEC_KEY = "org.envkit.spec-key"
 LABEL_BASE_IMAGE = "org.envkit.base-image"
 LABEL_VERSION = "org.envkit.version"
+# On containers: the envkit process that runs it (pid and boot), so that containers a killed
+# envkit left behind are recognised and removed (reap_orphaned_containers).
+LABEL_OWNER = "org.envkit.owner"
 
 DEFAULT_BUILD_TIMEOUT = 1800.0
 
@@ -135,6 +138,49 @@ def engine(timeout: float = 60) -> Iterator[DockerClient]:
         raise EnvironmentBuildError(f"lost the Docker engine: {exc}", detail=str(exc))
     finally:
         client.close()
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+            return handle.read().strip()
+    except OSError:
+        return "unknown-boot"
+
+
+def owner_labels() -> dict[str, str]:
+    """The label that ties a container to this envkit process (see reap_orphaned_containers)."""
+    import socket
+
+    return {LABEL_OWNER: f"{socket.gethostname()}/{_boot_id()}/{os.getpid()}"}
+
+
+def reap_orphaned_containers(client: Any) -> list[str]:
+    """Remove the containers whose envkit process (on this machine, since its last boot) is
+    gone: a validation or a server whose envkit was killed (SIGKILL) before removing it.
+    Returns their names."""
+    import socket
+
+    from docker.errors import DockerException
+
+    from envkit._fs import process_alive
+
+    prefix = f"{socket.gethostname()}/{_boot_id()}/"
+    removed: list[str] = []
+    try:
+        containers = client.containers.list(all=True, filters={"label": LABEL_OWNER})
+    except DockerException:
+        return removed
+    for container in containers:
+        owner = str((container.labels or {}).get(LABEL_OWNER, ""))
+        pid = owner[len(prefix) :] if owner.startswith(prefix) else ""
+        if not pid.isdigit() or process_alive(int(pid)):
+            continue
+        with contextlib.suppress(DockerException):
+            container.remove(force=True)
+            removed.append(str(container.name))
+            logger.info("removed container %s, left by an envkit that was killed", container.name)
+    return removed
 
 
 def engine_unavailable_reason() -> str | None:
@@ -227,9 +273,15 @@ def run_container(
         import requests.exceptions
         from docker.errors import APIError, DockerException
 
+        reap_orphaned_containers(client)
         start = time.perf_counter()
         container = client.containers.create(
-            image, command, name=name, environment=dict(environment or {}), **options
+            image,
+            command,
+            name=name,
+            environment=dict(environment or {}),
+            labels=owner_labels(),
+            **options,
         )
         try:
             container.start()

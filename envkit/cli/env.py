@@ -80,10 +80,27 @@ def run_prune(args: argparse.Namespace) -> int:
     removed += [
         f"{path} (left by a process that no longer runs)" for path in remove_stale_tempdirs()
     ]
+    removed += [f"container {name} (left by an envkit that was killed)" for name in _reap()]
     for line in removed:
         print(f"removed {line}")
     print(f"{len(removed)} item(s) removed from {cache.envs}")
     return 0
+
+
+def _reap() -> list[str]:
+    """Containers killed envkit processes left, when a Docker engine is here to ask."""
+    import importlib.util
+
+    if importlib.util.find_spec("docker") is None:
+        return []
+    from envkit import docker_build as db
+    from envkit.errors import EnvkitError
+
+    try:
+        with db.engine(timeout=30) as client:
+            return db.reap_orphaned_containers(client)
+    except EnvkitError:
+        return []  # no engine here: nothing of ours can be running in one
 
 
 def run_backends(args: argparse.Namespace) -> int:

@@ -13,10 +13,11 @@ import logging
 import os
 import re
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from envkit._fs import process_alive
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,9 @@ def remove_stale_tempdirs(root: str | os.PathLike[str] | None = None) -> list[Pa
     except OSError:
         return removed
     uid = os.geteuid() if hasattr(os, "geteuid") else None
+    # As root, the docker backend hands a run's directory to the container's user for the
+    # run: one a killed envkit left is still ours to remove.
+    owners = {uid, _container_uid()} if uid == 0 else {uid}
     for entry in entries:
         match = _NAME.match(entry.name)
         if match is None:
@@ -58,11 +62,11 @@ def remove_stale_tempdirs(root: str | os.PathLike[str] | None = None) -> list[Pa
         try:
             if not entry.is_dir(follow_symlinks=False):
                 continue
-            if uid is not None and entry.stat(follow_symlinks=False).st_uid != uid:
+            if uid is not None and entry.stat(follow_symlinks=False).st_uid not in owners:
                 continue
         except OSError:
             continue
-        if _alive(int(match.group(2))):
+        if process_alive(int(match.group(2))):
             continue
         logger.debug("removing %s, left by a process that no longer exists", entry.path)
         shutil.rmtree(entry.path, ignore_errors=True)
@@ -70,13 +74,7 @@ def remove_stale_tempdirs(root: str | os.PathLike[str] | None = None) -> list[Pa
     return removed
 
 
-def _alive(pid: int) -> bool:
-    if pid == os.getpid() or sys.platform == "win32":  # there, signal 0 is CTRL_C_EVENT
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True  # it exists (another user's), or we cannot tell: keep it
-    return True
+def _container_uid() -> int:
+    from envkit.docker_build import CONTAINER_UID
+
+    return CONTAINER_UID

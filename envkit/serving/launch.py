@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from envkit._subprocess import die_with_parent
 from envkit._version import __version__
 from envkit.errors import UsageError
 from envkit.serving.server import (
@@ -71,8 +72,13 @@ class PreparedServer:
     def _child(self) -> subprocess.Popen[bytes]:
         # The child gets a session of its own, so a terminal's Ctrl-C reaches it once: from us.
         logger.debug("running: %s", " ".join(self.argv))
+        # It dies with envkit, even when envkit is SIGKILLed (the server's workers watch it).
         return subprocess.Popen(
-            self.argv, env=self.env, stdin=subprocess.DEVNULL, start_new_session=True
+            self.argv,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
         )
 
 
@@ -268,10 +274,12 @@ class _ServerContainer:
         from docker.errors import DockerException
 
         try:
+            db.reap_orphaned_containers(client)
             self._container = client.containers.create(
                 self.image,
                 self.command,
                 name=self.name,
+                labels=db.owner_labels(),
                 environment=self.environment,
                 network_mode="host",
                 read_only=True,

@@ -123,7 +123,26 @@ def app_from_environment() -> Starlette:
     from envkit.serving.app import create_app
 
     model_uri = os.environ[ENV_MODEL]
+    _stop_when_orphaned()
     return create_app(load_scoring_model(model_uri), max_body_bytes=resolve_max_body_bytes())
+
+
+def _stop_when_orphaned(interval: float = 1.0) -> None:
+    """In a worker: stop (SIGTERM, graceful) when the uvicorn process that started it is gone,
+    killed with the envkit that started it, instead of serving on as an orphan."""
+    import signal
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        logger.warning("the server's main process is gone; stopping this worker")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="envkit-orphan-watch", daemon=True).start()
 
 
 def run_server(

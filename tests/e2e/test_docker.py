@@ -367,3 +367,35 @@ def test_no_reachable_engine_is_exit_3_with_the_reason(tmp_path, docker_models):
         assert result.returncode == 3, (args, result.stdout, result.stderr)
         reason = f"the Docker engine is not reachable at {socket} (No such file or directory)"
         assert reason in result.stderr, result.stderr
+
+
+def test_containers_a_killed_envkit_left_are_reaped(engine):
+    """A validation or server container whose envkit died (SIGKILL: no cleanup ran) is
+    removed by the next envkit that uses the engine; one whose envkit lives is left alone."""
+    import subprocess
+    import sys
+
+    from envkit.docker_build import LABEL_OWNER, owner_labels, reap_orphaned_containers
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no longer runs
+    mine = owner_labels()[LABEL_OWNER]
+    prefix = mine.rsplit("/", 1)[0]
+    orphan = engine.containers.create(
+        BASE_IMAGE, ["sleep", "600"], labels={LABEL_OWNER: f"{prefix}/{gone.pid}"}
+    )
+    alive = engine.containers.create(BASE_IMAGE, ["sleep", "600"], labels={LABEL_OWNER: mine})
+    other_machine = engine.containers.create(
+        BASE_IMAGE, ["sleep", "600"], labels={LABEL_OWNER: f"elsewhere/boot/{gone.pid}"}
+    )
+    try:
+        orphan.start()
+        removed = reap_orphaned_containers(engine)
+        assert orphan.name in removed
+        names = {c.name for c in engine.containers.list(all=True)}
+        assert orphan.name not in names
+        assert alive.name in names and other_machine.name in names
+    finally:
+        for container in (orphan, alive, other_machine):
+            with contextlib.suppress(Exception):
+                container.remove(force=True)

@@ -460,6 +460,38 @@ def test_dataframe_payloads_work_for_a_model_whose_requirements_lack_pandas(
         assert server.stop() == 0, server.output()
 
 
+def test_a_killed_envkit_serve_takes_its_server_and_workers_with_it(serve_models):
+    """SIGKILL (no handler runs): the server process dies with envkit (PR_SET_PDEATHSIG), its
+    uvicorn workers follow, and the port is free again."""
+    server = Server(serve_models["counting"], "--env-manager", "local", "--workers", "2")
+    server.wait_ready()
+
+    def descendants(pid: int) -> set[int]:
+        found: set[int] = set()
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                found |= {int(child)} | descendants(int(child))
+        return found
+
+    deadline = time.monotonic() + 60
+    while len(processes := descendants(server.proc.pid)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)  # the server and its two workers
+    assert len(processes) >= 3, processes
+    server.proc.kill()
+    server.proc.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        alive = [pid for pid in processes if Path(f"/proc/{pid}").exists()]
+        alive = [p for p in alive if "Z" not in Path(f"/proc/{p}/stat").read_text().split()[2]]
+        if not alive:
+            break
+        time.sleep(0.3)
+    assert not alive, f"still running after envkit was killed: {alive}"
+    with pytest.raises(OSError):
+        request(server.port, "GET", "/ping", content_type=None)
+    server.output()
+
+
 # --- limits, ports, odd predictions --------------------------------------------------------------
 
 

@@ -375,6 +375,19 @@ def test_stale_temporary_directories_are_recognised_by_their_process(tmp_path):
     assert remove_stale_tempdirs(tmp_path) == [dead]
     assert not dead.exists() and alive.exists() and other.exists()
 
+    if os.geteuid() == 0:
+        # As root the docker backend chowns a run's directory to the container's user for
+        # the run; a killed envkit never gives it back, and prune still removes it.
+        from envkit.docker_build import CONTAINER_UID
+
+        handed = tmp_path / f"envkit-run-{gone.stdout.strip()}-efgh5678"
+        handed.mkdir()
+        os.chown(handed, CONTAINER_UID, CONTAINER_UID)
+        stranger = tmp_path / f"envkit-run-{gone.stdout.strip()}-ijkl9012"
+        stranger.mkdir()
+        os.chown(stranger, CONTAINER_UID + 1, CONTAINER_UID + 1)
+        assert remove_stale_tempdirs(tmp_path) == [handed]
+
 
 def test_the_text_report_says_an_override_once(model):
     report = validate(model, env_manager="local", overrides=["pytest"])
