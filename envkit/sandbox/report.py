@@ -91,7 +91,10 @@ def _rows(report: ValidationReport) -> list[tuple[str, str]]:
         rows.append(
             (
                 "stream",
-                f"{report.stream.get('chunks')} chunks: " + str(report.stream.get("preview", "")),
+                f"{report.stream.get('chunks')} chunks"
+                + (f" ({report.stream['note']})" if report.stream.get("note") else "")
+                + ": "
+                + str(report.stream.get("preview", "")),
             )
         )
     if report.mismatches:

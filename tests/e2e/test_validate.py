@@ -412,3 +412,32 @@ def test_a_pickled_model_whose_library_is_missing_is_a_model_failure(
     message = report["error"]["message"]
     assert "needs the module 'sklearn'" in message
     assert "add the missing package to them (or try --override PACKAGE)" in message
+
+
+def test_a_streaming_model_with_a_multi_row_example_streams_its_first_row(tmp_path, shared_cache):
+    """predict passes on the 2-row example; predict_stream takes one input (MLflow's
+    contract), so validation streams the first row and says so, instead of failing."""
+    import pandas as pd
+
+    import envkit.pyfunc
+
+    code = tmp_path / "echo.py"
+    code.write_text(
+        "import envkit.models, envkit.pyfunc\n"
+        "class Echo(envkit.pyfunc.PythonModel):\n"
+        "    def predict(self, context, model_input, params=None):\n"
+        "        return list(model_input['a'])\n"
+        "    def predict_stream(self, context, model_input, params=None):\n"
+        "        yield from str(model_input)\n"
+        "envkit.models.set_model(Echo())\n"
+    )
+    envkit.pyfunc.save_model(
+        tmp_path / "m", python_model=str(code), input_example=pd.DataFrame({"a": ["x", "y"]})
+    )
+    proc = envkit_cli("validate", str(tmp_path / "m"), "--format", "json", home=shared_cache)
+    assert proc.returncode == 0, proc.stderr
+    report = json_report(proc)
+    assert report["stream"]["note"] == "streamed the first of 2 rows"
+    assert report["stream"]["chunks"] > 0
+    text = envkit_cli("validate", str(tmp_path / "m"), home=shared_cache)
+    assert "(streamed the first of 2 rows)" in text.stdout
