@@ -691,8 +691,9 @@ def check_input(path: Path, content_type: str, model: Any) -> None:
         if content_type != "csv":
             try:
                 json.loads(text)
-            except ValueError as exc:
-                raise ServingInputError(f"--input {path}: not valid JSON ({exc})") from None
+            except (ValueError, RecursionError) as exc:
+                why = exc if isinstance(exc, ValueError) else "nested too deeply"
+                raise ServingInputError(f"--input {path}: not valid JSON ({why})") from None
     except Exception as exc:  # left to the environment, where the model's packages are
         logger.debug("checking --input on the host: %s: %s", type(exc).__name__, exc)
 

@@ -311,6 +311,15 @@ def test_params_reach_the_model(counting_server, serve_models):
         (
             "POST",
             "/invocations",
+            '{"inputs": ' + "[" * 20_000 + "]" * 20_000 + "}",
+            "application/json",
+            400,
+            "MALFORMED_REQUEST",
+            ["nests arrays or objects too deeply"],
+        ),
+        (
+            "POST",
+            "/invocations",
             json.dumps(
                 {
                     "dataframe_records": [
@@ -359,6 +368,7 @@ def test_params_reach_the_model(counting_server, serve_models):
         "two-keys",
         "malformed-json",
         "not-an-object",
+        "nested-too-deeply",
         "schema-type",
         "schema-missing-column",
         "too-large",
@@ -428,9 +438,7 @@ def test_serve_in_the_cached_uv_environment_with_two_workers(serve_models, share
 
 
 @pytest.mark.slow
-def test_dataframe_payloads_work_for_a_model_whose_requirements_lack_pandas(
-    tmp_path, shared_cache
-):
+def test_dataframe_payloads_work_for_a_model_whose_requirements_lack_pandas(tmp_path, shared_cache):
     """The scoring protocol's DataFrame formats need pandas whatever the model needs: the
     serving environment gets it with envkit[serve] (MLflow's server always has it too)."""
     import envkit.pyfunc

@@ -171,6 +171,13 @@ def test_a_malformed_input_is_exit_2_before_building(model, home, tmp_path, comm
     assert cli.returncode == 2, cli.stdout + cli.stderr
     assert cli.stderr.startswith(f"error: --input {bad}: the payload is not valid JSON")
     assert built_nothing(home)
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"inputs": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    cli = envkit_cli(command, str(model), "--input", str(deep), home=home)
+    assert cli.returncode == 2, cli.stdout + cli.stderr
+    assert "nests arrays or objects too deeply" in cli.stderr
+    assert len(cli.stderr.splitlines()) == 1
+    assert built_nothing(home)
     wrong_key = tmp_path / "wrong.json"
     wrong_key.write_text('{"rows": [1]}')
     with pytest.raises(ServingInputError, match="exactly one of") as info:
