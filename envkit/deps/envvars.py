@@ -114,5 +114,20 @@ def read_env_vars_file(model_dir: str | os.PathLike[str]) -> list[str]:
     path = Path(model_dir) / ENV_VARS_FILE
     if not path.is_file():
         return []
+    import re
+
+    from envkit.errors import ModelFormatError
+
+    names = []
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    for number, line in enumerate(lines, start=1):
+        name = line.strip()
+        if not name or name.startswith("#"):
+            continue
+        # The names go into Dockerfiles, labels and reports: a name, nothing else.
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ModelFormatError(
+                f"{ENV_VARS_FILE}:{number}: {name[:60]!r} is not an environment variable name"
+            )
+        names.append(name)
+    return names

@@ -173,7 +173,8 @@ def _decode_json(payload: Any) -> dict[str, Any]:
         raise ServingInputError(f"the payload is not valid JSON ({exc}): {snippet!r}") from None
     except RecursionError:
         raise ServingInputError(
-            "the payload is not valid JSON for envkit: it nests arrays or objects too deeply to be read"
+            "the payload is not valid JSON for envkit: it nests arrays or objects too deeply "
+            "to be read"
         ) from None
     if not isinstance(decoded, dict):
         raise ServingInputError(f"{_FORMAT_HELP}; got {_json_kind(decoded)}")

@@ -240,7 +240,7 @@ class _Session:
                 f"{flags} cannot be used with the {backend.name} environment manager (it is for "
                 "--env-manager docker)"
             )
-        if self.backend_options:
+        if self.backend_options or accepted:  # (a backend with options checks its settings)
             backend.configure(**self.backend_options)
 
     def prepare(self) -> Any:

@@ -399,3 +399,22 @@ def test_containers_a_killed_envkit_left_are_reaped(engine):
         for container in (orphan, alive, other_machine):
             with contextlib.suppress(Exception):
                 container.remove(force=True)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "words"),
+    [
+        ("ENVKIT_DOCKER_MEMORY", "abc", "ENVKIT_DOCKER_MEMORY='abc' is not a memory size"),
+        ("ENVKIT_DOCKER_CPUS", "-2", "ENVKIT_DOCKER_CPUS='-2' is not a positive number of CPUs"),
+    ],
+)
+def test_bad_container_limits_are_exit_2_before_building(
+    tmp_path, docker_models, variable, value, words
+):
+    home = tmp_path / "home"
+    env = {**DOCKER_VARS, variable: value}
+    result = envkit_cli("validate", str(docker_models["iris"]), "--env-manager", "docker",
+                        home=home, env=env, timeout=120)  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith("error: ") and words in result.stderr
+    assert not (home / "envs").exists() or not any((home / "envs").iterdir())

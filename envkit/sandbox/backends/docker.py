@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -70,6 +71,9 @@ class DockerBackend(Backend):
         are checked here, before anything is built."""
         from envkit import docker_build as db
 
+        # The run's limits too: a typo in them is bad usage, found before a build.
+        _memory(os.environ.get(ENV_MEMORY) or DEFAULT_MEMORY)
+        _nano_cpus(os.environ.get(ENV_CPUS) or DEFAULT_CPUS)
         if options.get("base_image") is not None:
             self.base_image = db.check_image_reference(str(options["base_image"]))
         if options.get("ca_bundle") is not None:
@@ -243,10 +247,17 @@ class DockerBackend(Backend):
                 user=user,
                 cap_drop=["ALL"],
                 security_opt=["no-new-privileges"],
-                mem_limit=os.environ.get(ENV_MEMORY) or DEFAULT_MEMORY,
+                mem_limit=_memory(os.environ.get(ENV_MEMORY) or DEFAULT_MEMORY),
                 nano_cpus=_nano_cpus(os.environ.get(ENV_CPUS) or DEFAULT_CPUS),
                 pids_limit=PIDS_LIMIT,
             )
+
+
+def _memory(limit: str) -> str:
+    """``ENVKIT_DOCKER_MEMORY``: a size the engine takes (``512m``, ``2g``, bytes)."""
+    if not re.fullmatch(r"\d+(\.\d+)?[bkmgBKMG]?", limit.strip()):
+        raise UsageError(f"{ENV_MEMORY}={limit!r} is not a memory size (e.g. 512m, 2g)")
+    return limit.strip()
 
 
 def _nano_cpus(cpus: str) -> int:

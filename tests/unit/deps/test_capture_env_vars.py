@@ -154,3 +154,20 @@ def test_secret_values_in_a_failing_input_example_are_redacted(tmp_path, monkeyp
         envkit.pyfunc.save_model(tmp_path / "s", python_model=model, input_example="x", strict=True)
     assert SECRET not in str(info.value)
     assert not (tmp_path / "s").exists()
+
+
+def test_a_line_that_is_not_a_variable_name_is_a_format_error(tmp_path, monkeypatch, capsys):
+    """The names go into Dockerfiles and labels: a quote or a backslash there is refused."""
+    from envkit.cli import main
+    from envkit.deps.envvars import read_env_vars_file
+    from envkit.errors import ModelFormatError
+
+    monkeypatch.setenv("TEST_API_KEY", SECRET)
+    envkit.pyfunc.save_model(tmp_path / "m", python_model=SeedModel(), input_example="data")
+    path = tmp_path / "m" / "environment_variables.txt"
+    path.write_text(path.read_text() + 'MY_API_KEY" \\\n')
+    with pytest.raises(ModelFormatError, match=r"environment_variables\.txt:5: .* is not an"):
+        read_env_vars_file(tmp_path / "m")
+    assert main(["generate-dockerfile", str(tmp_path / "m"), "-o", str(tmp_path / "out")]) == 2
+    assert "is not an environment variable name" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
