@@ -174,3 +174,16 @@ def iris_pipeline(iris):
 
     X, y = iris
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=200)).fit(X, y)
+
+
+@pytest.fixture(autouse=True)
+def _restore_cli_output_config():
+    """envkit.cli.main() configures the "envkit" logger and warnings for a terminal; a test
+    that calls it in-process must not change what later tests (caplog) see."""
+    import logging
+    import warnings
+
+    logger = logging.getLogger("envkit")
+    saved = (logger.handlers[:], logger.level, logger.propagate, warnings.showwarning)
+    yield
+    logger.handlers[:], logger.level, logger.propagate, warnings.showwarning = saved

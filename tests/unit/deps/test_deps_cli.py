@@ -13,18 +13,6 @@ from envkit.deps.capture import RequirementWarning
 from envkit.models import update_model_requirements
 
 
-@pytest.fixture(autouse=True)
-def _restore_cli_output_config():
-    """main() configures the "envkit" logger and warnings for a terminal; undo it after."""
-    import logging
-    import warnings
-
-    logger = logging.getLogger("envkit")
-    saved = (logger.handlers[:], logger.level, logger.propagate, warnings.showwarning)
-    yield
-    logger.handlers[:], logger.level, logger.propagate, warnings.showwarning = saved
-
-
 @pytest.fixture
 def model(tmp_path):
     envkit.pyfunc.save_model(tmp_path / "m", python_model=model_importing("import yaml"))
