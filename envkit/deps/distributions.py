@@ -46,10 +46,11 @@ def _norm(path: str) -> str:
 
 def _packages_distributions() -> Mapping[str, list[str]]:
     """Import name -> distribution names (``importlib.metadata.packages_distributions``)."""
-    func = getattr(importlib_metadata, "packages_distributions", None)
-    if func is not None:
-        return func()
-    # Python 3.9: the same mapping, from top_level.txt or the RECORD file names.
+    if sys.version_info >= (3, 11):
+        return importlib_metadata.packages_distributions()
+    # Python 3.9 has none, and 3.10's reads only top_level.txt, which distributions built
+    # without setuptools (flit: cloudpickle; hatchling...) lack: the same mapping, from
+    # top_level.txt or else the RECORD file names, as 3.11's does.
     result: dict[str, list[str]] = {}
     for dist in importlib_metadata.distributions():
         name = dist.metadata["Name"]
