@@ -483,9 +483,16 @@ def write_context(
     envkit_dir = directory / BUILD_DIR / "envkit"
     model_env.mkdir(parents=True)
     envkit_dir.mkdir(parents=True)
-    model_reqs, envkit_reqs = _rewrite_requirements(
-        plan.requirements, model_env / "wheels", f"{CONTAINER_BUILD_DIR}/model-env/wheels"
-    )
+    wheels_dir, wheels_url = model_env / "wheels", f"{CONTAINER_BUILD_DIR}/model-env/wheels"
+    if plan.require_hashes:
+        # A lock: its hashed pins as they are; envkit (and its extras) installs after them.
+        options, envkit_reqs = _rewrite_requirements(plan.unhashed, wheels_dir, wheels_url)
+        model_reqs = list(plan.requirements)
+        (model_env / "locked-pins.txt").write_text(
+            "".join(f"{r}\n" for r in [*options, *plan.pins]), encoding="utf-8"
+        )
+    else:
+        model_reqs, envkit_reqs = _rewrite_requirements(plan.requirements, wheels_dir, wheels_url)
     # The envkit wheel sits beside its requirement file, outside the model-env layer.
     envkit_reqs = [
         r.replace(f"{CONTAINER_BUILD_DIR}/model-env/wheels/", f"{CONTAINER_BUILD_DIR}/envkit/")
@@ -523,13 +530,19 @@ def write_context(
         )
         model_commands.append(f"{pip} -r {CONTAINER_BUILD_DIR}/model-env/build-requirements.txt")
     model_file = f"-r {CONTAINER_BUILD_DIR}/model-env/requirements.txt"
+    hashes = " --require-hashes" if plan.require_hashes else ""
     if any(not r.startswith("-") for r in model_reqs):
-        model_commands.append(f"{pip} {model_file}{constraints}")
+        model_commands.append(f"{pip}{hashes} {model_file}{constraints}")
     if not model_commands:
         model_commands.append("echo 'the model lists no requirements besides envkit'")
+    # envkit resolved with the model's requirements (as files: -r, or the locked pins: -c),
+    # so that their pins hold.
+    held = (
+        f"-c {CONTAINER_BUILD_DIR}/model-env/locked-pins.txt" if plan.require_hashes else model_file
+    )
     envkit_commands = [
         *prefix,
-        f"{pip} {model_file} -r {CONTAINER_BUILD_DIR}/envkit/requirements.txt{constraints}",
+        f"{pip} {held} -r {CONTAINER_BUILD_DIR}/envkit/requirements.txt{constraints}",
     ]
     requirements = model_reqs + envkit_reqs
 

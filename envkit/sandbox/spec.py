@@ -114,6 +114,9 @@ class EnvSpec:
     runner: str = ""
     # Where the spec came from (not part of the key): e.g. "python_env.yaml + requirements.txt".
     source: str = field(default="", compare=False)
+    # From a requirements.lock: canonical requirement -> its allowed hashes (``sha256:...``),
+    # which installs check (``--require-hashes``). Part of the key: what may be installed.
+    hashes: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The hashed content of the spec, as plain JSON-able data."""
@@ -129,6 +132,8 @@ class EnvSpec:
             "installer": self.installer,
             "platform": self.platform,
             "runner": self.runner,
+            # (only when there are some: the keys of unlocked specs stay as they were)
+            **({"hashes": {r: list(h) for r, h in self.hashes}} if self.hashes else {}),
         }
 
     @classmethod
@@ -147,6 +152,9 @@ class EnvSpec:
             installer=str(data.get("installer", "")),
             platform=str(data.get("platform", "")),
             runner=str(data.get("runner", "")),
+            hashes=tuple(
+                (str(r), tuple(str(x) for x in h)) for r, h in (data.get("hashes") or {}).items()
+            ),
         )
 
     @property
@@ -199,6 +207,17 @@ class EnvSpec:
             changes.append(f"envkit changed: {other.runner or '?'} -> {self.runner or '?'}")
         if self.installer != other.installer:
             changes.append(f"installer changed: {other.installer} -> {self.installer}")
+        if self.hashes != other.hashes:
+            new_hashes, old_hashes = dict(self.hashes), dict(other.hashes)
+            changed = sorted(
+                r
+                for r in set(new_hashes) | set(old_hashes)
+                if new_hashes.get(r) != old_hashes.get(r)
+            )
+            shown = ", ".join(changed[:3]) + (
+                f", +{len(changed) - 3} more" if len(changed) > 3 else ""
+            )
+            changes.append(f"locked hashes changed: {shown}")
         if not changes and self.to_dict() != other.to_dict():
             changes.append("spec format changed")
         return changes
@@ -287,6 +306,19 @@ def read_lock_file(path: Path) -> list[str]:
         if parsed is not None:
             lines.append(parsed)
     return lines
+
+
+def read_lock_hashes(path: Path) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """(canonical requirement, hashes) for each ``--hash``-ed line of a ``requirements.lock``."""
+    text = re.sub(r"\\\r?\n", " ", path.read_text(encoding="utf-8"))
+    result = []
+    for raw in text.splitlines():
+        hashes = tuple(re.findall(r"\s--hash[=\s](\S+)", " " + raw))
+        line = re.sub(r"\s--hash[=\s]\S+", "", " " + raw).strip()
+        if not hashes or not line or line.startswith(("#", "-")):
+            continue
+        result.append((canonical_requirement(line), hashes))
+    return tuple(sorted(result))
 
 
 @dataclass
@@ -392,6 +424,7 @@ def read_env_spec(
             build_dependencies=normalize_requirements(env.build_dependencies),
             installer=env_manager,
             source=source,
+            hashes=read_lock_hashes(lock_path) if origin == LOCK_FILE else (),
         )
 
     if conda_path.is_file():

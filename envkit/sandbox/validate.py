@@ -336,6 +336,12 @@ class _Session:
         report.spec = {**spec.to_dict(), "key": spec.key, "source": source}
         self.requirements = list(spec.requirements)
         plan = install_plan(spec, wheel)
+        if plan.require_hashes:
+            report.spec_notes.append(f"requirements.lock: {len(plan.pins)} pins, hashes checked")
+        elif spec.hashes and backend.cacheable:
+            report.spec_notes.append(
+                "requirements.lock: hashes not checked (an --override replaced a locked pin)"
+            )
         report.timings["resolve"] = time.perf_counter() - started
 
         if not backend.cacheable:
@@ -615,6 +621,18 @@ class _Session:
             message = message.rstrip(".") + (
                 "; the build dependencies python_env.yaml records cannot be installed for this "
                 "Python (try another --python)"
+            )
+        elif (
+            isinstance(exc, SubprocessError)
+            and "hashes checked" in message
+            and "hash" in message.split("failed:", 1)[-1].lower()
+        ):
+            what, _, why = message.partition(" failed: ")
+            why = why if len(why) <= 120 else why[:117] + "..."
+            message = (
+                f"{what} failed: a downloaded file does not match its hash in requirements.lock "
+                "(if the package was re-published legitimately, lock again: envkit lock MODEL; "
+                f"otherwise find out why before deploying): {why}"
             )
         elif isinstance(exc, SubprocessError) and message.startswith("installing"):
             message = message.rstrip(".") + (

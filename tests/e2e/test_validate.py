@@ -441,3 +441,47 @@ def test_a_streaming_model_with_a_multi_row_example_streams_its_first_row(tmp_pa
     assert report["stream"]["chunks"] > 0
     text = envkit_cli("validate", str(tmp_path / "m"), home=shared_cache)
     assert "(streamed the first of 2 rows)" in text.stdout
+
+
+@pytest.mark.parametrize("env_manager", ["uv", "virtualenv"])
+def test_a_locked_model_installs_with_its_hashes_checked(
+    double_model, shared_cache, tmp_path, env_manager
+):
+    """envkit lock, then validate: the lock's pins install with --require-hashes (envkit's
+    wheel after them); a lock whose hash no longer matches what the index serves fails the
+    build (exit 3) instead of installing it."""
+    import re
+    import shutil
+
+    model = tmp_path / "locked"
+    shutil.copytree(double_model, model)
+    locked = envkit_cli("lock", str(model), "--tool", "uv", home=shared_cache)
+    assert locked.returncode == 0, locked.stderr
+    proc = envkit_cli(
+        "validate", str(model), "--env-manager", env_manager, "--format", "json",
+        home=shared_cache,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json_report(proc)
+    assert report["spec"]["source"].endswith("requirements.lock")
+    assert any(re.fullmatch(r"requirements\.lock: \d+ pins, hashes checked", n)
+               for n in report["spec_notes"]), report["spec_notes"]  # fmt: skip
+
+    lock = model / "requirements.lock"
+    # numpy's every allowed hash replaced: what the index serves no longer matches the lock
+    lines, in_numpy = [], False
+    for line in lock.read_text().splitlines():
+        if line.startswith("numpy=="):
+            in_numpy = True
+        elif line and not line[0].isspace():
+            in_numpy = False
+        if in_numpy:
+            line = re.sub(r"sha256:[0-9a-f]{64}", "sha256:" + "0" * 64, line)
+        lines.append(line)
+    lock.write_text("\n".join(lines) + "\n")
+    tampered = envkit_cli("validate", str(model), "--env-manager", env_manager, home=shared_cache)
+    assert tampered.returncode == 3, tampered.stdout + tampered.stderr
+    first = tampered.stderr.splitlines()[0]
+    assert "requirements.lock (hashes checked)" in first, first
+    assert "does not match its hash in requirements.lock" in first, first
+    assert "envkit lock MODEL" in first, first

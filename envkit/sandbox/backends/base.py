@@ -64,6 +64,12 @@ class InstallPlan:
     requirements: list[str]
     constraints: list[str] = field(default_factory=list)
     build_dependencies: list[str] = field(default_factory=list)
+    # A locked spec: ``requirements`` carry ``--hash`` options and install with
+    # --require-hashes; ``unhashed`` (envkit's wheel, and what its extras add) installs after
+    # them, held to the locked ``pins``.
+    require_hashes: bool = False
+    unhashed: list[str] = field(default_factory=list)
+    pins: list[str] = field(default_factory=list)
 
     def write(self, directory: Path, *, redact: bool = False) -> InstallFiles:
         """Write the requirement files into ``directory`` (``redact``: without URL
@@ -83,7 +89,13 @@ class InstallPlan:
         if self.build_dependencies:
             build = directory / "build-requirements.txt"
             build.write_text(text(self.build_dependencies), encoding="utf-8")
-        return InstallFiles(requirements, constraints, build)
+        unhashed = pins = None
+        if self.require_hashes:
+            unhashed = directory / "unhashed-requirements.txt"
+            unhashed.write_text(text(self.unhashed), encoding="utf-8")
+            pins = directory / "locked-pins.txt"
+            pins.write_text(text(self.pins), encoding="utf-8")
+        return InstallFiles(requirements, constraints, build, unhashed, pins)
 
     @contextlib.contextmanager
     def staged(self, target: Path) -> Iterator[InstallFiles]:
@@ -105,6 +117,17 @@ class InstallFiles:
     requirements: Path
     constraints: Path | None
     build: Path | None
+    # A locked spec (InstallPlan.require_hashes): what installs after the hash-checked lock.
+    unhashed: Path | None = None
+    pins: Path | None = None
+
+    def second_step(self) -> list[str]:
+        """The installer arguments of the unhashed step (``-r unhashed -c pins [-c ...]``)."""
+        assert self.unhashed is not None and self.pins is not None
+        argv = ["-r", str(self.unhashed), "-c", str(self.pins)]
+        if self.constraints is not None:
+            argv += ["-c", str(self.constraints)]
+        return argv
 
 
 def install_plan(spec: EnvSpec, wheel: SelfWheel | None) -> InstallPlan:
@@ -116,16 +139,32 @@ def install_plan(spec: EnvSpec, wheel: SelfWheel | None) -> InstallPlan:
     from envkit.sandbox.spec import requirement_name
 
     lines = list(spec.options)
+    envkit_lines: list[str] = []
+    pins: list[str] = []
     for req in spec.requirements:
         if wheel is not None and requirement_name(req) == "envkit":
             extras = ""
             name_part = req.split(";", 1)[0]
             if "[" in name_part:
                 extras = name_part[name_part.index("[") : name_part.index("]") + 1]
-            lines.append(wheel.requirement(extras))
+            envkit_lines.append(wheel.requirement(extras))
+            lines.append(envkit_lines[-1])
         else:
+            pins.append(req)
             lines.append(req)
     constraints = [c for c in spec.constraints if requirement_name(c) != "envkit"]
+    hashes = dict(spec.hashes)
+    if hashes and pins and all(r in hashes for r in pins):
+        # Every requirement is a locked pin (no --override replaced one): check the hashes.
+        hashed = [f"{r} " + " ".join(f"--hash={h}" for h in hashes[r]) for r in pins]
+        return InstallPlan(
+            [*spec.options, *hashed],
+            constraints,
+            list(spec.build_dependencies),
+            require_hashes=True,
+            unhashed=[*spec.options, *envkit_lines],
+            pins=pins,
+        )
     return InstallPlan(lines, constraints, list(spec.build_dependencies))
 
 

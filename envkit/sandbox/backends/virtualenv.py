@@ -54,6 +54,15 @@ class VirtualenvBackend(VenvBackend):
         argv = [*pip, "-r", str(files.requirements)]
         if files.constraints is not None:
             argv += ["-c", str(files.constraints)]
+        if files.unhashed is not None:  # a lock: its hashes checked, then envkit over it
+            check_install(
+                tool([*argv, "--require-hashes"]),
+                "installing the model's requirements.lock (hashes checked) with pip",
+            )
+            check_install(
+                tool([*pip, *files.second_step()]), "installing envkit over the lock with pip"
+            )
+            return
         check_install(tool(argv), "installing the model's requirements with pip")
 
     def built_tools(self, python: Path, tool: ToolRunner) -> dict[str, str]:

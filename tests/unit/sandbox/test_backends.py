@@ -149,3 +149,28 @@ def test_an_unreachable_docker_engine_is_named_with_the_reason(monkeypatch, tmp_
         f"the Docker engine is not reachable at unix://{tmp_path}/no-such.sock (No such file "
         "or directory); start it or set DOCKER_HOST"
     )
+
+
+def test_a_locked_spec_installs_its_pins_with_their_hashes_then_envkit(tmp_path):
+    wheel = SelfWheel(tmp_path / "envkit-0.1.0-py3-none-any.whl", "abc")
+    hashes = (("numpy==2.0.0", ("sha256:aa", "sha256:bb")), ("six==1.16.0", ("sha256:cc",)))
+    spec = EnvSpec("3.11.7", ("envkit[serve]==0.1.0", "numpy==2.0.0", "six==1.16.0"), hashes=hashes)
+    plan = install_plan(spec, wheel)
+    assert plan.require_hashes
+    assert plan.requirements == [
+        "numpy==2.0.0 --hash=sha256:aa --hash=sha256:bb",
+        "six==1.16.0 --hash=sha256:cc",
+    ]
+    assert plan.unhashed == [f"envkit[serve] @ {wheel.path.as_uri()}"]
+    assert plan.pins == ["numpy==2.0.0", "six==1.16.0"]
+    (tmp_path / "env").mkdir()
+    with plan.staged(tmp_path / "env") as files:
+        assert files.second_step()[:2] == ["-r", str(files.unhashed)]
+        assert files.pins is not None and files.pins.read_text() == "numpy==2.0.0\nsix==1.16.0\n"
+    # The hashes are part of the key: a lock whose hashes changed is another environment.
+    assert EnvSpec("3.11.7", spec.requirements).key != spec.key
+    assert EnvSpec.from_dict(spec.to_dict()) == spec
+
+    # An --override that replaces a locked pin: that pin has no hash, so none are checked.
+    overridden = EnvSpec("3.11.7", ("envkit==0.1.0", "numpy==2.1.0", "six==1.16.0"), hashes=hashes)
+    assert not install_plan(overridden, wheel).require_hashes
