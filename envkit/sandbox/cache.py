@@ -278,7 +278,7 @@ class EnvCache:
             if record is not None and path == record.path:
                 continue
             logger.debug("removing unpublished environment %s", path)
-            shutil.rmtree(path, ignore_errors=True)
+            _remove_tree(path)
             removed.append(path)
         return removed
 
@@ -330,3 +330,14 @@ def _spec_distance(a: EnvSpec, b: EnvSpec) -> tuple[int, int]:
     fields = sum(1 for name in da if da[name] != db.get(name))
     requirements = len(set(a.requirements) ^ set(b.requirements))
     return (fields, requirements)
+
+
+def _remove_tree(path: Path, attempts: int = 20) -> None:
+    """``rmtree`` that outlasts a straggler: a process of a killed build (an installer's own
+    child, which the kill did not reach) may still be writing there for a moment."""
+    for _ in range(attempts):
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            return
+        time.sleep(0.25)
+    logger.warning("could not remove %s entirely; envkit env prune will retry", path)
