@@ -84,15 +84,19 @@ class Outcome:
                 else f"exited with code {self.returncode}"
             )
             last = last_error_line(self.stderr) or last_error_line(self.stdout)
-            message = f"{what} failed: {reason}" + (f": {last}" if last else "")
-            raise SubprocessError(
-                message,
-                argv=self.argv,
-                returncode=self.returncode,
-                stdout=self.stdout,
-                stderr=self.stderr,
-            )
+            raise self.error(f"{what} failed: {reason}" + (f": {last}" if last else ""))
         return self
+
+    def error(self, message: str) -> SubprocessError:
+        """A :class:`SubprocessError` with ``message``, carrying this process's argv, exit
+        code and output (shown with ``--verbose``)."""
+        return SubprocessError(
+            message,
+            argv=self.argv,
+            returncode=self.returncode,
+            stdout=self.stdout,
+            stderr=self.stderr,
+        )
 
 
 def last_error_line(text: str) -> str:

@@ -250,7 +250,6 @@ def stale_lock_reason(model_dir: Path) -> str | None:
 
 def _check(outcome: Outcome, what: str) -> None:
     """Raise :class:`~envkit.errors.SubprocessError` naming the resolver's reason in one line."""
-    from envkit.errors import SubprocessError
 
     if outcome.ok:
         return
@@ -259,13 +258,7 @@ def _check(outcome: Outcome, what: str) -> None:
     else:
         cause = resolver_failure(outcome.stderr) or resolver_failure(outcome.stdout)
         reason = f"exited with code {outcome.returncode}" + (f": {cause}" if cause else "")
-    raise SubprocessError(
-        f"{what} failed: {reason}",
-        argv=outcome.argv,
-        returncode=outcome.returncode,
-        stdout=outcome.stdout,
-        stderr=outcome.stderr,
-    )
+    raise outcome.error(f"{what} failed: {reason}")
 
 
 _MAX_REASON = 500

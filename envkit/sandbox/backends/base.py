@@ -174,7 +174,6 @@ def check_install(outcome: Outcome, what: str) -> Outcome:
     if outcome.ok:
         return outcome
     from envkit._subprocess import last_error_line
-    from envkit.errors import SubprocessError
 
     lines = (outcome.stderr or outcome.stdout).splitlines()
     cause: list[str] = []
@@ -197,13 +196,7 @@ def check_install(outcome: Outcome, what: str) -> Outcome:
             reason = f"{reason}: {' '.join(cause)}"
     if len(reason) > 600:
         reason = reason[:600] + "..."
-    raise SubprocessError(
-        f"{what} failed: {reason or f'exit code {outcome.returncode}'}",
-        argv=outcome.argv,
-        returncode=outcome.returncode,
-        stdout=outcome.stdout,
-        stderr=outcome.stderr,
-    )
+    raise outcome.error(f"{what} failed: {reason or f'exit code {outcome.returncode}'}")
 
 
 def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
