@@ -226,12 +226,8 @@ def check_requirement(line: str) -> Mismatch | None:
         req = Requirement(line.split(" --hash", 1)[0].strip())
     except InvalidRequirement:
         return None  # a path or URL without a name: nothing to compare
-    if req.marker is not None:
-        try:
-            if not req.marker.evaluate({"extra": ""}):
-                return None
-        except Exception:
-            return None
+    if not marker_applies(req):
+        return None
     name = str(canonicalize_name(req.name))
     version = installed_version(req.name)
     if version is None:
@@ -250,6 +246,25 @@ def check_requirement(line: str) -> Mismatch | None:
         if missing:
             return Mismatch(f"{req.name}[{extra}]", f"{version} without {', '.join(missing)}", line)
     return None
+
+
+def marker_applies(requirement: Any) -> bool:
+    """Whether a requirement (a line, or a parsed ``Requirement``) applies on this platform:
+    no marker, or one this interpreter meets. A line that does not parse, or a marker that
+    cannot be evaluated here, counts as applying (never silently skipped as satisfied)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    if isinstance(requirement, str):
+        try:
+            requirement = Requirement(requirement.split(" --hash", 1)[0].strip())
+        except InvalidRequirement:
+            return True
+    if requirement.marker is None:
+        return True
+    try:
+        return bool(requirement.marker.evaluate({"extra": ""}))
+    except Exception:
+        return True
 
 
 def _missing_extra_requirements(name: str, extra: str) -> list[str]:

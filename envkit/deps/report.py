@@ -14,7 +14,12 @@ from typing import Any
 
 from envkit.deps.envfiles import LOCK_FILE, installed_version, requirement_name
 from envkit.deps.envvars import read_env_vars_file
-from envkit.deps.mismatch import Mismatch, check_requirement, read_recorded_environment
+from envkit.deps.mismatch import (
+    Mismatch,
+    check_requirement,
+    marker_applies,
+    read_recorded_environment,
+)
 from envkit.deps.provenance import RequirementProvenance, read_provenance
 
 __all__ = ["DependencyReport", "RequirementStatus", "dependency_report"]
@@ -162,19 +167,3 @@ def dependency_report(model_uri: str | os.PathLike[str]) -> DependencyReport:
         index_url=provenance.index.index_url if provenance else None,
         unresolved_modules=provenance.unresolved_modules if provenance else [],
     )
-
-
-def marker_applies(line: str) -> bool:
-    """Whether the requirement ``line`` applies here (no marker, or one this platform meets)."""
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    try:
-        marker = Requirement(line.split(" --hash", 1)[0].strip()).marker
-    except InvalidRequirement:
-        return True
-    if marker is None:
-        return True
-    try:
-        return bool(marker.evaluate({"extra": ""}))
-    except Exception:
-        return True

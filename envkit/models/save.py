@@ -183,6 +183,7 @@ def _check_example_and_signature(
         model.signature = None
     output = None
     ok = True
+    predictor = None
     try:
         predictor = _example_predictor(staging, model, writer)
         output = predictor.predict(copy.deepcopy(data), params=example_params)
@@ -204,7 +205,8 @@ def _check_example_and_signature(
                 stacklevel=4,
             )
             try:
-                _example_predictor(staging, model, writer).predict(
+                # (the predictor reads the signature from ``model``, which now has none)
+                (predictor or _example_predictor(staging, model, writer)).predict(
                     copy.deepcopy(data), params=example_params
                 )
             except Exception as again:

@@ -93,6 +93,10 @@ def requirement_name(requirement: str) -> str | None:
         return None
 
 
+# (canonical requirement, its allowed hashes) for each hashed line of a requirements.lock.
+LockHashes = tuple[tuple[str, tuple[str, ...]], ...]
+
+
 @dataclass(frozen=True)
 class EnvSpec:
     """The normalized description of an environment: what the cache key is computed from.
@@ -116,7 +120,7 @@ class EnvSpec:
     source: str = field(default="", compare=False)
     # From a requirements.lock: canonical requirement -> its allowed hashes (``sha256:...``),
     # which installs check (``--require-hashes``). Part of the key: what may be installed.
-    hashes: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    hashes: LockHashes = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The hashed content of the spec, as plain JSON-able data."""
@@ -289,10 +293,15 @@ def apply_overrides(requirements: Sequence[str], overrides: Sequence[str]) -> Ov
 
 
 def read_lock_file(path: Path) -> list[str]:
-    """Requirements pinned in a ``requirements.lock`` (pip-compile / ``uv pip compile`` output).
+    """Requirements pinned in a ``requirements.lock`` (see :func:`read_lock`)."""
+    return read_lock(path)[0]
 
-    Backslash continuations are joined and ``--hash`` options dropped (the installer gets the
-    pins; hash checking would also need a hash for the envkit wheel built locally).
+
+def read_lock(path: Path) -> tuple[list[str], LockHashes]:
+    """A ``requirements.lock`` (pip-compile / ``uv pip compile`` output): its requirement lines,
+    without their ``--hash`` options, and (canonical requirement, hashes) for each hashed one.
+
+    Backslash continuations are joined first.
     """
     try:
         text = path.read_text(encoding="utf-8")
@@ -300,25 +309,17 @@ def read_lock_file(path: Path) -> list[str]:
         raise InvalidRequirementError(f"cannot read {path}: {exc}") from exc
     text = re.sub(r"\\\r?\n", " ", text)
     lines = []
+    hashes = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = re.sub(r"\s--hash[=\s]\S+", "", " " + raw).strip()
         parsed = parse_requirement_line(line, source=f"requirement in {path.name}:{number}")
-        if parsed is not None:
-            lines.append(parsed)
-    return lines
-
-
-def read_lock_hashes(path: Path) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """(canonical requirement, hashes) for each ``--hash``-ed line of a ``requirements.lock``."""
-    text = re.sub(r"\\\r?\n", " ", path.read_text(encoding="utf-8"))
-    result = []
-    for raw in text.splitlines():
-        hashes = tuple(re.findall(r"\s--hash[=\s](\S+)", " " + raw))
-        line = re.sub(r"\s--hash[=\s]\S+", "", " " + raw).strip()
-        if not hashes or not line or line.startswith(("#", "-")):
+        if parsed is None:
             continue
-        result.append((canonical_requirement(line), hashes))
-    return tuple(sorted(result))
+        lines.append(parsed)
+        found = tuple(re.findall(r"\s--hash[=\s](\S+)", " " + raw))
+        if found and not parsed.startswith("-"):
+            hashes.append((canonical_requirement(parsed), found))
+    return lines, tuple(sorted(hashes))
 
 
 @dataclass
@@ -397,7 +398,7 @@ def read_env_spec(
             if stale is not None:
                 # Validating the old pins would pass a model its new requirements may break.
                 raise ModelFormatError(stale)
-            lines = read_lock_file(lock_path)
+            lines, hashes = read_lock(lock_path)
             source = f"{python_env_name} + {LOCK_FILE}"
             origin = LOCK_FILE
         else:
@@ -413,6 +414,7 @@ def read_env_spec(
                     parsed = parse_requirement_line(dep, source=f"dependency in {python_env_name}")
                     if parsed:
                         lines.append(parsed)
+            hashes = ()
             source = " + ".join([python_env_name, *sources])
             origin = sources[0] if sources else python_env_name
         sections = _split_lines(lines, model_dir, origin)
@@ -424,7 +426,7 @@ def read_env_spec(
             build_dependencies=normalize_requirements(env.build_dependencies),
             installer=env_manager,
             source=source,
-            hashes=read_lock_hashes(lock_path) if origin == LOCK_FILE else (),
+            hashes=hashes,
         )
 
     if conda_path.is_file():

@@ -60,8 +60,6 @@ _STAGE_WORDS = {
 # Terminal colour and cursor sequences (CSI, OSC and two-byte escapes): never copied into a
 # report.
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
-# Flavor configuration keys that name a file or directory of the model (MLflow's and envkit's).
-
 ProgressCallback = Callable[[str, str], None]
 
 
