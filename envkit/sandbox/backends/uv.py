@@ -84,12 +84,18 @@ class UvBackend(VenvBackend):
         install = [self._uv, "pip", "install", "--python", str(python)]
         constraints = ["-c", str(files.constraints)] if files.constraints else []
         requirements = ["-r", str(files.requirements), *constraints]
-        if files.unhashed is not None:  # a lock: its hashes checked, then envkit over it
-            if files.build is not None:
-                check_install(
-                    tool([*install, "-r", str(files.build)]),
-                    "installing the build dependencies (python_env.yaml) with uv",
-                )
+        locked = files.unhashed is not None  # a lock: its hashes checked, then envkit over it
+        if files.build is not None:
+            # One resolve for both is faster; when they conflict, do what pip-based tools
+            # (and MLflow) do: build dependencies first, then the requirements over them. A
+            # lock goes alone (the build dependencies have no hashes in it).
+            if not locked and tool([*install, "-r", str(files.build), *requirements]).ok:
+                return
+            check_install(
+                tool([*install, "-r", str(files.build)]),
+                "installing the build dependencies (python_env.yaml) with uv",
+            )
+        if locked:
             check_install(
                 tool([*install, "--require-hashes", *requirements]),
                 "installing the model's requirements.lock (hashes checked) with uv",
@@ -98,15 +104,6 @@ class UvBackend(VenvBackend):
                 tool([*install, *files.second_step()]), "installing envkit over the lock with uv"
             )
             return
-        if files.build is not None:
-            # One resolve for both is faster; when they conflict, do what pip-based tools
-            # (and MLflow) do: build dependencies first, then the requirements over them.
-            if tool([*install, "-r", str(files.build), *requirements]).ok:
-                return
-            check_install(
-                tool([*install, "-r", str(files.build)]),
-                "installing the build dependencies (python_env.yaml) with uv",
-            )
         check_install(
             tool([*install, *requirements]), "installing the model's requirements with uv"
         )
