@@ -1,4 +1,4 @@
-"""Helpers shared by the dependency tests (imported by name: tests/unit/deps is on sys.path)."""
+"""Helpers shared by the dependency tests (imported by name: tests/ is on sys.path)."""
 
 from __future__ import annotations
 
@@ -36,11 +36,5 @@ def model_importing(*import_lines: str, where: str = "load_context") -> Any:
     return namespace["M"]()
 
 
-# MLflow 3.17.2's own files (shared/ sits beside the repository, in CI too).
-SAMPLES = (
-    Path(__file__).resolve().parents[3].parent
-    / "shared"
-    / "reference"
-    / "samples"
-    / ("mlflow-3.17.2")
-)
+# MLflow 3.17.2's own files, copied into the repository (tests/data/mlflow-3.17.2).
+SAMPLES = Path(__file__).resolve().parent / "data" / "mlflow-3.17.2"

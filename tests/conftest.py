@@ -19,10 +19,27 @@ from pathlib import Path
 
 import pytest
 
-MLFLOW_VERSION = os.environ.get("ENVKIT_TEST_MLFLOW_VERSION", "3.17.2")
-# What the MLflow venv holds besides mlflow: the flavors both sides know, at this
-# interpreter's versions so that pickles move between the two.
-_MLFLOW_VENV_EXTRAS = ("scikit-learn", "skops", "pandas", "numpy", "cloudpickle")
+PINS = Path(__file__).resolve().parent / "pins"
+
+
+def _pinned_inputs() -> tuple[str, tuple[str, ...]]:
+    """MLflow's version and the flavor libraries of ``tests/pins/mlflow-venv.in``."""
+    from packaging.requirements import Requirement
+
+    mlflow, extras = "", []
+    for line in (PINS / "mlflow-venv.in").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        req = Requirement(line)
+        if req.name == "mlflow":
+            mlflow = str(req.specifier).removeprefix("==")
+        else:
+            extras.append(req.name)
+    return mlflow, tuple(extras)
+
+
+MLFLOW_VERSION, _MLFLOW_VENV_EXTRAS = _pinned_inputs()
 
 
 def test_cache_root() -> Path:
@@ -31,14 +48,52 @@ def test_cache_root() -> Path:
     return root
 
 
-def _pins(names: tuple[str, ...]) -> list[str]:
-    from importlib.metadata import version
+def _installed_closure(names: tuple[str, ...]) -> dict[str, str]:
+    """``names`` and what they require, transitively, as installed here: name -> version."""
+    from importlib.metadata import PackageNotFoundError, requires, version
 
-    return [f"{name}=={version(name)}" for name in names]
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    found: dict[str, str] = {}
+    todo = list(names)
+    while todo:
+        name = str(canonicalize_name(todo.pop()))
+        if name in found:
+            continue
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+        for line in requires(name) or []:
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+    return found
 
 
-def _build_venv(target: Path, requirements: list[str]) -> None:
-    """Create ``target`` with ``requirements`` installed (uv); ``.complete`` marks success.
+def _constraints(pinned: Path, here: dict[str, str]) -> list[str]:
+    """The lines of the compiled pins, with this interpreter's version where ``here`` has one."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    lines: list[str] = []
+    for raw in pinned.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        req = Requirement(line)
+        name = str(canonicalize_name(req.name))
+        if name in here:
+            marker = f" ; {req.marker}" if req.marker else ""
+            line = f"{name}=={here[name]}{marker}"
+        lines.append(line)
+    return lines
+
+
+def _build_venv(target: Path, requirements: list[str], constraints: list[str]) -> None:
+    """Create ``target`` with ``requirements`` installed (uv) under ``constraints``;
+    ``.complete`` marks success.
 
     Built in place (console scripts record their absolute path), so an interrupted build is
     recognised by the missing marker and rebuilt from scratch.
@@ -49,46 +104,59 @@ def _build_venv(target: Path, requirements: list[str]) -> None:
         [*uv, "venv", "--quiet", "--python", sys.executable, str(target)],
         check=True,
         capture_output=True,
+        timeout=300,
     )
+    constraints_file = target / "constraints.txt"
+    constraints_file.write_text("\n".join(constraints) + "\n")
     proc = subprocess.run(
         [
-            *uv,
-            "pip",
-            "install",
-            "--quiet",
-            "--python",
-            str(target / "bin" / "python"),
-            *requirements,
+            *uv, "pip", "install", "--quiet", "--python", str(target / "bin" / "python"),
+            "--constraint", str(constraints_file), *requirements,
         ],
         capture_output=True,
         text=True,
-    )
+        timeout=1200,
+    )  # fmt: skip
     if proc.returncode != 0:
         shutil.rmtree(target, ignore_errors=True)
         raise RuntimeError(f"building the test venv failed:\n{proc.stderr[-3000:]}")
     (target / ".complete").write_text(json.dumps(requirements))
 
 
-def shared_venv(name: str, requirements: list[str]) -> Path:
+def shared_venv(name: str, requirements: list[str], constraints: list[str] = ()) -> Path:
     """A virtualenv with ``requirements``, built once per requirements set and shared."""
     from filelock import FileLock
 
-    key = hashlib.sha256(json.dumps([sys.version, requirements]).encode()).hexdigest()[:12]
+    blob = json.dumps([sys.version, requirements, list(constraints)])
+    key = hashlib.sha256(blob.encode()).hexdigest()[:12]
     target = test_cache_root() / f"{name}-{key}"
-    with FileLock(str(target) + ".lock", timeout=900):
+    with FileLock(str(target) + ".lock", timeout=1800):
         if not (target / ".complete").exists():
-            _build_venv(target, requirements)
+            _build_venv(target, requirements, list(constraints))
     return target / "bin" / "python"
 
 
 @pytest.fixture(scope="session")
 def mlflow_python() -> Path:
-    """Python of a separate virtualenv with real MLflow (and the same sklearn/pandas as here)."""
+    """Python of a separate virtualenv with real MLflow, pinned by ``tests/pins/mlflow-venv.txt``
+    (and the same scikit-learn/pandas stack as here)."""
     if sys.version_info < (3, 10):
         pytest.skip(
             f"MLflow {MLFLOW_VERSION} needs Python >= 3.10 (this is {sys.version.split()[0]})"
         )
-    return shared_venv("mlflow", [f"mlflow=={MLFLOW_VERSION}", *_pins(_MLFLOW_VENV_EXTRAS)])
+    here = _installed_closure(_MLFLOW_VENV_EXTRAS)
+    requirements = [f"mlflow=={MLFLOW_VERSION}"]
+    requirements += [f"{name}=={here[name]}" for name in _MLFLOW_VENV_EXTRAS if name in here]
+    return shared_venv("mlflow", requirements, _constraints(PINS / "mlflow-venv.txt", here))
+
+
+@pytest.fixture(scope="session")
+def local_index(tmp_path_factory: pytest.TempPathFactory):
+    """A ``--find-links`` directory of the ektest wheels (``tests/local_wheels.py``): tiny
+    distributions whose dependency graph the tests control, built once per worker."""
+    from local_wheels import build_index
+
+    return build_index(tmp_path_factory.mktemp("ektest-wheels"))
 
 
 @pytest.fixture(scope="session")

@@ -19,16 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from interop_cases import data_cases, param_cases, signature_json_cases
 
 from envkit.models import ModelSignature, infer_signature
 from envkit.models.input_example import InputExample, load_input_example, save_input_example
 from envkit.models.model import Model
 
-from .interop_cases import data_cases, param_cases, signature_json_cases
-
 pytestmark = [pytest.mark.mlflow, pytest.mark.slow]
 
-CASES_DIR = Path(__file__).resolve().parent
+CASES_DIR = Path(__file__).resolve().parents[1]  # tests/, where interop_cases.py is
 
 # Where envkit deliberately differs from MLflow 3.17.2 (with pandas 3):
 # - missing values in DataFrame examples are written as JSON null; MLflow writes NaN (not

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 import envkit
 import envkit.pyfunc
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "samples" / "mlflow-3.17.2"
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "mlflow-3.17.2"
 
 
 def envkit_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -33,7 +34,9 @@ def test_version():
 
 
 def test_console_script_is_installed():
-    out = subprocess.run(["envkit", "--version"], capture_output=True, text=True)
+    # The script beside this interpreter (its environment's bin/), whatever PATH says.
+    script = Path(sysconfig.get_path("scripts")) / "envkit"
+    out = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == f"envkit {envkit.__version__}"
 
 

@@ -10,7 +10,7 @@ import yaml
 from envkit.errors import ModelFormatError, ModelUriError
 from envkit.models import Model, get_model_info
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "samples" / "mlflow-3.17.2"
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "mlflow-3.17.2"
 SAMPLE_NAMES = ["sk_example", "sk_infer", "pyfunc_env", "pyfunc_stream"]
 
 

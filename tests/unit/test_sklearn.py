@@ -105,11 +105,11 @@ def test_skops_refuses_untrusted_types_and_leaves_nothing(tmp_path):
 
 
 def test_signature_from_a_dataframe_example_is_the_one_mlflow_writes(tmp_path, iris, iris_pipeline):
-    # MLflow 3.17.2 wrote shared/reference/samples/mlflow-3.17.2/sk_example for this pipeline.
+    # MLflow 3.17.2 wrote tests/data/mlflow-3.17.2/sk_example for this pipeline.
     from pathlib import Path
 
-    samples = Path(__file__).resolve().parents[3] / "shared" / "reference" / "samples"
-    expected = yaml.safe_load((samples / "mlflow-3.17.2" / "sk_example" / "MLmodel").read_text())
+    samples = Path(__file__).resolve().parents[1] / "data" / "mlflow-3.17.2"
+    expected = yaml.safe_load((samples / "sk_example" / "MLmodel").read_text())
     X, _ = iris
     envkit.sklearn.save_model(iris_pipeline, tmp_path / "m", input_example=X.head(3))
     written = yaml.safe_load((tmp_path / "m" / "MLmodel").read_text())

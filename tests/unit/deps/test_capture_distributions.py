@@ -14,6 +14,8 @@ import envkit.pyfunc
 from envkit.deps.capture import RequirementWarning
 from envkit.deps.distributions import STDLIB, DistributionIndex, _top_level_names
 
+pytestmark = pytest.mark.capture  # these test the capture subprocess itself
+
 
 def _model(import_line: str):
     return model_importing(import_line)

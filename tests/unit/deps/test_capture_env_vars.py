@@ -9,6 +9,8 @@ from capture_helpers import model_importing
 import envkit.pyfunc
 from envkit.deps.envvars import ENV_VAR_FILE_HEADER
 
+pytestmark = pytest.mark.capture  # these test the capture subprocess itself
+
 SECRET = "value-that-must-never-be-written-4f2a"
 
 

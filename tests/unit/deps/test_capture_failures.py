@@ -14,6 +14,8 @@ import envkit.pyfunc
 from envkit.deps.capture import CaptureWarning
 from envkit.errors import CaptureError, UsageError
 
+pytestmark = pytest.mark.capture  # these test the capture subprocess itself
+
 
 @pytest.fixture
 def model_only_this_process_can_load():

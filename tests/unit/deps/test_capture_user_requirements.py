@@ -14,6 +14,8 @@ import envkit.sklearn
 from envkit.deps.capture import RequirementWarning, check_user_requirements
 from envkit.errors import InvalidRequirementError, UsageError
 
+pytestmark = pytest.mark.capture  # these test the capture subprocess itself
+
 
 def test_lists_are_parsed_and_normalized():
     user = check_user_requirements(None, ["numpy >= 1.0", "# a comment", "", "pandas"])

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from interop_cases import signature_json_cases
 
 from envkit.errors import ModelFormatError, SignatureError
 from envkit.models.model import Model
@@ -27,10 +28,8 @@ from envkit.models.schema import (
 )
 from envkit.models.signature import ModelSignature
 
-from .interop_cases import signature_json_cases
-
-# (../shared sits beside the repository, in CI too)
-SAMPLES = Path(__file__).resolve().parents[4] / "shared" / "reference" / "samples" / "mlflow-3.17.2"
+# Files MLflow 3.17.2 wrote (tests/data/mlflow-3.17.2/README.md says how they were made)
+SAMPLES = Path(__file__).resolve().parents[2] / "data" / "mlflow-3.17.2"
 SAMPLE_DIRS = sorted(p for p in SAMPLES.iterdir() if (p / "MLmodel").is_file())
 
 

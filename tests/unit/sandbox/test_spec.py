@@ -17,8 +17,8 @@ from envkit.sandbox.spec import (
     read_lock_file,
 )
 
-SAMPLES = Path(__file__).resolve().parents[3].parent / "shared" / "reference" / "samples"
-SK_EXAMPLE = SAMPLES / "mlflow-3.17.2" / "sk_example"
+SAMPLES = Path(__file__).resolve().parents[2] / "data" / "mlflow-3.17.2"
+SK_EXAMPLE = SAMPLES / "sk_example"
 
 
 def _model(tmp_path: Path, *, requirements: str, python: str = "3.11.7") -> Path:
@@ -30,7 +30,6 @@ def _model(tmp_path: Path, *, requirements: str, python: str = "3.11.7") -> Path
     return tmp_path
 
 
-@pytest.mark.skipif(not SK_EXAMPLE.is_dir(), reason="the MLflow samples are not beside the repo")
 def test_reads_an_mlflow_written_model(tmp_path):
     model = tmp_path / "m"
     shutil.copytree(SK_EXAMPLE, model)
