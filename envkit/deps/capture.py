@@ -31,7 +31,9 @@ import os
 import platform
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,11 +66,16 @@ from envkit.models.model import Model
 
 logger = logging.getLogger(__name__)
 
+# The reason the capture subprocess is off in this context (capture_disabled), or None.
+_CAPTURE_OFF: ContextVar[str | None] = ContextVar("envkit_capture_off", default=None)
+
+
 __all__ = [
     "CaptureWarning",
     "CapturedEnvironment",
     "RequirementWarning",
     "UserRequirements",
+    "capture_disabled",
     "capture_environment",
     "check_user_requirements",
     "decide_requirements",
@@ -575,6 +582,89 @@ class Decision:
         )
 
 
+def _uncaptured_decision(
+    user: UserRequirements,
+    default_requirements: Sequence[str],
+    *,
+    framework: str | None,
+    has_signature: bool,
+    index_config: IndexConfig,
+    capture: CaptureRecord,
+) -> Decision:
+    """The requirements decided without a capture: the user's ``pip_requirements`` (and what
+    the flavor needs of them), or the flavor's defaults plus the user's extras."""
+    builder = _Builder(index_config)
+    if user.mode == "replace":
+        for line in user.requirements:
+            builder.line(line, SOURCE_USER, user=True)
+        builder.flavor_needs(default_requirements, framework)
+    else:
+        for line in default_requirements:
+            builder.line(line, SOURCE_FLAVOR, user=False)
+        for line in user.requirements:
+            builder.line(line, SOURCE_USER, user=True)
+    if has_signature:
+        builder.enforcement_needs()
+    return Decision(
+        records=builder.result(framework),
+        constraints=list(user.constraints),
+        env_vars=[],
+        capture=capture,
+        messages=builder.messages,
+        index_config=index_config,
+    )
+
+
+def _record_env_var_names(
+    decision: Decision,
+    model_dir: str | os.PathLike[str],
+    input_example_info: Mapping[str, Any],
+    *,
+    timeout: float | None,
+    strict: bool,
+    strict_label: str,
+) -> None:
+    """Run the model on its example only to record the environment variable names it reads."""
+    from envkit.deps.imports import CaptureFailed, capture_imports
+
+    try:
+        names_only = capture_imports(
+            model_dir, input_example_info=input_example_info, timeout=timeout
+        )
+    except CaptureFailed as exc:
+        if strict:
+            raise CaptureError(
+                f"recording the environment variables the model reads failed: "
+                f"{exc.reason}{strict_label}",
+                detail=exc.detail,
+            ) from None
+        decision.messages.append(
+            f"capturing the environment variable names the model reads failed: "
+            f"{exc.reason}; environment_variables.txt was not written"
+        )
+        return
+    decision.env_vars = allowlisted(names_only.env_vars)
+    decision.capture.reason = f"{decision.capture.reason}; environment variable names recorded"
+    decision.capture.predicted = names_only.predicted
+
+
+@contextmanager
+def capture_disabled(reason: str = "capture turned off by the caller") -> Iterator[None]:
+    """Within this context, saves skip the capture subprocess (internal switch).
+
+    A model saved so records what it would record if the capture failed, without a warning:
+    the flavor's requirements, the user's, and pandas/numpy for a signature; its provenance
+    says the capture was skipped and why. For envkit's own tests of everything but capture,
+    where a subprocess per save costs a second each. Not thread-inherited: a save in another
+    thread captures as usual.
+    """
+    token = _CAPTURE_OFF.set(reason)
+    try:
+        yield
+    finally:
+        _CAPTURE_OFF.reset(token)
+
+
 def decide_requirements(
     model_dir: str | os.PathLike[str],
     *,
@@ -605,45 +695,30 @@ def decide_requirements(
     record_env = recording_enabled()  # an invalid switch fails before anything runs
     index_config = IndexConfig.current()
     user = user_requirements
-    if user.mode == "replace":
-        builder = _Builder(index_config)
-        for line in user.requirements:
-            builder.line(line, SOURCE_USER, user=True)
-        builder.flavor_needs(default_requirements, framework)
-        if has_signature:
-            builder.enforcement_needs()
-        capture = CaptureRecord("skipped", reason="pip_requirements replaces inference")
-        env_names: list[str] = []
-        if input_example_info and record_env:
+    off_reason = _CAPTURE_OFF.get()
+    if off_reason is not None or user.mode == "replace":
+        decision = _uncaptured_decision(
+            user,
+            default_requirements,
+            framework=framework,
+            has_signature=has_signature,
+            index_config=index_config,
+            capture=CaptureRecord(
+                "skipped", reason=off_reason or "pip_requirements replaces inference"
+            ),
+        )
+        if off_reason is None and input_example_info and record_env:
             # No requirement inference, but the names the model reads while predicting are
             # still worth recording for whoever deploys it.
-            try:
-                names_only = capture_imports(
-                    model_dir, input_example_info=input_example_info, timeout=timeout
-                )
-            except CaptureFailed as exc:
-                if strict:
-                    raise CaptureError(
-                        f"recording the environment variables the model reads failed: "
-                        f"{exc.reason}{strict_label}",
-                        detail=exc.detail,
-                    ) from None
-                builder.messages.append(
-                    f"capturing the environment variable names the model reads failed: "
-                    f"{exc.reason}; environment_variables.txt was not written"
-                )
-            else:
-                env_names = allowlisted(names_only.env_vars)
-                capture.reason = f"{capture.reason}; environment variable names recorded"
-                capture.predicted = names_only.predicted
-        return Decision(
-            records=builder.result(framework),
-            constraints=list(user.constraints),
-            env_vars=env_names,
-            capture=capture,
-            messages=builder.messages,
-            index_config=index_config,
-        )
+            _record_env_var_names(
+                decision,
+                model_dir,
+                input_example_info,
+                timeout=timeout,
+                strict=strict,
+                strict_label=strict_label,
+            )
+        return decision
 
     warmer = warm_in_background()
     messages: list[str] = []

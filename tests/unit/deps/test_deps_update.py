@@ -17,7 +17,13 @@ from envkit.models import update_model_requirements
 
 @pytest.fixture
 def model(tmp_path):
-    envkit.pyfunc.save_model(tmp_path / "m", python_model=model_importing("import yaml"))
+    from importlib.metadata import version
+
+    envkit.pyfunc.save_model(
+        tmp_path / "m",
+        python_model=model_importing("import yaml"),
+        extra_pip_requirements=[f"pyyaml=={version('pyyaml')}"],
+    )
     return tmp_path / "m"
 
 
