@@ -109,7 +109,8 @@ def test_a_failure_with_detail_is_still_one_line(tmp_path):
     envkit.pyfunc.save_model(
         tmp_path / "m",
         python_model=Echo(),
-        pip_requirements=["envkit-test-no-such-distribution-xyz==9.9.9"],
+        # --no-index: the resolver fails here, offline, instead of asking PyPI
+        pip_requirements=["--no-index", "envkit-test-no-such-distribution-xyz==9.9.9"],
     )
     out = envkit_cli("lock", str(tmp_path / "m"))
     assert out.returncode == 3
