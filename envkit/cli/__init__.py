@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from envkit._version import __version__
-from envkit.errors import EXIT_BAD_INPUT, EXIT_MODEL_FAILED, EnvkitError
+from envkit.errors import EXIT_BAD_INPUT, EXIT_ENV_FAILED, EXIT_MODEL_FAILED, EnvkitError
 
 # Order is the order of `envkit --help`.
 COMMAND_MODULES = [
@@ -120,12 +120,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except ModuleNotFoundError as exc:
+        if exc.name not in CLI_TOOLS:
+            _report_error(f"unexpected {type(exc).__name__}: {exc}", None, exc, verbose)
+            return EXIT_MODEL_FAILED
+        _report_error(
+            f"this command needs envkit's sandbox tools, and {exc.name} is not installed here: "
+            "pip install 'envkit[cli]'",
+            None,
+            exc,
+            verbose,
+        )
+        return EXIT_ENV_FAILED
     except Exception as exc:  # a bug or an unexpected failure: still one line without --verbose
         _report_error(f"unexpected {type(exc).__name__}: {exc}", None, exc, verbose)
         return EXIT_MODEL_FAILED
 
 
 MAX_ERROR_LINE = 400
+
+# The `cli` extra: what the commands that build sandboxes import; the runtime has none of it.
+CLI_TOOLS = frozenset({"filelock", "rich", "uv", "virtualenv"})
 
 
 def one_line(text: str, limit: int = MAX_ERROR_LINE) -> tuple[str, str]:

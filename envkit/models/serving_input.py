@@ -91,6 +91,7 @@ def parse_serving_input(
     """
     mime = _check_content_type(content_type)
     if mime == CONTENT_TYPE_CSV:
+        _require_pandas("a text/csv payload")
         return parse_csv_input(_as_text(payload, "CSV"), schema), None
     if mime == CONTENT_TYPE_PARQUET:
         return _parse_parquet(payload), None
@@ -124,9 +125,31 @@ def parse_serving_input(
             )
         return decoded[INPUTS], params
     if key in (INSTANCES, INPUTS):
+        if schema is None and not installed("numpy"):
+            # The model records no numpy (no signature, no input example): its JSON arrives as
+            # Python data, in `envkit serve`, `predict` and `validate` alike.
+            return decoded[key], params
         return parse_tf_serving_input({key: decoded[key]}, schema), params
+    _require_pandas(f"a {key!r} payload")
     orient = "split" if key == DF_SPLIT else "records"
     return dataframe_from_parsed_json(decoded[key], orient, schema), params
+
+
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported in this environment (without importing it)."""
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _require_pandas(what: str) -> None:
+    """Refuse a payload that is a DataFrame where the model's environment has no pandas."""
+    if not installed("pandas"):
+        raise ServingInputError(
+            f"{what} is a pandas DataFrame, and this model's environment has no pandas (its "
+            "requirements do not include it): send JSON {\"inputs\": ...} instead, or add "
+            "pandas to the model's requirements"
+        )
 
 
 def _check_content_type(content_type: str) -> str:

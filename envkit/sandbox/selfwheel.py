@@ -81,7 +81,7 @@ def _metadata() -> tuple[str, str]:
     else:  # running from a source tree that was never installed
         lines.extend(
             f"Requires-Dist: {req}"
-            for req in ("PyYAML>=5.4", "packaging>=21", "filelock>=3.8", "cloudpickle>=2.0")
+            for req in ("PyYAML>=5.4", "packaging>=21", "cloudpickle>=2.0")
         )
     return "\n".join(lines) + "\n", entry_points
 

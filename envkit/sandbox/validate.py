@@ -91,6 +91,9 @@ class ValidationReport:
     output: dict[str, Any] | None = None
     stream: dict[str, Any] | None = None
     mismatches: list[dict[str, str]] = field(default_factory=list)
+    # Distributions the environment holds beyond the model's requirements and envkit's runtime
+    # (None where the environment is not envkit's to build: local).
+    unrequested: list[str] | None = None
     warnings: list[str] = field(default_factory=list)
     error: dict[str, Any] | None = None
     model_log: str = ""
@@ -132,6 +135,7 @@ class ValidationReport:
             "output": self.output,
             "stream": self.stream,
             "mismatches": list(self.mismatches),
+            "unrequested": self.unrequested,
             "warnings": list(self.warnings),
             "error": self.error,
         }
@@ -219,6 +223,8 @@ class _Session:
         self.workdir: Path | None = None
         self.scratch_env: Path | None = None
         self.predictions: dict[str, Any] | None = None
+        self.requirements: list[str] = []
+        self.build_dependencies: list[str] = []
 
     def close(self) -> None:
         if self.workdir is not None:
@@ -333,6 +339,7 @@ class _Session:
             spec = spec.resolved(runner=wheel.runner_id)
         report.spec = {**spec.to_dict(), "key": spec.key, "source": source}
         self.requirements = list(spec.requirements)
+        self.build_dependencies = list(spec.build_dependencies)
         plan = install_plan(spec, wheel)
         if plan.require_hashes:
             report.spec_notes.append(f"requirements.lock: {len(plan.pins)} pins, hashes checked")
@@ -456,6 +463,8 @@ class _Session:
             "predictions_path": str(predictions_path) if predictions_path else None,
             "stream": stream,
             "requirements": [r for r in self.requirements if requirement_name(r) != "envkit"],
+            "build_dependencies": list(self.build_dependencies),
+            "check_unrequested": bool(report.isolated),
         }
         request_path = workdir / "request.json"
         request_path.write_text(json.dumps(request), encoding="utf-8")
@@ -488,6 +497,8 @@ class _Session:
             report.output["preview"] = strip_ansi(report.output["preview"])
         report.stream = data.get("stream")
         report.mismatches = list(data.get("mismatches") or [])
+        if "unrequested" in data:
+            report.unrequested = [str(name) for name in data["unrequested"]]
         report.warnings.extend(strip_ansi(str(w)) for w in data.get("warnings") or [])
         if data.get("python"):
             running = str(data["python"])

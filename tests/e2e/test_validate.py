@@ -76,6 +76,14 @@ def test_uv_validates_the_iris_model_and_the_second_run_is_a_cache_hit(
     assert report["timings"]["install"] > 0
     assert report["interpreter"]["exact"] is True
     assert any(r.startswith("scikit-learn==") for r in report["spec"]["requirements"])
+    # The environment holds what the model's files install and envkit's runtime: no tooling.
+    assert report["unrequested"] == []
+    [site] = Path(report["cache"]["path"]).glob("lib/python*/site-packages")
+    installed = {p.name.split("-")[0].lower() for p in site.glob("*.dist-info")}
+    tooling = {"uv", "virtualenv", "distlib", "rich", "pygments", "markdown_it_py", "mdurl"}
+    tooling |= {"platformdirs", "python_discovery", "filelock"}
+    assert installed & tooling == set(), installed & tooling
+    assert not (site.parent.parent.parent / "bin" / "uv").exists()
 
     junit = tmp_path / "report.xml"
     second = envkit_cli(

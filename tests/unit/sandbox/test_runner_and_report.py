@@ -170,3 +170,15 @@ def test_environment_failures_are_junit_errors():
     suite = ET.fromstring(render(report, "junit")).find("testsuite")
     assert suite is not None and suite.get("errors") == "1"
     assert report.to_error() is not None and report.to_error().exit_code == 3
+
+
+def test_unrequested_distributions_are_what_no_requirement_needs():
+    """Here (the test environment) ruff is installed and nothing pytest or envkit requires
+    needs it; pluggy (pytest's) and PyYAML (envkit's runtime) are needed."""
+    from envkit.sandbox.runner import unrequested_distributions
+
+    extra = unrequested_distributions(["pytest"])
+    assert "ruff" in extra
+    assert "pluggy" not in extra and "pytest" not in extra
+    assert "pyyaml" not in extra and "cloudpickle" not in extra  # envkit's runtime
+    assert "ruff" not in unrequested_distributions(["pytest", "ruff"])
