@@ -72,22 +72,20 @@ def _installed_closure(names: tuple[str, ...]) -> dict[str, str]:
     return found
 
 
-def _constraints(pinned: Path, here: dict[str, str]) -> list[str]:
-    """The lines of the compiled pins, with this interpreter's version where ``here`` has one."""
+def _constraints(pinned: Path, shared: dict[str, str]) -> list[str]:
+    """The compiled pins, less the distributions the MLflow venv shares with this interpreter
+    (``shared``: the flavor libraries and what they require here). Those follow this
+    interpreter: the libraries themselves pinned to its versions, their dependencies resolved
+    by uv within what MLflow allows (python-dateutil 4 here, <3 for MLflow's graphene), so that
+    no pin of ours can conflict with a release installed here."""
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
     lines: list[str] = []
     for raw in pinned.read_text().splitlines():
         line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        req = Requirement(line)
-        name = str(canonicalize_name(req.name))
-        if name in here:
-            marker = f" ; {req.marker}" if req.marker else ""
-            line = f"{name}=={here[name]}{marker}"
-        lines.append(line)
+        if line and str(canonicalize_name(Requirement(line).name)) not in shared:
+            lines.append(line)
     return lines
 
 
