@@ -32,7 +32,7 @@ def main() -> int:
     from sklearn.preprocessing import StandardScaler
 
     import envkit.sklearn
-    from envkit.docker_build import build_image, remove_image, require_engine
+    from envkit.docker import build_image, remove_image, require_engine
 
     require_engine()
     X, y = load_iris(return_X_y=True, as_frame=True)

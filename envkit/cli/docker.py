@@ -61,7 +61,7 @@ def register(subparsers: Any) -> None:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from envkit.docker_build import generate_dockerfile
+    from envkit.docker import generate_dockerfile
 
     context = generate_dockerfile(
         args.model,
@@ -81,7 +81,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
 def run_build(args: argparse.Namespace) -> int:
     from envkit.cli._sandbox_options import progress_display
-    from envkit.docker_build import build_image
+    from envkit.docker import build_image
 
     with progress_display(True) as progress:
         build = build_image(

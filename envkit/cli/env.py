@@ -93,7 +93,7 @@ def _reap() -> list[str]:
 
     if importlib.util.find_spec("docker") is None:
         return []
-    from envkit import docker_build as db
+    from envkit import docker as db
     from envkit.errors import EnvkitError
 
     try:

@@ -23,6 +23,11 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["make_tempdir", "remove_stale_tempdirs", "tempdir"]
 
+# The non-root user of the images envkit builds. As root, the docker backend hands a run's
+# writable directories to it for the run, so a directory a killed envkit left may belong to it.
+# Defined here, in the layer below the docker package, which takes it from here.
+CONTAINER_UID = 10001
+
 _NAME = re.compile(r"^envkit-([a-z]+)-(\d+)-[A-Za-z0-9_]+$")
 
 
@@ -54,7 +59,7 @@ def remove_stale_tempdirs(root: str | os.PathLike[str] | None = None) -> list[Pa
     uid = os.geteuid() if hasattr(os, "geteuid") else None
     # As root, the docker backend hands a run's directory to the container's user for the
     # run: one a killed envkit left is still ours to remove.
-    owners = {uid, _container_uid()} if uid == 0 else {uid}
+    owners = {uid, CONTAINER_UID} if uid == 0 else {uid}
     for entry in entries:
         match = _NAME.match(entry.name)
         if match is None:
@@ -72,9 +77,3 @@ def remove_stale_tempdirs(root: str | os.PathLike[str] | None = None) -> list[Pa
         shutil.rmtree(entry.path, ignore_errors=True)
         removed.append(Path(entry.path))
     return removed
-
-
-def _container_uid() -> int:
-    from envkit.docker_build import CONTAINER_UID
-
-    return CONTAINER_UID

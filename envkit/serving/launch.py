@@ -214,7 +214,7 @@ def _docker_command(
     ca_bundle: str | None,
     progress: Callable[[str, str], None] | None,
 ) -> PreparedServer:
-    from envkit import docker_build as db
+    from envkit import docker as db
     from envkit.deps.envvars import read_env_vars_file
 
     digest = hashlib.sha256(str(model_dir).encode()).hexdigest()[:12]
@@ -267,7 +267,7 @@ class _ServerContainer:
         self._output: threading.Thread | None = None
 
     def start(self) -> _ServerContainer:
-        from envkit import docker_build as db
+        from envkit import docker as db
         from envkit.errors import EnvironmentBuildError
 
         client = self._resources.enter_context(db.engine())

@@ -33,7 +33,7 @@ REQUIREMENTS = [
 
 @pytest.fixture(scope="session")
 def docker_ready() -> None:
-    from envkit.docker_build import engine_unavailable_reason, image_inspect
+    from envkit.docker import engine_unavailable_reason, image_inspect
 
     def unavailable(reason: str) -> None:
         if os.environ.get("ENVKIT_REQUIRE_DOCKER") == "1":
@@ -375,7 +375,7 @@ def test_containers_a_killed_envkit_left_are_reaped(engine):
     import subprocess
     import sys
 
-    from envkit.docker_build import LABEL_OWNER, owner_labels, reap_orphaned_containers
+    from envkit.docker import LABEL_OWNER, owner_labels, reap_orphaned_containers
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()  # a pid that no longer runs

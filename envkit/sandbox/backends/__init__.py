@@ -21,12 +21,16 @@ logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "envkit.backends"
 
-# The order is the order ``--env-manager auto`` tries them in.
+# The order is the order ``--env-manager auto`` tries them in. The same as the entry points in
+# envkit's pyproject.toml, so that they are found without installed metadata, or with the
+# metadata of an older install (an editable one keeps the entry points it was installed with).
+# ``docker`` lives in the layer above the sandbox (its package imports the sandbox, never the
+# reverse): it is named here as an entry point names it, and imported only when asked for.
 BUILTIN_BACKENDS: dict[str, str] = {
     "uv": "envkit.sandbox.backends.uv:UvBackend",
     "virtualenv": "envkit.sandbox.backends.virtualenv:VirtualenvBackend",
     "conda": "envkit.sandbox.backends.conda:CondaBackend",
-    "docker": "envkit.sandbox.backends.docker:DockerBackend",
+    "docker": "envkit.docker.backend:DockerBackend",
     "local": "envkit.sandbox.backends.local:LocalBackend",
 }
 # ``auto`` never picks these: ``local`` is not isolated, ``docker`` is asked for explicitly.

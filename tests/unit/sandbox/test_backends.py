@@ -151,6 +151,47 @@ def test_an_unreachable_docker_engine_is_named_with_the_reason(monkeypatch, tmp_
     )
 
 
+def test_the_docker_backend_is_found_when_the_installed_entry_point_names_its_old_module(
+    tmp_path, monkeypatch
+):
+    """An install made before the backend moved to envkit.docker keeps the old entry point
+    (an editable install keeps the entry points it was installed with): the built-in wins."""
+    dist_info = tmp_path / "oldenvkit-0.1.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: oldenvkit\nVersion: 0.1\n")
+    (dist_info / "entry_points.txt").write_text(
+        "[envkit.backends]\ndocker = envkit.sandbox.backends.docker:DockerBackend\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert registered_backends()["docker"] == "envkit.docker.backend:DockerBackend"
+    backend = load_backend("docker")
+    assert type(backend).__module__ == "envkit.docker.backend" and backend.name == "docker"
+
+
+def test_the_sandbox_and_the_layers_below_it_never_import_envkit_docker():
+    """Layers import downward only: envkit.docker imports the sandbox, never the reverse (not
+    even inside a function). The docker backend is named by a string in the registry."""
+    import ast
+    from pathlib import Path
+
+    import envkit
+
+    root = Path(envkit.__file__).parent
+    offenders = []
+    for layer in ("models", "deps", "pyfunc", "sklearn", "sandbox"):
+        for path in sorted((root / layer).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+                elif isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                else:
+                    continue
+                if any(n == "envkit.docker" or n.startswith("envkit.docker.") for n in names):
+                    offenders.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert offenders == []
+
+
 def test_a_locked_spec_installs_its_pins_with_their_hashes_then_envkit(tmp_path):
     wheel = SelfWheel(tmp_path / "envkit-0.1.0-py3-none-any.whl", "abc")
     hashes = (("numpy==2.0.0", ("sha256:aa", "sha256:bb")), ("six==1.16.0", ("sha256:cc",)))

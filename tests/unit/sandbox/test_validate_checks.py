@@ -385,7 +385,7 @@ def test_stale_temporary_directories_are_recognised_by_their_process(tmp_path):
     if os.geteuid() == 0:
         # As root the docker backend chowns a run's directory to the container's user for
         # the run; a killed envkit never gives it back, and prune still removes it.
-        from envkit.docker_build import CONTAINER_UID
+        from envkit.sandbox.tempdirs import CONTAINER_UID
 
         handed = tmp_path / f"envkit-run-{gone.stdout.strip()}-efgh5678"
         handed.mkdir()

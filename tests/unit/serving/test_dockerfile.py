@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from envkit.docker_build import default_base_image, generate_dockerfile, resolve_ca_bundle
+from envkit.docker import default_base_image, generate_dockerfile, resolve_ca_bundle
 from envkit.errors import UsageError
 
 

@@ -27,15 +27,23 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
+import shutil
 import time
-import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from envkit._subprocess import Outcome
-from envkit.errors import EnvironmentBuildError, UsageError
+from envkit.docker import context as ctx
+from envkit.docker import image as img
+from envkit.docker.containers import (
+    DEFAULT_MEMORY,
+    ENV_MEMORY,
+    container_limits,
+    run_contained,
+)
+from envkit.docker.engine import engine_unavailable_reason, engine_version
+from envkit.errors import EnvironmentBuildError
 from envkit.sandbox.backends.base import Backend, Environment, InstallPlan
 from envkit.sandbox.cache import BuildInfo
 
@@ -43,13 +51,10 @@ if TYPE_CHECKING:
     from envkit.sandbox.interpreters import Interpreter
     from envkit.sandbox.spec import EnvSpec
 
+__all__ = ["DockerBackend"]
+
 IMAGE_RECORD = "image.json"
 IMAGE_REPOSITORY = "envkit-env"
-ENV_MEMORY = "ENVKIT_DOCKER_MEMORY"
-ENV_CPUS = "ENVKIT_DOCKER_CPUS"
-DEFAULT_MEMORY = "2g"
-DEFAULT_CPUS = "1"
-PIDS_LIMIT = 512
 
 
 class DockerBackend(Backend):
@@ -69,15 +74,12 @@ class DockerBackend(Backend):
     def configure(self, **options: object) -> None:
         """Take ``base_image`` and ``ca_bundle`` (as ``--base-image``/``--ca-bundle``); both
         are checked here, before anything is built."""
-        from envkit import docker_build as db
-
         # The run's limits too: a typo in them is bad usage, found before a build.
-        _memory(os.environ.get(ENV_MEMORY) or DEFAULT_MEMORY)
-        _nano_cpus(os.environ.get(ENV_CPUS) or DEFAULT_CPUS)
+        container_limits()
         if options.get("base_image") is not None:
-            self.base_image = db.check_image_reference(str(options["base_image"]))
+            self.base_image = ctx.check_image_reference(str(options["base_image"]))
         if options.get("ca_bundle") is not None:
-            db.resolve_ca_bundle(str(options["ca_bundle"]))  # a missing file fails now
+            ctx.resolve_ca_bundle(str(options["ca_bundle"]))  # a missing file fails now
             self.ca_bundle = str(options["ca_bundle"])
 
     def killed_hint(self, returncode: int | None, extra: Mapping[str, object]) -> str | None:
@@ -93,15 +95,11 @@ class DockerBackend(Backend):
 
     def unavailable_reason(self) -> str | None:
         if not self._checked:
-            from envkit.docker_build import engine_unavailable_reason
-
             self._reason = engine_unavailable_reason()
             self._checked = True
         return self._reason
 
     def tool_versions(self) -> dict[str, str]:
-        from envkit.docker_build import engine_version
-
         return {"docker": engine_version()}
 
     # -- building --------------------------------------------------------------------------------
@@ -115,47 +113,19 @@ class DockerBackend(Backend):
         plan: InstallPlan,
         timeout: float | None = None,
     ) -> BuildInfo:
-        import shutil
-
-        from envkit import docker_build as db
-
-        base = db.default_base_image(spec.python, self.base_image)
-        labels = {db.LABEL_SPEC_KEY: spec.key, db.LABEL_BASE_IMAGE: base}
+        base = ctx.default_base_image(spec.python, self.base_image)
+        labels = {ctx.LABEL_SPEC_KEY: spec.key, ctx.LABEL_BASE_IMAGE: base}
         tag = f"{IMAGE_REPOSITORY}:{spec.key}"
-        timings: dict[str, float] = {}
         start = time.perf_counter()
-        existing = db.find_images(labels)
+        existing = img.find_images(labels)
         reused = bool(existing)
         if reused:
             image_id = existing[0]
-            db.tag_image(image_id, tag)
+            img.tag_image(image_id, tag)
         else:
-            # The context (it may hold index credentials) lives in the build directory: a killed
-            # build leaves it where the cache removes unfinished builds.
-            context_dir = target / ".context"
-            try:
-                context = db.write_context(
-                    context_dir,
-                    plan=plan,
-                    python=spec.python,
-                    base_image=base,
-                    ca_bundle=db.resolve_ca_bundle(self.ca_bundle),
-                )
-                db.docker_build(
-                    context,
-                    tag,
-                    target="env",
-                    labels={**labels, db.LABEL_VERSION: spec.runner},
-                    timeout=timeout,
-                )
-            finally:
-                shutil.rmtree(context_dir, ignore_errors=True)
-            info = db.image_inspect(tag)
-            if info is None:
-                raise EnvironmentBuildError(f"docker build reported success but {tag} is missing")
-            image_id = str(info["Id"])
-        timings["install"] = time.perf_counter() - start
-        python = db.image_python(image_id)
+            image_id = self._build(spec, target, plan, tag, base, labels, timeout)
+        timings = {"install": time.perf_counter() - start}
+        python = img.image_python(image_id)
         record = {
             "image": image_id,
             "tag": tag,
@@ -166,21 +136,55 @@ class DockerBackend(Backend):
         (target / IMAGE_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         return BuildInfo(
             python=python or spec.python,
-            python_path=db.CONTAINER_PYTHON,
+            python_path=ctx.CONTAINER_PYTHON,
             tools=self.tool_versions(),
             timings=timings,
             extra={"image": tag, "image_id": image_id, "base_image": base, "reused": reused},
         )
 
-    def open(self, path: Path) -> Environment:
-        from envkit.docker_build import CONTAINER_PYTHON
+    def _build(
+        self,
+        spec: EnvSpec,
+        target: Path,
+        plan: InstallPlan,
+        tag: str,
+        base: str,
+        labels: Mapping[str, str],
+        timeout: float | None,
+    ) -> str:
+        """Build the ``env`` stage as ``tag``; returns the image's ID."""
+        # The context (it may hold index credentials) lives in the build directory: a killed
+        # build leaves it where the cache removes unfinished builds.
+        context_dir = target / ".context"
+        try:
+            context = ctx.write_context(
+                context_dir,
+                plan=plan,
+                python=spec.python,
+                base_image=base,
+                ca_bundle=ctx.resolve_ca_bundle(self.ca_bundle),
+            )
+            img.docker_build(
+                context,
+                tag,
+                target="env",
+                labels={**labels, ctx.LABEL_VERSION: spec.runner},
+                timeout=timeout,
+            )
+        finally:
+            shutil.rmtree(context_dir, ignore_errors=True)
+        info = img.image_inspect(tag)
+        if info is None:
+            raise EnvironmentBuildError(f"docker build reported success but {tag} is missing")
+        return str(info["Id"])
 
+    def open(self, path: Path) -> Environment:
         record: dict[str, object] = {}
         with contextlib.suppress(OSError, ValueError):
             record = json.loads((path / IMAGE_RECORD).read_text(encoding="utf-8"))
         return Environment(
             path=path,
-            python=Path(CONTAINER_PYTHON),
+            python=Path(ctx.CONTAINER_PYTHON),
             backend=self.name,
             python_flags=("-I",),
             isolated=True,
@@ -188,17 +192,15 @@ class DockerBackend(Backend):
         )
 
     def check(self, env: Environment) -> str | None:
-        from envkit import docker_build as db
-
         image = str(env.extra.get("image") or "")
         if not image:
             return "it has no image record"
-        if db.image_inspect(image) is None:
+        if img.image_inspect(image) is None:
             return f"its image {env.extra.get('tag', image)} no longer exists"
         recorded = str(env.extra.get("base_image") or "")
         python = str(env.extra.get("python") or "")
         if recorded and python:
-            wanted = db.default_base_image(python, self.base_image)
+            wanted = ctx.default_base_image(python, self.base_image)
             if wanted != recorded:
                 return f"it was built from {recorded}, and the base image is now {wanted}"
         return None
@@ -216,88 +218,12 @@ class DockerBackend(Backend):
         paths: Sequence[Path] = (),
         writable_paths: Sequence[Path] = (),
     ) -> Outcome:
-        from envkit import docker_build as db
-
-        writable = list(dict.fromkeys(Path(p).absolute() for p in writable_paths))
-        mounts = {path: "rw" for path in writable}
-        for path in paths:
-            mounts.setdefault(Path(path).absolute(), "ro")
-        workdir = Path(cwd).absolute() if cwd is not None else None
-        if workdir is not None and not any(_within(workdir, mount) for mount in mounts):
-            mounts[workdir] = "ro"
-        user = _container_user()
-        with _owned_by_container(writable, user):
-            return db.run_container(
-                str(env.extra.get("image") or env.extra.get("tag")),
-                self.command(env, argv),
-                timeout=timeout,
-                name=f"envkit-run-{uuid.uuid4().hex[:12]}",
-                # Values go to the engine in the API request, never on a command line.
-                environment={
-                    "PYTHONNOUSERSITE": "1",
-                    "PYTHONIOENCODING": "utf-8",
-                    "HOME": "/tmp",
-                    **(extra_env or {}),
-                },
-                volumes={str(p): {"bind": str(p), "mode": mode} for p, mode in mounts.items()},
-                working_dir=str(workdir) if workdir is not None else None,
-                network_mode="none",
-                read_only=True,
-                tmpfs={"/tmp": "rw,nosuid,nodev,size=512m"},
-                user=user,
-                cap_drop=["ALL"],
-                security_opt=["no-new-privileges"],
-                mem_limit=_memory(os.environ.get(ENV_MEMORY) or DEFAULT_MEMORY),
-                nano_cpus=_nano_cpus(os.environ.get(ENV_CPUS) or DEFAULT_CPUS),
-                pids_limit=PIDS_LIMIT,
-            )
-
-
-def _memory(limit: str) -> str:
-    """``ENVKIT_DOCKER_MEMORY``: a size the engine takes (``512m``, ``2g``, bytes)."""
-    if not re.fullmatch(r"\d+(\.\d+)?[bkmgBKMG]?", limit.strip()):
-        raise UsageError(f"{ENV_MEMORY}={limit!r} is not a memory size (e.g. 512m, 2g)")
-    return limit.strip()
-
-
-def _nano_cpus(cpus: str) -> int:
-    try:
-        value = float(cpus)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise UsageError(f"{ENV_CPUS}={cpus!r} is not a positive number of CPUs")
-    return int(value * 1e9)
-
-
-def _within(path: Path, directory: Path) -> bool:
-    return path == directory or directory in path.parents
-
-
-def _container_user() -> str:
-    """This user when it is not root; else the image's non-root user."""
-    from envkit.docker_build import CONTAINER_UID
-
-    if hasattr(os, "geteuid") and os.geteuid() != 0:
-        return f"{os.geteuid()}:{os.getegid()}"
-    return f"{CONTAINER_UID}:{CONTAINER_UID}"
-
-
-@contextlib.contextmanager
-def _owned_by_container(paths: Sequence[Path], user: str) -> Iterator[None]:
-    """As root, hand the writable directories to the container's user for the run."""
-    if not (hasattr(os, "geteuid") and os.geteuid() == 0) or user.startswith("0:"):
-        yield
-        return
-    uid, gid = (int(part) for part in user.split(":"))
-    previous = []
-    for path in paths:
-        stat = path.stat()
-        previous.append((path, stat.st_uid, stat.st_gid))
-        os.chown(path, uid, gid)
-    try:
-        yield
-    finally:
-        for path, old_uid, old_gid in previous:
-            with contextlib.suppress(OSError):
-                os.chown(path, old_uid, old_gid)
+        return run_contained(
+            str(env.extra.get("image") or env.extra.get("tag")),
+            self.command(env, argv),
+            cwd=cwd,
+            timeout=timeout,
+            environment=extra_env,
+            paths=paths,
+            writable_paths=writable_paths,
+        )
