@@ -147,7 +147,7 @@ def _require_pandas(what: str) -> None:
     if not installed("pandas"):
         raise ServingInputError(
             f"{what} is a pandas DataFrame, and this model's environment has no pandas (its "
-            "requirements do not include it): send JSON {\"inputs\": ...} instead, or add "
+            'requirements do not include it): send JSON {"inputs": ...} instead, or add '
             "pandas to the model's requirements"
         )
 

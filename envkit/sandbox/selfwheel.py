@@ -80,8 +80,7 @@ def _metadata() -> tuple[str, str]:
         entry_points = dist.read_text("entry_points.txt") or ""
     else:  # running from a source tree that was never installed
         lines.extend(
-            f"Requires-Dist: {req}"
-            for req in ("PyYAML>=5.4", "packaging>=21", "cloudpickle>=2.0")
+            f"Requires-Dist: {req}" for req in ("PyYAML>=5.4", "packaging>=21", "cloudpickle>=2.0")
         )
     return "\n".join(lines) + "\n", entry_points
 
