@@ -147,6 +147,10 @@ class SubprocessError(EnvkitError):
         self.returncode = returncode
         self.stdout = stdout
         self.stderr = stderr
+        # What the process was doing and why it failed, as data (an installer step and a
+        # cause such as a hash mismatch), for code that words a hint on them.
+        self.step: str | None = None
+        self.cause: str | None = None
         super().__init__(message, detail=self._format_detail())
 
     def _format_detail(self) -> str:

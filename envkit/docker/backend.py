@@ -44,11 +44,10 @@ from envkit.docker.containers import (
 )
 from envkit.docker.engine import engine_unavailable_reason, engine_version
 from envkit.errors import EnvironmentBuildError
-from envkit.sandbox.backends.base import Backend, Environment, InstallPlan
+from envkit.sandbox.backends.base import Backend, Environment, InstallPlan, PythonChoice
 from envkit.sandbox.cache import BuildInfo
 
 if TYPE_CHECKING:
-    from envkit.sandbox.interpreters import Interpreter
     from envkit.sandbox.spec import EnvSpec
 
 __all__ = ["DockerBackend"]
@@ -109,7 +108,7 @@ class DockerBackend(Backend):
         spec: EnvSpec,
         target: Path,
         *,
-        interpreter: Interpreter | None,
+        python: PythonChoice,
         plan: InstallPlan,
         timeout: float | None = None,
     ) -> BuildInfo:
@@ -125,7 +124,7 @@ class DockerBackend(Backend):
         else:
             image_id = self._build(spec, target, plan, tag, base, labels, timeout)
         timings = {"install": time.perf_counter() - start}
-        python = img.image_python(image_id)
+        image_python = img.image_python(image_id)
         record = {
             "image": image_id,
             "tag": tag,
@@ -135,7 +134,7 @@ class DockerBackend(Backend):
         }
         (target / IMAGE_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         return BuildInfo(
-            python=python or spec.python,
+            python=image_python or spec.python,
             python_path=ctx.CONTAINER_PYTHON,
             tools=self.tool_versions(),
             timings=timings,

@@ -13,17 +13,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import re
 import shutil
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envkit._subprocess import check_timeout
 from envkit.errors import (
     EXIT_BAD_INPUT,
     EXIT_ENV_FAILED,
@@ -35,20 +32,22 @@ from envkit.errors import (
     ModelFormatError,
     ModelTimeoutError,
     SchemaEnforcementError,
-    ServingInputError,
     SubprocessError,
     UsageError,
     tail,
 )
+from envkit.sandbox.provision import (
+    DEFAULT_BUILD_TIMEOUT,
+    ProvisionedEnvironment,
+    ProvisionOptions,
+    same_version,
+)
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_TIMEOUT", "ValidationReport", "predict", "validate"]
+__all__ = ["DEFAULT_TIMEOUT", "ValidateOptions", "ValidationReport", "predict", "validate"]
 
 DEFAULT_TIMEOUT = 300.0
-DEFAULT_BUILD_TIMEOUT = 1800.0
-# The oldest Python the runner (envkit itself) runs on.
-MIN_RUNNER_PYTHON = (3, 9)
 # The runner's stages, as a report names them.
 _STAGE_WORDS = {
     "load": "loading the model",
@@ -179,267 +178,129 @@ class ValidationReport:
 # --- the pipeline --------------------------------------------------------------------------------
 
 
-class _Session:
-    """One validation: the steps share the report they fill in.
+@dataclass(frozen=True)
+class ValidateOptions:
+    """:func:`validate`'s and :func:`predict`'s options, built once from their keywords: how to
+    provision the environment, and how to run the model in it."""
 
-    Creating it checks the model on the host (MLmodel, paths inside the model, signature)
-    and the options, so that bad input fails before anything is built.
-    """
+    provision: ProvisionOptions = field(default_factory=ProvisionOptions)
+    timeout: float | None = DEFAULT_TIMEOUT
+    extra_env: Mapping[str, str] = field(default_factory=dict)
 
-    def __init__(
-        self,
-        model_uri: str | os.PathLike[str],
+    @classmethod
+    def from_keywords(
+        cls,
         *,
         env_manager: str | None,
         python: str | None,
-        overrides: Sequence[str],
+        overrides: Sequence[str] | None,
+        pip_requirements_override: Sequence[str] | None,
         timeout: float | None,
         build_timeout: float | None,
         use_cache: bool,
         cache_dir: str | os.PathLike[str] | None,
         extra_env: Mapping[str, str] | None,
+        extra_envs: Mapping[str, str] | None,
         progress: ProgressCallback | None,
-        backend_options: Mapping[str, Any] | None = None,
+        base_image: str | None,
+        ca_bundle: str | None,
+    ) -> ValidateOptions:
+        """The options from the public keywords (MLflow's aliases ``pip_requirements_override``
+        and ``extra_envs`` resolved; each checked: a bad one is a UsageError)."""
+        from envkit._subprocess import check_timeout
+
+        overrides = _one_of(
+            "overrides", overrides, "pip_requirements_override", pip_requirements_override
+        )
+        if isinstance(overrides, str):
+            raise UsageError("overrides must be a list of requirements, not a string")
+        provision_options = ProvisionOptions(
+            env_manager=env_manager or "uv",
+            python=python,
+            overrides=tuple(overrides or ()),
+            build_timeout=build_timeout,
+            use_cache=use_cache,
+            cache_dir=cache_dir,
+            backend_options={"base_image": base_image, "ca_bundle": ca_bundle},
+            progress=progress or _quiet,
+        )
+        extra = _one_of("extra_env", extra_env, "extra_envs", extra_envs)
+        return cls(provision_options, check_timeout(timeout, "--timeout"), dict(extra or {}))
+
+
+def _quiet(_event: str, _message: str) -> None:
+    """The progress callback of a caller that wants none."""
+
+
+class _Session:
+    """One validation: the steps share the report they fill in.
+
+    Creating it checks the model on the host (MLmodel, paths inside the model, signature), so
+    that bad input fails before anything is built.
+    """
+
+    def __init__(
+        self,
+        model_uri: str | os.PathLike[str],
+        options: ValidateOptions,
+        *,
         need_input_example: bool = True,
     ) -> None:
         from envkit.models.uri import resolve_model_uri
+        from envkit.sandbox.checks import check_model
 
         self.start = time.perf_counter()
-        self.python = _check_python_option(python)
-        self.timeout = check_timeout(timeout, "--timeout")
-        self.build_timeout = check_timeout(build_timeout, "build_timeout")
+        self.options = options
+        self.timeout = options.timeout
+        self.extra_env = dict(options.extra_env)
+        self.progress = options.provision.progress
         self.model_dir = resolve_model_uri(model_uri)
         self.model = check_model(self.model_dir, need_input_example=need_input_example)
-        self.env_manager = env_manager or "uv"
-        self.overrides = list(overrides or ())
-        self.use_cache = use_cache
-        self.cache_dir = cache_dir
-        self.extra_env = dict(extra_env or {})
-        self.backend_options = {k: v for k, v in (backend_options or {}).items() if v is not None}
-        self.progress = progress or (lambda _event, _message: None)
         self.report = ValidationReport(model=str(self.model_dir))
         # Created just before the model runs, so that a build killed halfway leaves no
         # temporary directory behind.
         self.workdir: Path | None = None
-        self.scratch_env: Path | None = None
+        self.ready: ProvisionedEnvironment | None = None
         self.predictions: dict[str, Any] | None = None
-        self.requirements: list[str] = []
-        self.build_dependencies: list[str] = []
 
     def close(self) -> None:
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
-        if self.scratch_env is not None:
-            shutil.rmtree(self.scratch_env, ignore_errors=True)
+        if self.ready is not None:
+            self.ready.close()
 
-    # -- environment -----------------------------------------------------------------------------
+    def prepare(self) -> ProvisionedEnvironment:
+        """Provision the environment; the report says what was chosen before the build, so
+        that an environment that cannot be built is still described."""
+        from envkit.sandbox.provision import prepare
 
-    def _configure(self, backend: Any) -> None:
-        """Hand the backend its options (``--base-image``...); refuse options it does not take."""
-        accepted = tuple(getattr(backend, "options", ()) or ())
-        unknown = [name for name in self.backend_options if name not in accepted]
-        if unknown:
-            flags = ", ".join("--" + name.replace("_", "-") for name in unknown)
-            raise UsageError(
-                f"{flags} cannot be used with the {backend.name} environment manager (it is for "
-                "--env-manager docker)"
-            )
-        if self.backend_options or accepted:  # (a backend with options checks its settings)
-            backend.configure(**self.backend_options)
-
-    def prepare(self) -> Any:
-        """Choose the backend, read the spec, find the interpreter, get the environment."""
-        from envkit.sandbox.backends import choose_backend
-        from envkit.sandbox.backends.base import install_plan
-        from envkit.sandbox.cache import EnvCache
-        from envkit.sandbox.spec import apply_overrides, read_env_spec
-
+        ready = self.ready = prepare(self.model_dir, self.model, self.options.provision)
         report = self.report
-        started = time.perf_counter()
-        backend, note = choose_backend(self.env_manager)
-        self._configure(backend)
-        report.backend = backend.name
-        report.backend_note = note
-        report.isolated = bool(getattr(backend, "isolated", True))
-        if note:
-            logger.info("%s", note)
-        if not report.isolated:
-            report.warnings.append(
-                f"the {backend.name} backend runs in this interpreter: nothing is installed or "
-                "isolated, so a missing requirement is not caught"
-            )
-
-        conf = self.model.flavors["python_function"]
-        spec = read_env_spec(
-            self.model_dir,
-            env_manager=backend.name,
-            flavor_env=conf.get("env") if isinstance(conf.get("env"), dict) else None,
-            python_version_hint=conf.get("python_version"),
-        )
-        source = spec.source
-        recorded_python = spec.python
-        if self.overrides:
-            overridden = apply_overrides(spec.requirements, self.overrides)
-            spec = _replace(spec, requirements=overridden.requirements)
-            report.spec_notes.extend(f"--override: {n}" for n in overridden.notes)
-        self.progress("spec", f"read {source}: {len(spec.requirements)} requirements")
-
-        interpreter = None
-        if backend.needs_interpreter:
-            from envkit.sandbox.interpreters import find_interpreter
-
-            match = find_interpreter(self.python or spec.python)
-            interpreter = match.interpreter
-            _check_runner_python(interpreter.version, self.python, recorded_python)
-            if match.warning:
-                report.warnings.append(match.warning)
-                logger.info("%s", match.warning)
-            spec = spec.resolved(python=interpreter.version)
-            report.interpreter = {
-                "path": str(interpreter.path),
-                "version": interpreter.version,
-                "found_by": interpreter.source,
-                "recorded": recorded_python,
-                "requested": self.python or recorded_python,
-                "exact": match.exact,
-            }
-        elif backend.cacheable:  # the backend provides Python itself (conda, docker)
-            spec = spec.resolved(python=self.python or spec.python)
-            _check_runner_python(spec.python, self.python, recorded_python)
-            report.interpreter = {
-                "version": spec.python,
-                "recorded": recorded_python,
-                "requested": self.python or recorded_python,
-                "found_by": backend.name,
-                "exact": None,  # known once the environment says which Python it has
-            }
-        else:  # local
-            report.interpreter = {
-                "path": sys.executable,
-                "version": platform.python_version(),
-                "recorded": recorded_python,
-                "requested": self.python or recorded_python,
-                "found_by": "current",
-                "exact": platform.python_version() == recorded_python,
-            }
-            if self.python and not _same_version(self.python, platform.python_version()):
-                raise UsageError(
-                    f"--python {self.python} cannot be used with the local backend, which runs "
-                    f"this interpreter (Python {platform.python_version()})"
-                )
-        self.progress("interpreter", f"Python {report.interpreter.get('version')}")
-
-        cache = EnvCache(self.cache_dir)
-        wheel = None
-        if backend.cacheable:
-            from envkit.sandbox.selfwheel import build_self_wheel
-
-            wheel = build_self_wheel(cache.root)
-            spec = _ensure_envkit(spec, wheel.version, report.spec_notes)
-            spec = spec.resolved(runner=wheel.runner_id)
-        report.spec = {**spec.to_dict(), "key": spec.key, "source": source}
-        self.requirements = list(spec.requirements)
-        self.build_dependencies = list(spec.build_dependencies)
-        plan = install_plan(spec, wheel)
-        if plan.require_hashes:
-            report.spec_notes.append(f"requirements.lock: {len(plan.pins)} pins, hashes checked")
-        elif spec.hashes and backend.cacheable:
-            report.spec_notes.append(
-                "requirements.lock: hashes not checked (an --override replaced a locked pin)"
-            )
-        report.timings["resolve"] = time.perf_counter() - started
-
-        if not backend.cacheable:
-            report.cache = {"used": False, "hit": False, "reason": f"{backend.name}: no cache"}
-            report.timings["install"] = 0.0
-            return backend, backend.open(Path(sys.prefix))
-
-        def build(directory: Path) -> Any:
-            self.progress("build", f"building the environment with {backend.name}")
-            info = backend.create(
-                spec, directory, interpreter=interpreter, plan=plan, timeout=self.build_timeout
-            )
-            if interpreter is not None and self.use_cache:
-                from envkit.sandbox.bytecode import seed_bytecode
-
-                started = time.perf_counter()
-                donors = [
-                    r.path
-                    for r in cache.records()
-                    if r.python == interpreter.version and r.path != directory
-                ][:3]
-                info.extra["seeded_bytecode"] = seed_bytecode(directory, donors)
-                info.timings["seed_bytecode"] = time.perf_counter() - started
-            return info
-
-        started = time.perf_counter()
-        if not self.use_cache:
-            from envkit.sandbox.tempdirs import make_tempdir
-
-            self.scratch_env = make_tempdir("env")
-            info = build(self.scratch_env)
-            report.cache = {"used": False, "hit": False, "reason": "--no-cache", "key": spec.key}
-            report.tools = dict(info.tools)
-            report.timings["install"] = time.perf_counter() - started
-            self._built_python(backend, info.python)
-            self.progress("environment", f"built in {report.timings['install']:.1f}s (--no-cache)")
-            return backend, backend.open(self.scratch_env)
-
-        miss_note = "checking the environment cache"
-        self.progress("cache", miss_note)
-        result = cache.get_or_build(
-            spec, build, check=lambda record: backend.check(backend.open(record.path))
-        )
-        record = result.record
-        report.cache = {
-            "used": True,
-            "hit": result.hit,
-            "reason": result.reason,
-            "key": spec.key,
-            "path": str(record.path),
-            "root": str(cache.root),
-            "waited": round(result.waited, 3),
-        }
-        if not result.hit and "seeded_bytecode" in record.extra:
-            report.cache["seeded_bytecode"] = record.extra["seeded_bytecode"]
-        report.tools = dict(record.tools)
-        self._built_python(backend, record.python)
-        report.timings["install"] = 0.0 if result.hit else time.perf_counter() - started
-        self.progress(
-            "environment",
-            f"environment {spec.key}: "
-            + ("cache hit" if result.hit else f"built in {report.timings['install']:.1f}s")
-            + f" ({result.reason})",
-        )
-        if not result.hit:
-            report.timings["build_create"] = record.timings.get("create", 0.0)
-            report.timings["build_install"] = record.timings.get("install", 0.0)
-        logger.info(
-            "environment %s: %s (%s)",
-            spec.key,
-            "cache hit" if result.hit else "built",
-            result.reason,
-        )
-        return backend, backend.open(record.path)
-
-    def _built_python(self, backend: Any, version: str) -> None:
-        """A backend that brings its own Python (docker: the base image's) says which it is."""
-        if not backend.needs_interpreter and version:
-            self._set_python(version)
+        report.backend, report.backend_note = ready.backend.name, ready.backend_note
+        report.isolated = ready.isolated
+        report.warnings.extend(ready.warnings)
+        report.spec_notes.extend(ready.plan.notes)
+        report.spec = {**ready.spec.to_dict(), "key": ready.spec.key, "source": ready.plan.source}
+        report.interpreter = ready.python.to_dict()
+        ready.build()
+        report.interpreter = ready.python.to_dict()
+        report.cache = ready.cache.to_dict()
+        report.tools = dict(ready.tools)
+        report.timings.update(ready.timings)
+        return ready
 
     def _set_python(self, version: str) -> None:
         """The Python that runs the model is ``version``: the report says so everywhere."""
         interp = self.report.interpreter
         interp["version"] = version
         recorded = str(interp.get("recorded") or "")
-        interp["exact"] = not recorded or _same_version(recorded, version)
+        interp["exact"] = not recorded or same_version(recorded, version)
 
     # -- running ---------------------------------------------------------------------------------
 
     def run_model(
         self,
-        backend: Any,
-        env: Any,
+        ready: ProvisionedEnvironment,
         *,
         input_path: Path | None,
         content_type: str | None,
@@ -462,16 +323,15 @@ class _Session:
             "status_path": str(status_path),
             "predictions_path": str(predictions_path) if predictions_path else None,
             "stream": stream,
-            "requirements": [r for r in self.requirements if requirement_name(r) != "envkit"],
-            "build_dependencies": list(self.build_dependencies),
-            "check_unrequested": bool(report.isolated),
+            "requirements": [r for r in ready.spec.requirements if requirement_name(r) != "envkit"],
+            "build_dependencies": list(ready.spec.build_dependencies),
+            "check_unrequested": ready.isolated,
         }
         request_path = workdir / "request.json"
         request_path.write_text(json.dumps(request), encoding="utf-8")
         self.progress("run", "loading the model and predicting")
         # What the runner reads and writes: a containerizing backend mounts exactly these.
-        outcome = backend.run(
-            env,
+        outcome = ready.run(
             ["python", "-m", "envkit.sandbox.runner", str(request_path)],
             cwd=workdir,
             timeout=self.timeout,
@@ -505,7 +365,7 @@ class _Session:
             self._set_python(running)
             report.interpreter["running"] = running
             recorded = str(report.interpreter.get("recorded") or "")
-            if recorded and not _same_version(recorded, running):
+            if recorded and not same_version(recorded, running):
                 report.mismatches.insert(
                     0,
                     {
@@ -526,7 +386,7 @@ class _Session:
                 stage=stage,
             )
         elif not data:
-            killed = _killed_hint(backend, outcome.returncode, outcome.extra)
+            killed = ready.backend.killed_hint(outcome.returncode, outcome.extra)
             if killed is not None:
                 text = f"{killed} (run with --verbose for its output)"
             else:
@@ -613,11 +473,11 @@ class _Session:
         not raised."""
         try:
             try:
-                backend, env = self.prepare()
+                ready = self.prepare()
             except (EnvironmentBuildError, SubprocessError) as exc:
                 self.env_failed(exc)
             else:
-                self.run_model(backend, env, **options)
+                self.run_model(ready, **options)
         finally:
             self.close()
 
@@ -625,28 +485,7 @@ class _Session:
         report = self.report
         report.status = "env_failed"
         report.exit_code = EXIT_ENV_FAILED
-        message = strip_ansi(exc.message)
-        if isinstance(exc, SubprocessError) and "build dependencies" in message:
-            message = message.rstrip(".") + (
-                "; the build dependencies python_env.yaml records cannot be installed for this "
-                "Python (try another --python)"
-            )
-        elif (
-            isinstance(exc, SubprocessError)
-            and "hashes checked" in message
-            and "hash" in message.split("failed:", 1)[-1].lower()
-        ):
-            what, _, why = message.partition(" failed: ")
-            why = why if len(why) <= 120 else why[:117] + "..."
-            message = (
-                f"{what} failed: a downloaded file does not match its hash in requirements.lock "
-                "(if the package was re-published legitimately, lock again: envkit lock MODEL; "
-                f"otherwise find out why before deploying): {why}"
-            )
-        elif isinstance(exc, SubprocessError) and message.startswith("installing"):
-            message = message.rstrip(".") + (
-                "; check the requirement names and versions, or try --override REQ"
-            )
+        message = _with_hint(exc, strip_ansi(exc.message))
         kind = type(exc).__name__
         report.error = {
             "kind": kind,
@@ -662,107 +501,27 @@ class _Session:
 # --- checks on the host, before anything is built ----------------------------------------------
 
 
-def check_model(model_dir: Path, *, need_input_example: bool = True) -> Any:
-    """The model's :class:`~envkit.models.model.Model`, after checking on the host what the
-    sandbox would otherwise find out only after building: no symlink leads outside the
-    model, the MLmodel file reads, the model has a python_function flavor with a loader,
-    every path a flavor records stays inside the model (and the pyfunc flavor's exist), the
-    signature parses, the input example is there. Raises the error (exit code 2) the model
-    would raise in-process."""
-    from envkit._fs import check_tree_inside
-    from envkit.models.model import MLMODEL_FILE_NAME, Model, check_recorded_paths
+def _with_hint(exc: EnvkitError, message: str) -> str:
+    """``message`` with what to do next, chosen on the installer step that failed and why
+    (data the backend attached), never on the message's wording."""
+    from envkit.sandbox.backends.base import CAUSE_HASH_MISMATCH, STEP_BUILD_DEPENDENCIES
 
-    check_tree_inside(model_dir)
-    model = Model._read(model_dir / MLMODEL_FILE_NAME)
-    if "python_function" not in model.flavors:
-        have = ", ".join(sorted(model.flavors)) or "none"
-        raise ModelFormatError(
-            f"the model has no python_function flavor (its flavors: {have}); envkit "
-            "validates models it can load as a pyfunc"
+    if not isinstance(exc, SubprocessError) or exc.step is None:
+        return message
+    if exc.step == STEP_BUILD_DEPENDENCIES:
+        return message.rstrip(".") + (
+            "; the build dependencies python_env.yaml records cannot be installed for this "
+            "Python (try another --python)"
         )
-    pyfunc = model.get_flavor("python_function")
-    if not pyfunc.get("loader_module"):
-        raise ModelFormatError("python_function flavor has no loader_module")
-
-    check_recorded_paths(model_dir, model, need_input_example=need_input_example)
-    model.signature  # noqa: B018 - parsing it raises ModelFormatError for a broken one
-    return model
-
-
-def check_input(path: Path, content_type: str, model: Any) -> None:
-    """Parse ``--input`` on the host as the runner will: a malformed payload is a
-    :class:`~envkit.errors.ServingInputError` (exit 2) now, not after a build. Values that do
-    not fit the signature are left to the model's own environment to report."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ServingInputError(f"--input {path}: not UTF-8 text ({exc.reason})") from None
-    except OSError as exc:
-        raise UsageError(f"--input {path}: {exc.strerror or exc}") from None
-    signature = model.signature
-    try:
-        from envkit.models.serving_input import parse_serving_input
-
-        parse_serving_input(
-            text,
-            content_type="text/csv" if content_type == "csv" else "application/json",
-            schema=signature.inputs if signature is not None else None,
-            params_schema=getattr(signature, "params", None) if signature is not None else None,
-            signature_from_type_hint=bool(model.is_signature_from_type_hint),
+    if exc.cause == CAUSE_HASH_MISMATCH:
+        what, _, why = message.partition(" failed: ")
+        why = why if len(why) <= 120 else why[:117] + "..."
+        return (
+            f"{what} failed: a downloaded file does not match its hash in requirements.lock "
+            "(if the package was re-published legitimately, lock again: envkit lock MODEL; "
+            f"otherwise find out why before deploying): {why}"
         )
-    except ServingInputError as exc:
-        raise ServingInputError(f"--input {path}: {exc.message}") from None
-    except SchemaEnforcementError:
-        return  # the model's environment reports it, with the model's own conversions
-    except ImportError:  # no pandas/numpy here: at least the JSON must parse
-        if content_type != "csv":
-            try:
-                json.loads(text)
-            except (ValueError, RecursionError) as exc:
-                why = exc if isinstance(exc, ValueError) else "nested too deeply"
-                raise ServingInputError(f"--input {path}: not valid JSON ({why})") from None
-    except Exception as exc:  # left to the environment, where the model's packages are
-        logger.debug("checking --input on the host: %s: %s", type(exc).__name__, exc)
-
-
-def _check_python_option(python: str | None) -> str | None:
-    if python is None:
-        return None
-    text = str(python).strip()
-    if not re.fullmatch(r"\d+\.\d+(\.\d+)?", text):
-        raise UsageError(
-            f"--python {python!r} is not a Python version; give one like 3.11 or 3.11.7"
-        )
-    return text
-
-
-def _check_runner_python(version: str, requested: str | None, recorded: str) -> None:
-    """The model runs under envkit's runner, which needs Python 3.9 or newer."""
-    try:
-        parts = tuple(int(p) for p in str(version).split(".")[:2])
-    except ValueError:
-        return
-    if parts >= MIN_RUNNER_PYTHON:
-        return
-    minimum = ".".join(map(str, MIN_RUNNER_PYTHON))
-    origin = f"--python {requested}" if requested else f"the model records Python {recorded}"
-    raise EnvironmentBuildError(
-        f"Python {version} cannot run envkit, which loads the model inside the environment "
-        f"(it needs Python {minimum} or newer; {origin}); validate with --python {minimum} or "
-        "newer"
-    )
-
-
-def _killed_hint(backend: Any, returncode: int | None, extra: Mapping[str, Any]) -> str | None:
-    """The backend's word on a run that ended before reporting (the base class's for a
-    third-party backend that does not subclass it)."""
-    from envkit.sandbox.backends.base import Backend
-
-    method = getattr(backend, "killed_hint", None)
-    if method is None:
-        return Backend.killed_hint(backend, returncode, extra)
-    result: str | None = method(returncode, extra)
-    return result
+    return message.rstrip(".") + "; check the requirement names and versions, or try --override REQ"
 
 
 def strip_ansi(text: str) -> str:
@@ -778,39 +537,6 @@ def _error_class(name: Any, exit_code: int) -> type[EnvkitError] | None:
     if isinstance(cls, type) and issubclass(cls, EnvkitError) and cls.exit_code == exit_code:
         return cls
     return None
-
-
-def _replace(spec: Any, **changes: Any) -> Any:
-    from dataclasses import replace
-
-    return replace(spec, **changes)
-
-
-def _ensure_envkit(spec: Any, version: str, notes: list[str]) -> Any:
-    """Add ``envkit==<running version>`` when the model does not list envkit (the runner
-    needs it); refuse a recorded envkit version other than the running one."""
-    from packaging.requirements import Requirement
-
-    from envkit.sandbox.spec import canonical_requirement
-
-    existing = spec.requirement_map().get("envkit")
-    if existing is None:
-        added = canonical_requirement(f"envkit=={version}")
-        notes.append(f"added {added} (it runs the model inside the environment)")
-        return _replace(spec, requirements=tuple(sorted((*spec.requirements, added))))
-    req = Requirement(existing)
-    if req.url is None and not req.specifier.contains(version, prereleases=True):
-        raise EnvironmentBuildError(
-            f"the model requires {existing}, but envkit is not on any package index and the "
-            f"running envkit is {version}; run the envkit the model needs, or validate with "
-            f"--override 'envkit=={version}'"
-        )
-    return spec
-
-
-def _same_version(recorded: str, running: str) -> bool:
-    """Whether ``running`` (3.11.7) is the recorded version (``3.11.7`` or just ``3.11``)."""
-    return running.split(".")[: len(recorded.split("."))] == recorded.split(".")
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -831,28 +557,6 @@ def _log_tail(text: str) -> str | None:
     return ("model output (tail):\n" + tail(text)) if text.strip() else None
 
 
-def _input_type(input_path: str | os.PathLike[str] | None, content_type: str | None) -> str | None:
-    if content_type:
-        lowered = content_type.lower()
-        if lowered in ("json", "application/json"):
-            return "json"
-        if lowered in ("csv", "text/csv"):
-            return "csv"
-        raise UsageError(f"unknown content type {content_type!r}; use json or csv")
-    if input_path is None:
-        return None
-    return "csv" if str(input_path).lower().endswith(".csv") else "json"
-
-
-def _check_input_file(input_path: str | os.PathLike[str] | None) -> Path | None:
-    if input_path is None:
-        return None
-    path = Path(input_path).expanduser().absolute()
-    if not path.is_file():
-        raise UsageError(f"--input {input_path}: no such file")
-    return path
-
-
 def _one_of(name: str, value: Any, alias: str, alias_value: Any) -> Any:
     """``value`` or ``alias_value`` (one option under envkit's name and MLflow's)."""
     if value and alias_value:
@@ -869,20 +573,19 @@ def _run(
     output_path: str | os.PathLike[str] | None,
     want_predictions: bool,
     stream: bool,
-    session_options: dict[str, Any],
+    options: ValidateOptions,
 ) -> _Session:
     """Check everything on the host, then build (or reuse) the environment and run the model
     there: the session, whose report says how it went."""
+    from envkit.sandbox.checks import check_input, check_input_file, input_type, write_input_data
     from envkit.sandbox.tempdirs import make_tempdir
 
     if input_data is not None and input_path is not None:
         raise UsageError("give input_data or input_path, not both")
-    kind = _input_type(input_path, content_type)
-    path = _check_input_file(input_path)
+    kind = input_type(input_path, content_type)
+    path = check_input_file(input_path)
     session = _Session(
-        model_uri,
-        need_input_example=input_path is None and input_data is None,
-        **session_options,
+        model_uri, options, need_input_example=input_path is None and input_data is None
     )
     tmp = None
     try:
@@ -890,7 +593,7 @@ def _run(
             kind = kind or "json"
             tmp = make_tempdir("input")
             path = tmp / ("input.csv" if kind == "csv" else "input.json")
-            _write_input_data(input_data, path, kind)
+            write_input_data(input_data, path, kind)
         if path is not None:
             check_input(path, kind or "json", session.model)
         session.run(
@@ -968,7 +671,7 @@ def validate(
         output_path=output_path,
         want_predictions=False,
         stream=stream,
-        session_options=_session_options(
+        options=ValidateOptions.from_keywords(
             env_manager=env_manager,
             python=python,
             overrides=overrides,
@@ -1030,7 +733,7 @@ def predict(
         output_path=output_path,
         want_predictions=True,
         stream=False,
-        session_options=_session_options(
+        options=ValidateOptions.from_keywords(
             env_manager=env_manager,
             python=python,
             overrides=overrides,
@@ -1050,59 +753,3 @@ def predict(
     if session.predictions is None:
         raise ModelFailedError("the model produced no predictions (is the input empty?)")
     return session.predictions.get("predictions")
-
-
-def _session_options(
-    *,
-    base_image: str | None,
-    ca_bundle: str | None,
-    overrides: Sequence[str] | None,
-    pip_requirements_override: Sequence[str] | None,
-    extra_env: Mapping[str, str] | None,
-    extra_envs: Mapping[str, str] | None,
-    **options: Any,
-) -> dict[str, Any]:
-    """The session's options from :func:`validate`'s / :func:`predict`'s keywords (MLflow's
-    aliases ``pip_requirements_override`` and ``extra_envs`` resolved)."""
-    overrides = _one_of(
-        "overrides", overrides, "pip_requirements_override", pip_requirements_override
-    )
-    if isinstance(overrides, str):
-        raise UsageError("overrides must be a list of requirements, not a string")
-    return {
-        **options,
-        "extra_env": _one_of("extra_env", extra_env, "extra_envs", extra_envs),
-        "overrides": list(overrides or ()),
-        "backend_options": {"base_image": base_image, "ca_bundle": ca_bundle},
-    }
-
-
-def _write_input_data(data: Any, path: Path, kind: str) -> None:
-    """Serialize ``input_data`` as a serving payload (JSON) or CSV."""
-    module = type(data).__module__
-    if kind == "csv":
-        if not hasattr(data, "to_csv"):
-            raise UsageError("content_type='csv' needs a pandas DataFrame as input_data")
-        data.to_csv(path, index=False)
-        return
-    if module.startswith("pandas") and hasattr(data, "to_json"):
-        if hasattr(data, "columns"):
-            payload: Any = {"dataframe_split": json.loads(data.to_json(orient="split"))}
-            payload["dataframe_split"].pop("index", None)
-        else:
-            payload = {"inputs": json.loads(data.to_json(orient="values"))}
-    elif module.startswith("numpy") and hasattr(data, "tolist"):
-        payload = {"inputs": data.tolist()}
-    elif isinstance(data, dict) and set(data) & {
-        "dataframe_split",
-        "dataframe_records",
-        "instances",
-        "inputs",
-    }:
-        payload = data
-    else:
-        payload = {"inputs": data}
-    try:
-        path.write_text(json.dumps(payload), encoding="utf-8")
-    except TypeError as exc:
-        raise UsageError(f"input_data cannot be sent as JSON: {exc}") from exc

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from envkit._subprocess import Outcome, run
 
@@ -168,7 +168,123 @@ def install_plan(spec: EnvSpec, wheel: SelfWheel | None) -> InstallPlan:
     return InstallPlan(lines, constraints, list(spec.build_dependencies))
 
 
-def check_install(outcome: Outcome, what: str) -> Outcome:
+# The oldest Python envkit's runner (envkit itself) runs on.
+MIN_RUNNER_PYTHON = (3, 9)
+
+
+@dataclass
+class PythonChoice:
+    """The Python an environment is built with (or runs), and how the backend chose it."""
+
+    version: str
+    recorded: str
+    requested: str  # --python, or the recorded version
+    found_by: str  # "pyenv", "PATH", "uv", "current", or the backend's name
+    exact: bool | None  # None: known once the environment says which Python it has
+    path: str | None = None
+    interpreter: Interpreter | None = None  # the local interpreter a venv is made from
+    warning: str | None = None  # not the exact version asked for
+
+    def to_dict(self) -> dict[str, object]:
+        data: dict[str, object] = {"path": self.path} if self.path is not None else {}
+        data.update(
+            version=self.version,
+            found_by=self.found_by,
+            recorded=self.recorded,
+            requested=self.requested,
+            exact=self.exact,
+        )
+        return data
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a backend can run here, and why not."""
+
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+
+@runtime_checkable
+class SandboxBackend(Protocol):
+    """What the core asks of a sandbox backend (:class:`Backend` implements it; a third-party
+    backend registered under ``envkit.backends`` subclasses it or provides the same)."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    cacheable: ClassVar[bool]
+    isolated: ClassVar[bool]
+    options: ClassVar[tuple[str, ...]]
+
+    def available(self) -> Availability: ...
+
+    def configure(self, **options: object) -> None: ...
+
+    def describe(self) -> dict[str, str]: ...
+
+    def choose_python(self, recorded: str, requested: str | None) -> PythonChoice: ...
+
+    def create(
+        self,
+        spec: EnvSpec,
+        target: Path,
+        *,
+        python: PythonChoice,
+        plan: InstallPlan,
+        timeout: float | None = None,
+    ) -> BuildInfo: ...
+
+    def open(self, path: Path) -> Environment: ...
+
+    def check(self, env: Environment) -> str | None: ...
+
+    def run(
+        self,
+        env: Environment,
+        argv: Sequence[str],
+        *,
+        cwd: Path | None = None,
+        timeout: float | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        paths: Sequence[Path] = (),
+        writable_paths: Sequence[Path] = (),
+    ) -> Outcome: ...
+
+    def killed_hint(self, returncode: int | None, extra: Mapping[str, object]) -> str | None: ...
+
+
+def check_runner_python(version: str, requested: str | None, recorded: str) -> None:
+    """The model runs under envkit's runner, which needs Python 3.9 or newer."""
+    from envkit.errors import EnvironmentBuildError
+
+    try:
+        parts = tuple(int(p) for p in str(version).split(".")[:2])
+    except ValueError:
+        return
+    if parts >= MIN_RUNNER_PYTHON:
+        return
+    minimum = ".".join(map(str, MIN_RUNNER_PYTHON))
+    origin = f"--python {requested}" if requested else f"the model records Python {recorded}"
+    raise EnvironmentBuildError(
+        f"Python {version} cannot run envkit, which loads the model inside the environment "
+        f"(it needs Python {minimum} or newer; {origin}); validate with --python {minimum} or "
+        "newer"
+    )
+
+
+# What an installer step installs (SubprocessError.step): the core words its hint on these.
+STEP_BUILD_DEPENDENCIES = "build_dependencies"
+STEP_REQUIREMENTS = "requirements"
+STEP_LOCKED = "locked_requirements"
+STEP_ENVKIT_OVER_LOCK = "envkit_over_lock"
+# Why it failed, where the installer's output says (SubprocessError.cause).
+CAUSE_HASH_MISMATCH = "hash_mismatch"
+
+
+def check_install(outcome: Outcome, what: str, step: str = STEP_REQUIREMENTS) -> Outcome:
     """Like ``outcome.check(what)``, with the installer's reason in the message: uv's
     ``cause:`` lines (why resolution failed) are joined into the one-line message."""
     if outcome.ok:
@@ -194,9 +310,12 @@ def check_install(outcome: Outcome, what: str) -> Outcome:
             reason = reason[len("error: ") :]
         if cause:
             reason = f"{reason}: {' '.join(cause)}"
+    cause = CAUSE_HASH_MISMATCH if step == STEP_LOCKED and "hash" in reason.lower() else None
     if len(reason) > 600:
         reason = reason[:600] + "..."
-    raise outcome.error(f"{what} failed: {reason or f'exit code {outcome.returncode}'}")
+    error = outcome.error(f"{what} failed: {reason or f'exit code {outcome.returncode}'}")
+    error.step, error.cause = step, cause
+    raise error
 
 
 def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -235,6 +354,21 @@ class Backend:
         """Why this backend cannot run here (``None`` when it can)."""
         return None
 
+    def available(self) -> Availability:
+        """Whether this backend can run here, with the reason when it cannot."""
+        return Availability(self.unavailable_reason())
+
+    def describe(self) -> dict[str, str]:
+        """What the backend is, for ``envkit env backends`` and reports."""
+        return {"name": self.name, "description": self.description}
+
+    def choose_python(self, recorded: str, requested: str | None) -> PythonChoice:
+        """The Python for the environment: here, a backend that brings its own (conda, docker)
+        builds the requested version (or the recorded one), and says which it got later."""
+        version = requested or recorded
+        check_runner_python(version, requested, recorded)
+        return PythonChoice(version, recorded, version, found_by=self.name, exact=None)
+
     def configure(self, **options: object) -> None:
         """Take the backend options named in :attr:`options` (checked here, before a build)."""
         if options:
@@ -261,7 +395,7 @@ class Backend:
         spec: EnvSpec,
         target: Path,
         *,
-        interpreter: Interpreter | None,
+        python: PythonChoice,
         plan: InstallPlan,
         timeout: float | None = None,
     ) -> BuildInfo:
@@ -336,18 +470,38 @@ class VenvBackend(Backend):
         """The tool versions recorded with a fresh environment."""
         return self.tool_versions()
 
+    def choose_python(self, recorded: str, requested: str | None) -> PythonChoice:
+        """A local interpreter of the requested (or recorded) version: exact, else the same
+        minor version with a warning (:func:`~envkit.sandbox.interpreters.find_interpreter`)."""
+        from envkit.sandbox.interpreters import find_interpreter
+
+        match = find_interpreter(requested or recorded)
+        found = match.interpreter
+        check_runner_python(found.version, requested, recorded)
+        return PythonChoice(
+            version=found.version,
+            recorded=recorded,
+            requested=requested or recorded,
+            found_by=found.source,
+            exact=match.exact,
+            path=str(found.path),
+            interpreter=found,
+            warning=match.warning,
+        )
+
     def create(
         self,
         spec: EnvSpec,
         target: Path,
         *,
-        interpreter: Interpreter | None,
+        python: PythonChoice,
         plan: InstallPlan,
         timeout: float | None = None,
     ) -> BuildInfo:
         from envkit.sandbox.cache import BuildInfo
 
-        assert interpreter is not None
+        interpreter = python.interpreter
+        assert interpreter is not None  # choose_python found it
         env = self.installer_environment()
 
         def tool(argv: Sequence[str]) -> Outcome:
@@ -358,14 +512,14 @@ class VenvBackend(Backend):
         argv, what = self.venv_command(interpreter, target)
         tool(argv).check(what)
         timings["create"] = time.perf_counter() - start
-        python = venv_python(target)
+        env_python = venv_python(target)
         start = time.perf_counter()
         with plan.staged(target) as files:
-            self.install(python, files, tool)
+            self.install(env_python, files, tool)
         timings["install"] = time.perf_counter() - start
         return BuildInfo(
             python=interpreter.version,
             python_path=str(interpreter.path),
-            tools=self.built_tools(python, tool),
+            tools=self.built_tools(env_python, tool),
             timings=timings,
         )

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from envkit._subprocess import run
-from envkit.sandbox.backends.base import Backend, InstallPlan, child_environment
+from envkit.sandbox.backends.base import Backend, InstallPlan, PythonChoice, child_environment
 from envkit.sandbox.cache import BuildInfo
 
 if TYPE_CHECKING:
-    from envkit.sandbox.interpreters import Interpreter
     from envkit.sandbox.spec import EnvSpec
 
 _EXECUTABLES = ("mamba", "micromamba", "conda")
@@ -63,7 +62,7 @@ class CondaBackend(Backend):
         spec: EnvSpec,
         target: Path,
         *,
-        interpreter: Interpreter | None,
+        python: PythonChoice,
         plan: InstallPlan,
         timeout: float | None = None,
     ) -> BuildInfo:

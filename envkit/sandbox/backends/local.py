@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from envkit.sandbox.backends.base import Backend, Environment
+from envkit.sandbox.backends.base import Backend, Environment, PythonChoice
 
 
 class LocalBackend(Backend):
@@ -20,6 +20,27 @@ class LocalBackend(Backend):
     needs_interpreter = False
     cacheable = False
     isolated = False
+
+    def choose_python(self, recorded: str, requested: str | None) -> PythonChoice:
+        """This interpreter, whatever was recorded; another ``--python`` is refused."""
+        import platform
+
+        from envkit.errors import UsageError
+
+        running = platform.python_version()
+        if requested and running.split(".")[: len(requested.split("."))] != requested.split("."):
+            raise UsageError(
+                f"--python {requested} cannot be used with the local backend, which runs "
+                f"this interpreter (Python {running})"
+            )
+        return PythonChoice(
+            version=running,
+            recorded=recorded,
+            requested=requested or recorded,
+            found_by="current",
+            exact=running == recorded,
+            path=sys.executable,
+        )
 
     def open(self, path: Path) -> Environment:
         return Environment(

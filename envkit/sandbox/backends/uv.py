@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from envkit._subprocess import run
-from envkit.sandbox.backends.base import VenvBackend, check_install, child_environment
+from envkit.sandbox.backends.base import (
+    STEP_BUILD_DEPENDENCIES,
+    STEP_ENVKIT_OVER_LOCK,
+    STEP_LOCKED,
+    VenvBackend,
+    check_install,
+    child_environment,
+)
 
 if TYPE_CHECKING:
     from envkit.sandbox.backends.base import InstallFiles, ToolRunner
@@ -94,14 +101,18 @@ class UvBackend(VenvBackend):
             check_install(
                 tool([*install, "-r", str(files.build)]),
                 "installing the build dependencies (python_env.yaml) with uv",
+                STEP_BUILD_DEPENDENCIES,
             )
         if locked:
             check_install(
                 tool([*install, "--require-hashes", *requirements]),
                 "installing the model's requirements.lock (hashes checked) with uv",
+                STEP_LOCKED,
             )
             check_install(
-                tool([*install, *files.second_step()]), "installing envkit over the lock with uv"
+                tool([*install, *files.second_step()]),
+                "installing envkit over the lock with uv",
+                STEP_ENVKIT_OVER_LOCK,
             )
             return
         check_install(

@@ -14,7 +14,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from envkit.sandbox.backends.base import VenvBackend, check_install, child_environment
+from envkit.sandbox.backends.base import (
+    STEP_BUILD_DEPENDENCIES,
+    STEP_ENVKIT_OVER_LOCK,
+    STEP_LOCKED,
+    VenvBackend,
+    check_install,
+    child_environment,
+)
 
 if TYPE_CHECKING:
     from envkit.sandbox.backends.base import InstallFiles, ToolRunner
@@ -50,6 +57,7 @@ class VirtualenvBackend(VenvBackend):
             check_install(
                 tool([*pip, "-r", str(files.build)]),
                 "installing the build dependencies (python_env.yaml) with pip",
+                STEP_BUILD_DEPENDENCIES,
             )
         argv = [*pip, "-r", str(files.requirements)]
         if files.constraints is not None:
@@ -58,9 +66,12 @@ class VirtualenvBackend(VenvBackend):
             check_install(
                 tool([*argv, "--require-hashes"]),
                 "installing the model's requirements.lock (hashes checked) with pip",
+                STEP_LOCKED,
             )
             check_install(
-                tool([*pip, *files.second_step()]), "installing envkit over the lock with pip"
+                tool([*pip, *files.second_step()]),
+                "installing envkit over the lock with pip",
+                STEP_ENVKIT_OVER_LOCK,
             )
             return
         check_install(tool(argv), "installing the model's requirements with pip")
