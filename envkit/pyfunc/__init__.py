@@ -49,7 +49,7 @@ def _writer(
     from envkit.deps.envfiles import pin_installed
     from envkit.errors import UsageError
     from envkit.models.model import Model
-    from envkit.models.save import FlavorWriter
+    from envkit.pyfunc.save import FlavorWriter
     from envkit.pyfunc import model as pm
 
     code_file: Path | None = None
@@ -160,7 +160,7 @@ def save_model(
     ``artifacts`` (name -> local path) are copied into the model and handed to the model as
     ``context.artifacts``. ``code_paths`` are copied and put on ``sys.path`` at load.
     """
-    from envkit.models.save import save_model_directory
+    from envkit.pyfunc.save import save_model_directory
 
     return save_model_directory(
         path,

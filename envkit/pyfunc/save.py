@@ -3,6 +3,9 @@
 stage (sibling temp dir) -> code_paths -> flavor writes its model -> input example ->
 check the example predicts + infer the signature -> capture requirements (subprocess) ->
 environment files -> MLmodel + metadata/ -> atomic rename. A failure anywhere leaves nothing.
+
+It lives at the flavor layer, not in :mod:`envkit.models` (the format), because it loads the
+model as a pyfunc to check the example and runs the capture of :mod:`envkit.deps`.
 """
 
 from __future__ import annotations
