@@ -48,7 +48,7 @@ __getattr__, __dir__ = lazy_attributes(
         "ParamSpec": "envkit.models.schema",
         "get_model_config": "envkit.models.code",
         "infer_signature": "envkit.models.signature",
-        "validate_serving_input": "envkit.models.serving_input",
+        "validate_serving_input": "envkit.pyfunc.serving_input",
         "update_model_requirements": "envkit.deps.update",
         "predict": "envkit.sandbox.validate",
     },
