@@ -104,7 +104,7 @@ def _python_model_instance(
                 f"python_model={python_model!r}: a path must name an existing .py file that "
                 "calls envkit.models.set_model(...)"
             )
-        from envkit.models.code import load_model_from_code
+        from envkit.pyfunc.code import load_model_from_code
 
         # Executed once now, to check that the file defines a model.
         return pm.as_python_model(load_model_from_code(code_file, model_config)), code_file
