@@ -176,32 +176,47 @@ class DistributionIndex:
             return Owner(NONE)
         path = _norm(file)
         top = module.partition(".")[0]
+        name = self._owner_by_import_name(top, path)
+        if name is None:
+            name = self._owner_editable(path)
+        if name is None:
+            name = self._owner_in_site_packages(top, path)
+        return Owner(LOCAL) if name is None else Owner(DIST, name)
+
+    def _owner_by_import_name(self, top: str, path: str) -> str | None:
+        """The distribution that declares import name ``top`` and holds ``path``."""
         candidates = self.top_level.get(top, [])
         if len(candidates) == 1:
             dist = self.distribution(candidates[0])
             if dist is not None and path.startswith(self._location(dist)):
-                return Owner(DIST, candidates[0])
-        elif len(candidates) > 1:
-            for name in candidates:
-                if path in self._record(name):
-                    return Owner(DIST, name)
-        for project_dir, name in self._editable_projects():
-            if path.startswith(project_dir):
-                return Owner(DIST, name)
+                return candidates[0]
+            return None
+        return self._owner_by_record(candidates, path)
+
+    def _owner_by_record(self, names: Iterable[str], path: str) -> str | None:
+        """The first of ``names`` whose RECORD lists ``path``."""
+        return next((name for name in names if path in self._record(name)), None)
+
+    def _owner_editable(self, path: str) -> str | None:
+        """The editable install whose project directory holds ``path``."""
+        return next(
+            (name for project, name in self._editable_projects() if path.startswith(project)), None
+        )
+
+    def _owner_in_site_packages(self, top: str, path: str) -> str | None:
+        """The distribution whose RECORD lists ``path``, a file in site-packages."""
         site = next((d for d in self._site_dirs if path.startswith(d)), None)
-        if site is not None:
-            # In site-packages under another name (a C extension registered as "_foo"): the
-            # file's first directory is the import root that owns it.
-            first = path[len(site) :].split(os.sep, 1)[0]
-            root = first.split(".", 1)[0]
-            for name in self.top_level.get(root, []) if root != top else []:
-                if path in self._record(name):
-                    return Owner(DIST, name)
-            for names in self.top_level.values():
-                for name in names:
-                    if path in self._record(name):
-                        return Owner(DIST, name)
-        return Owner(LOCAL)
+        if site is None:
+            return None
+        # In site-packages under another name (a C extension registered as "_foo"): the
+        # file's first directory is the import root that owns it.
+        first = path[len(site) :].split(os.sep, 1)[0]
+        root = first.split(".", 1)[0]
+        name = self._owner_by_record(self.top_level.get(root, []) if root != top else [], path)
+        if name is None:
+            every = (candidate for names in self.top_level.values() for candidate in names)
+            name = self._owner_by_record(every, path)
+        return name
 
 
 # One snapshot per process, refreshed when sys.path or a directory on it changes.

@@ -203,10 +203,39 @@ def needed_distributions(
     model_dir: str | os.PathLike[str] | None = None,
 ) -> NeededDistributions:
     """Decide which installed distributions the captured imports require (see module doc)."""
+    owners, kinds, unresolved = _module_owners(captured, index, model_dir)
+    modules_by_dist = _modules_by_distribution(owners, index)
+    root_targets, incoming = _distribution_edges(captured, owners, kinds)
+    # A distribution loaded without any import edge from another one: keep it (cautious).
+    unattributed = {
+        name for name in modules_by_dist if name not in root_targets and name not in incoming
+    }
+    needed = _reachable(root_targets | unattributed, incoming, index)
+    optional = {
+        name: sorted(modules_by_dist.get(name, ()))
+        for name in modules_by_dist
+        if name not in needed and not is_excluded(name)
+    }
+    excluded = {name: sorted(mods) for name, mods in modules_by_dist.items() if is_excluded(name)}
+    return NeededDistributions(
+        distributions={name: sorted(modules_by_dist.get(name, ())) for name in sorted(needed)},
+        unresolved=sorted(unresolved),
+        excluded=excluded,
+        optional=optional,
+    )
+
+
+def _module_owners(
+    captured: CapturedImports,
+    index: DistributionIndex,
+    model_dir: str | os.PathLike[str] | None,
+) -> tuple[dict[str, str | None], dict[str, str], set[str]]:
+    """Module -> owning distribution (None: root-like importer), module -> owner kind, and the
+    top-level names of local modules no distribution owns."""
     model_root = (
         os.path.normcase(os.path.abspath(os.fspath(model_dir))) + os.sep if model_dir else None
     )
-    owners: dict[str, str | None] = {}  # module -> dist name (None: root-like importer)
+    owners: dict[str, str | None] = {}
     kinds: dict[str, str] = {}
     unresolved: set[str] = set()
     for module, file in captured.modules.items():
@@ -219,13 +248,22 @@ def needed_distributions(
         owners[module] = owner.dist
         if owner.kind == LOCAL:
             unresolved.add(module.partition(".")[0])
+    return owners, kinds, unresolved
 
-    def dist_of(module: str) -> str | None:
-        if module in owners:
-            return owners[module]
-        parent = module.rpartition(".")[0]
-        return dist_of(parent) if parent else None
 
+def _dist_of(owners: dict[str, str | None], module: str) -> str | None:
+    """The distribution of ``module``, or of its nearest recorded parent package."""
+    while module not in owners:
+        module = module.rpartition(".")[0]
+        if not module:
+            return None
+    return owners[module]
+
+
+def _modules_by_distribution(
+    owners: dict[str, str | None], index: DistributionIndex
+) -> dict[str, set[str]]:
+    """Distribution -> the top-level import names it declares among the captured modules."""
     modules_by_dist: dict[str, set[str]] = {}
     for module, name in owners.items():
         if name:
@@ -233,31 +271,43 @@ def needed_distributions(
             top = module.partition(".")[0]
             if name in index.top_level.get(top, ()):
                 modules_by_dist[name].add(top)
+    return modules_by_dist
 
-    # Cross-distribution import edges; "root" edges are those made by the model (or on its
-    # behalf), which justify their target unconditionally.
+
+def _distribution_edges(
+    captured: CapturedImports, owners: dict[str, str | None], kinds: dict[str, str]
+) -> tuple[set[str], dict[str, set[str]]]:
+    """Cross-distribution import edges: the targets of "root" edges, and target -> importers.
+
+    "Root" edges are those made by the model (or on its behalf), which justify their target
+    unconditionally.
+    """
     root_targets: set[str] = set()
     incoming: dict[str, set[str]] = {}  # target dist -> importing dists
     for importer, imported in captured.edges:
-        target = dist_of(imported)
+        target = _dist_of(owners, imported)
         if target is None:
             continue
         kind = kinds.get(importer)
         if importer.partition(".")[0] == "importlib":
             continue  # the import machinery itself (C extensions importing their package)
-        source = dist_of(importer)
+        source = _dist_of(owners, importer)
         if source == target:
             continue
         if source is None or kind in (STDLIB, LOCAL, "model", None) or source in DESERIALIZERS:
             root_targets.add(target)
         else:
             incoming.setdefault(target, set()).add(source)
-    # A distribution loaded without any import edge from another one: keep it (cautious).
-    unattributed = {
-        name for name in modules_by_dist if name not in root_targets and name not in incoming
-    }
+    return root_targets, incoming
+
+
+def _reachable(
+    roots: set[str], incoming: dict[str, set[str]], index: DistributionIndex
+) -> set[str]:
+    """``roots`` and what they import and declare as a requirement, transitively (tooling
+    excluded)."""
     needed: set[str] = set()
-    frontier = [n for n in root_targets | unattributed if not is_excluded(n)]
+    frontier = [n for n in roots if not is_excluded(n)]
     declared: dict[str, set[str]] = {}
     while frontier:
         name = frontier.pop()
@@ -271,15 +321,4 @@ def needed_distributions(
                 declared[name] = requires(index, name)
             if target in declared[name]:
                 frontier.append(target)
-    optional = {
-        name: sorted(modules_by_dist.get(name, ()))
-        for name in modules_by_dist
-        if name not in needed and not is_excluded(name)
-    }
-    excluded = {name: sorted(mods) for name, mods in modules_by_dist.items() if is_excluded(name)}
-    return NeededDistributions(
-        distributions={name: sorted(modules_by_dist.get(name, ())) for name in sorted(needed)},
-        unresolved=sorted(unresolved),
-        excluded=excluded,
-        optional=optional,
-    )
+    return needed

@@ -100,6 +100,20 @@ def update_model_requirements(
 
     if operation not in ("add", "remove"):
         raise UsageError(f"operation must be 'add' or 'remove', not {operation!r}")
+    changes = _requested_changes(requirement_list)
+    model_dir = resolve_model_uri(model_uri)
+    missing: list[str] = []
+    new_files = _updated_files(model_dir, operation, changes, missing)
+    for name, content in new_files.items():
+        _replace(model_dir / name, content)
+    _warn_about_changes(operation, changes, missing)
+    _remove_stale_lock(model_dir)
+    if (model_dir / "metadata").is_dir():
+        copy_metadata(model_dir)
+
+
+def _requested_changes(requirement_list: Sequence[str]) -> list[tuple[str | None, str]]:
+    """(distribution name, requirement line) for each requested requirement, validated."""
     if isinstance(requirement_list, (str, bytes)) or not isinstance(requirement_list, Sequence):
         raise UsageError("requirement_list must be a list of requirement strings")
     changes: list[tuple[str | None, str]] = []
@@ -117,17 +131,23 @@ def update_model_requirements(
                 "here; give requirements"
             )
         changes.append((requirement_name(parsed), parsed))
+    return changes
 
-    model_dir = resolve_model_uri(model_uri)
+
+def _updated_files(
+    model_dir: Path,
+    operation: str,
+    changes: list[tuple[str | None, str]],
+    missing: list[str],
+) -> dict[str, str]:
+    """File name -> new content of every file that records the requirements (none written)."""
     req_path = model_dir / REQUIREMENTS_FILE
     conda_path = model_dir / CONDA_ENV_FILE
     if not req_path.is_file() and not conda_path.is_file():
         raise ModelFormatError(
             f"the model at {model_dir} has neither {REQUIREMENTS_FILE} nor {CONDA_ENV_FILE}"
         )
-
     new_files: dict[str, str] = {}
-    missing: list[str] = []
     if req_path.is_file():
         raw = [line for line in _raw_lines(req_path)]
         new_files[REQUIREMENTS_FILE] = format_requirements(_apply(raw, operation, changes, missing))
@@ -137,37 +157,50 @@ def update_model_requirements(
         )
     provenance = read_provenance(model_dir)
     if provenance is not None:
-        updated = _apply([r.requirement for r in provenance.requirements], operation, changes)
-        by_line = {r.requirement: r for r in provenance.requirements}
-        records = []
-        for line in updated:
-            record = by_line.get(line)
-            if record is None:
-                record = RequirementProvenance(
-                    requirement=line,
-                    name=requirement_name(line),
-                    source=SOURCE_USER,
-                    note="added by update_model_requirements",
-                )
-                from envkit.deps.envfiles import installed_version
-
-                if record.name:
-                    record.installed_version = installed_version(record.name)
-            records.append(record)
-        provenance.requirements = records
+        provenance.requirements = _updated_provenance(provenance.requirements, operation, changes)
         new_files[PROVENANCE_FILE] = provenance.to_json()
+    return new_files
 
-    for name, content in new_files.items():
-        _replace(model_dir / name, content)
+
+def _updated_provenance(
+    requirements: list[RequirementProvenance],
+    operation: str,
+    changes: list[tuple[str | None, str]],
+) -> list[RequirementProvenance]:
+    """The provenance records after the change: kept records as they were, new ones by the user."""
+    from envkit.deps.envfiles import installed_version
+
+    updated = _apply([r.requirement for r in requirements], operation, changes)
+    by_line = {r.requirement: r for r in requirements}
+    records = []
+    for line in updated:
+        record = by_line.get(line)
+        if record is None:
+            record = RequirementProvenance(
+                requirement=line,
+                name=requirement_name(line),
+                source=SOURCE_USER,
+                note="added by update_model_requirements",
+            )
+            if record.name:
+                record.installed_version = installed_version(record.name)
+        records.append(record)
+    return records
+
+
+def _warn_about_changes(
+    operation: str, changes: list[tuple[str | None, str]], missing: list[str]
+) -> None:
+    """Warn about names to remove that were not there, and additions this env does not satisfy."""
     from envkit.deps.capture import RequirementWarning
 
-    # update_model_requirements <- the caller
+    # _warn_about_changes <- update_model_requirements <- the caller
     if missing:
         warnings.warn(
             f"{', '.join(missing)}: not among the model's requirements; nothing was removed for "
             f"{'it' if len(missing) == 1 else 'them'}",
             RequirementWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     if operation == "add":
         unsatisfied = _unsatisfied_here(changes)
@@ -177,19 +210,21 @@ def update_model_requirements(
                 "the model here will report a mismatch, and where it is deployed it will run with "
                 "a different version than here",
                 RequirementWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
+
+
+def _remove_stale_lock(model_dir: Path) -> None:
     lock = model_dir / LOCK_FILE
     if lock.exists():
         lock.unlink()
+        # _remove_stale_lock <- update_model_requirements <- the caller
         warnings.warn(
             f"{LOCK_FILE} no longer matched the model's requirements and was removed; run "
             f"`envkit lock {model_dir}` to write a new one",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    if (model_dir / "metadata").is_dir():
-        copy_metadata(model_dir)
 
 
 def _raw_lines(path: Path) -> list[str]:

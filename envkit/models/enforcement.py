@@ -32,6 +32,7 @@ from envkit.models.schema import (
 )
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
     from envkit.models.signature import ModelSignature
@@ -444,52 +445,67 @@ def _enforce_series(values: pd.Series, t: DataType) -> pd.Series:
     is_str_dtype = isinstance(dtype, pd.StringDtype)
     is_obj = isinstance(dtype, np.dtype) and dtype.kind == "O"
 
-    if t is DataType.string:
-        if is_obj or is_str_dtype:
-            return values
-        raise _Violation(f"got {_values_name(values)} values")
-    if t is DataType.binary:
-        if is_obj or is_str_dtype or dtype.kind == "S":
-            return values
-        raise _Violation(f"got {_values_name(values)} values")
-    if t is DataType.datetime:
-        return _to_datetime(values)
+    if t is DataType.string or t is DataType.binary or t is DataType.datetime:
+        return _enforce_text_or_datetime(values, t, is_text=is_obj or is_str_dtype)
     if t is DataType.boolean and is_obj:
-        bad = [v for v in values if not (_is_missing(v) or isinstance(v, (bool, np.bool_)))]
-        if bad:
-            raise _Violation(f"got {_describe_value(bad[0])}")
-        return values
+        return _enforce_object_booleans(values)
 
     target = t.to_numpy()
     if dtype == target:
         return values
     if is_str_dtype or is_obj:
         raise _Violation(f"got {_values_name(values)} values")
-    kind, size = dtype.kind, dtype.itemsize
-    extension = not isinstance(dtype, np.dtype)
-    if kind == target.kind:
-        safe = size <= target.itemsize
-    elif kind == "u" and target.kind == "i":
-        safe = size < target.itemsize
-    elif kind in ("i", "u") and target.kind == "f":
-        limit = _EXACT_INT_LIMIT[target.itemsize]
-        safe = (size <= 2 and target.itemsize == 4) or (size <= 4 and target.itemsize == 8)
-        safe = safe or bool(values.dropna().abs().le(limit).all())
-    else:
-        safe = False
-    if not safe:
-        hint = ""
-        if kind == "f" and target.kind in ("i", "u") and values.hasnans:
-            whole = values.dropna()
-            if bool((whole == whole.round()).all()):
-                hint = (
-                    "; integer columns with missing values arrive as floats: declare the "
-                    "column as double in the signature, or infer it from data with missing values"
-                )
+    if not _is_safe_cast(values, target):
+        hint = _unsafe_cast_hint(values, target)
         raise _Violation(f"got {_values_name(values)} values that cannot be safely converted{hint}")
-    if extension and values.hasnans:
+    if not isinstance(dtype, np.dtype) and values.hasnans:  # an extension dtype with missing values
         return values.astype(_NULLABLE[t])
     return values.astype(target)
+
+
+def _enforce_text_or_datetime(values: pd.Series, t: DataType, *, is_text: bool) -> pd.Series:
+    """Column ``values`` as a string, binary or datetime column."""
+    if t is DataType.datetime:
+        return _to_datetime(values)
+    if is_text or (t is DataType.binary and values.dtype.kind == "S"):
+        return values
+    raise _Violation(f"got {_values_name(values)} values")
+
+
+def _enforce_object_booleans(values: pd.Series) -> pd.Series:
+    """An object column as booleans: every value a bool or missing."""
+    import numpy as np
+
+    bad = [v for v in values if not (_is_missing(v) or isinstance(v, (bool, np.bool_)))]
+    if bad:
+        raise _Violation(f"got {_describe_value(bad[0])}")
+    return values
+
+
+def _is_safe_cast(values: pd.Series, target: np.dtype[Any]) -> bool:
+    """Whether casting ``values`` to the numpy dtype ``target`` loses nothing."""
+    kind, size = values.dtype.kind, values.dtype.itemsize
+    if kind == target.kind:
+        return bool(size <= target.itemsize)
+    if kind == "u" and target.kind == "i":
+        return bool(size < target.itemsize)
+    if kind in ("i", "u") and target.kind == "f":
+        limit = _EXACT_INT_LIMIT[target.itemsize]
+        safe = (size <= 2 and target.itemsize == 4) or (size <= 4 and target.itemsize == 8)
+        return safe or bool(values.dropna().abs().le(limit).all())
+    return False
+
+
+def _unsafe_cast_hint(values: pd.Series, target: np.dtype[Any]) -> str:
+    """Advice for floats that hold whole numbers and missing values (integers that met a NaN)."""
+    if values.dtype.kind == "f" and target.kind in ("i", "u") and values.hasnans:
+        whole = values.dropna()
+        if bool((whole == whole.round()).all()):
+            return (
+                "; integer columns with missing values arrive as floats: declare the "
+                "column as double in the signature, or infer it from data with missing values"
+            )
+    return ""
 
 
 _NULLABLE = {

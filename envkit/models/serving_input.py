@@ -14,7 +14,8 @@ payloads are read as a DataFrame. With a schema, values are converted as MLflow'
 server converts them (base64 for binary, ISO strings for datetimes, numpy arrays for tensors).
 
 :func:`parse_serving_input` is what the scoring server and ``envkit validate --input`` use;
-:func:`validate_serving_input` loads a model, parses a payload for it and predicts.
+``envkit.models.validate_serving_input``, which loads a model, parses a payload for it and
+predicts, needs the pyfunc loader: it lives in :mod:`envkit.pyfunc.serving_input`.
 """
 
 from __future__ import annotations
@@ -22,18 +23,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 from collections import defaultdict
 from copy import deepcopy
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from envkit.errors import (
-    EnvkitError,
-    ModelFailedError,
-    SchemaEnforcementError,
-    ServingInputError,
-)
+from envkit.errors import SchemaEnforcementError, ServingInputError
 from envkit.models.schema import AnyType, Array, ColSpec, DataType, Map, Object, Schema, TensorSpec
 
 if TYPE_CHECKING:
@@ -48,7 +42,6 @@ __all__ = [
     "dataframe_from_parsed_json",
     "parse_inputs_data",
     "parse_serving_input",
-    "validate_serving_input",
 ]
 
 CONTENT_TYPE_CSV = "text/csv"
@@ -491,47 +484,3 @@ def _convert(data: Any, spec: Any, name: str | None) -> Any:
             f"{label}: expected {_spec_type_name(spec)}, got {enf._describe_value(data)} ({exc})"
         ) from None
     raise ServingInputError(f"{label}: unsupported schema entry {spec!r}")
-
-
-# --- validation --------------------------------------------------------------------------------
-
-
-def validate_serving_input(
-    model_uri: str | os.PathLike[str],
-    serving_input: str | bytes | dict[str, Any] | os.PathLike[str],
-) -> Any:
-    """Load the model, parse ``serving_input`` as the scoring server would, and predict.
-
-    ``serving_input`` is a JSON payload (text, bytes or a parsed dict) or the path of a file
-    holding one. Returns the predictions; a bad payload or a schema violation raises the same
-    error the server would report, and a model failure raises
-    :class:`~envkit.errors.ModelFailedError`.
-    """
-    from envkit.pyfunc import load_model
-
-    if isinstance(serving_input, os.PathLike):
-        try:
-            serving_input = Path(serving_input).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ServingInputError(
-                f"cannot read the serving input {serving_input}: {exc}"
-            ) from exc
-    model = load_model(model_uri)
-    meta = model.metadata
-    data, params = parse_serving_input(
-        serving_input,
-        schema=meta.get_input_schema(),
-        params_schema=meta.get_params_schema(),
-        signature_from_type_hint=bool(meta.is_signature_from_type_hint),
-    )
-    try:
-        return model.predict(data, params=params)
-    except EnvkitError:
-        raise
-    except Exception as exc:
-        from envkit.deps.envvars import redact_values
-
-        raise ModelFailedError(
-            "the model failed to predict on the serving input: "
-            + redact_values(f"{type(exc).__name__}: {exc}")
-        ) from exc

@@ -342,60 +342,81 @@ def _sanitize(value: Any) -> Any:
 
 def _validate(data: Any, hint: Any) -> Any:
     if _is_pydantic_model(hint):
-        import pydantic
-
-        if isinstance(data, pydantic.BaseModel):
-            values = data.model_dump()
-        elif isinstance(data, dict):
-            values = data
-        else:
-            raise _Mismatch(f"expected a dict or {hint.__name__}, got {type(data).__name__}")
-        try:
-            hint.model_validate(values, strict=True)
-        except pydantic.ValidationError as exc:
-            errors = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or hint.__name__}: {e['msg']}" for e in exc.errors()
-            )
-            raise _Mismatch(f"{hint.__name__} rejected {values!r}: {errors}") from None
-        return hint(**values) if isinstance(data, dict) else data
+        return _validate_pydantic(data, hint)
     if hint is Any:
         return data
     if hint in _PRIMITIVES:
         if isinstance(data, hint):
             return data
         raise _Mismatch(f"expected {hint.__name__}, got {type(data).__name__} {data!r}")
-    origin = get_origin(hint)
-    args = get_args(hint)
-    if origin is list:
-        if not isinstance(data, list):
-            raise _Mismatch(f"expected a list, got {type(data).__name__}")
-        out = []
-        for i, item in enumerate(data):
-            try:
-                out.append(_validate(item, args[0]))
-            except _Mismatch as exc:
-                raise _Mismatch(f"item {i}: {exc}") from None
-        return out
-    if origin is dict:
-        if not isinstance(data, dict):
-            raise _Mismatch(f"expected a dict, got {type(data).__name__}")
-        result = {}
-        for key, value in data.items():
-            if not isinstance(key, str):
-                raise _Mismatch(f"dict keys must be str, got {type(key).__name__} {key!r}")
-            try:
-                result[key] = _validate(value, args[1])
-            except _Mismatch as exc:
-                raise _Mismatch(f"key {key!r}: {exc}") from None
-        return result
+    validate_container = _CONTAINER_VALIDATORS.get(get_origin(hint))
+    if validate_container is not None:
+        return validate_container(data, get_args(hint))
     if is_union(hint):
-        if data is None and type(None) in args:
-            return None
-        non_none = [a for a in args if a is not type(None)]
-        if len(non_none) == 1:
-            return _validate(data, non_none[0])
-        return data
+        return _validate_optional(data, get_args(hint))
     raise _Mismatch(f"unsupported type hint {_hint_repr(hint)}")
+
+
+def _validate_pydantic(data: Any, hint: Any) -> Any:
+    import pydantic
+
+    if isinstance(data, pydantic.BaseModel):
+        values = data.model_dump()
+    elif isinstance(data, dict):
+        values = data
+    else:
+        raise _Mismatch(f"expected a dict or {hint.__name__}, got {type(data).__name__}")
+    try:
+        hint.model_validate(values, strict=True)
+    except pydantic.ValidationError as exc:
+        errors = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or hint.__name__}: {e['msg']}" for e in exc.errors()
+        )
+        raise _Mismatch(f"{hint.__name__} rejected {values!r}: {errors}") from None
+    return hint(**values) if isinstance(data, dict) else data
+
+
+def _validate_list(data: Any, args: tuple[Any, ...]) -> list[Any]:
+    if not isinstance(data, list):
+        raise _Mismatch(f"expected a list, got {type(data).__name__}")
+    out = []
+    for i, item in enumerate(data):
+        try:
+            out.append(_validate(item, args[0]))
+        except _Mismatch as exc:
+            raise _Mismatch(f"item {i}: {exc}") from None
+    return out
+
+
+def _validate_dict(data: Any, args: tuple[Any, ...]) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise _Mismatch(f"expected a dict, got {type(data).__name__}")
+    result = {}
+    for key, value in data.items():
+        if not isinstance(key, str):
+            raise _Mismatch(f"dict keys must be str, got {type(key).__name__} {key!r}")
+        try:
+            result[key] = _validate(value, args[1])
+        except _Mismatch as exc:
+            raise _Mismatch(f"key {key!r}: {exc}") from None
+    return result
+
+
+def _validate_optional(data: Any, args: tuple[Any, ...]) -> Any:
+    """A union: ``Optional[X]`` checks ``X``; wider unions pass as they are."""
+    if data is None and type(None) in args:
+        return None
+    non_none = [a for a in args if a is not type(None)]
+    if len(non_none) == 1:
+        return _validate(data, non_none[0])
+    return data
+
+
+# get_origin(hint) -> the validator of that container, given get_args(hint).
+_CONTAINER_VALIDATORS: dict[Any, Callable[[Any, tuple[Any, ...]], Any]] = {
+    list: _validate_list,
+    dict: _validate_dict,
+}
 
 
 def parse_serving_value(data: Any, hint: Any) -> Any:

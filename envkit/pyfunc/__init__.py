@@ -40,45 +40,15 @@ def _writer(
     model_config: dict[str, Any] | None,
     streamable: bool | None,
 ) -> Any:
-    import pickle
-
-    import cloudpickle
-
     from envkit._fs import copy_into
     from envkit._version import __version__
     from envkit.deps.envfiles import pin_installed
-    from envkit.errors import UsageError
     from envkit.models.model import Model
-    from envkit.models.save import FlavorWriter
     from envkit.pyfunc import model as pm
+    from envkit.pyfunc.save import FlavorWriter
 
-    code_file: Path | None = None
-    if isinstance(python_model, (str, os.PathLike)):
-        code_file = Path(python_model)
-        if code_file.suffix != ".py" or not code_file.is_file():
-            raise UsageError(
-                f"python_model={python_model!r}: a path must name an existing .py file that "
-                "calls envkit.models.set_model(...)"
-            )
-        from envkit.models.code import load_model_from_code
-
-        # Executed once now, to check that the file defines a model.
-        instance = pm.as_python_model(load_model_from_code(code_file, model_config))
-    elif python_model is None:
-        raise UsageError("save_model needs python_model: a PythonModel, a callable or a .py path")
-    else:
-        instance = pm.as_python_model(python_model)
-
-    sources = {
-        name: Path(os.fspath(src).removeprefix("file://"))
-        for name, src in (artifacts or {}).items()
-    }
-    for name, src in sources.items():
-        if not src.exists():
-            raise UsageError(f"artifact {name!r}: {src} does not exist")
-    basenames = [src.name for src in sources.values()]
-    if len(set(basenames)) != len(basenames):
-        raise UsageError("artifacts must have distinct file names")
+    instance, code_file = _python_model_instance(python_model, model_config)
+    sources = _artifact_sources(artifacts)
 
     def write(staging: Path, model: Model, code_dir: str | None) -> None:
         conf: dict[str, Any] = {
@@ -90,27 +60,11 @@ def _writer(
             copy_into(code_file, staging)
             conf[pm.MODEL_CODE_PATH] = code_file.name
         else:
-            with open(staging / pm.PYTHON_MODEL_FILE, "wb") as handle:
-                try:
-                    cloudpickle.dump(instance, handle)
-                except (pickle.PicklingError, TypeError, AttributeError) as exc:
-                    raise UsageError(
-                        f"the python_model cannot be pickled ({exc}); make it picklable, or "
-                        "save it as code: python_model='my_model.py' with "
-                        "envkit.models.set_model(...) in that file"
-                    ) from exc
-            conf[pm.CONFIG_KEY_PYTHON_MODEL] = pm.PYTHON_MODEL_FILE
-            conf[pm.CONFIG_KEY_CLOUDPICKLE_VERSION] = cloudpickle.__version__
+            conf.update(_pickle_python_model(instance, staging))
         if model_config:
             conf[pm.MODEL_CONFIG] = dict(model_config)
         if sources:
-            conf[pm.CONFIG_KEY_ARTIFACTS] = {}
-            for name, src in sources.items():
-                copy_into(src, staging / pm.ARTIFACTS_DIR)
-                conf[pm.CONFIG_KEY_ARTIFACTS][name] = {
-                    pm.CONFIG_KEY_ARTIFACT_RELATIVE_PATH: f"{pm.ARTIFACTS_DIR}/{src.name}",
-                    pm.CONFIG_KEY_ARTIFACT_URI: os.fspath(src),
-                }
+            conf[pm.CONFIG_KEY_ARTIFACTS] = _copy_artifacts(sources, staging)
         model.add_flavor(FLAVOR_NAME, **conf)
 
     def default_requirements() -> list[str]:
@@ -134,6 +88,87 @@ def _writer(
         python_model=instance,
         pyfunc_impl=pyfunc_impl,
     )
+
+
+def _python_model_instance(
+    python_model: Any, model_config: dict[str, Any] | None
+) -> tuple[Any, Path | None]:
+    """The PythonModel to save, and the ``.py`` file it comes from (models from code)."""
+    from envkit.errors import UsageError
+    from envkit.pyfunc import model as pm
+
+    if isinstance(python_model, (str, os.PathLike)):
+        code_file = Path(python_model)
+        if code_file.suffix != ".py" or not code_file.is_file():
+            raise UsageError(
+                f"python_model={python_model!r}: a path must name an existing .py file that "
+                "calls envkit.models.set_model(...)"
+            )
+        from envkit.pyfunc.code import load_model_from_code
+
+        # Executed once now, to check that the file defines a model.
+        return pm.as_python_model(load_model_from_code(code_file, model_config)), code_file
+    if python_model is None:
+        raise UsageError("save_model needs python_model: a PythonModel, a callable or a .py path")
+    return pm.as_python_model(python_model), None
+
+
+def _artifact_sources(
+    artifacts: Mapping[str, str | os.PathLike[str]] | None,
+) -> dict[str, Path]:
+    """Artifact name -> local file, checked to exist and to have distinct file names."""
+    from envkit.errors import UsageError
+
+    sources = {
+        name: Path(os.fspath(src).removeprefix("file://"))
+        for name, src in (artifacts or {}).items()
+    }
+    for name, src in sources.items():
+        if not src.exists():
+            raise UsageError(f"artifact {name!r}: {src} does not exist")
+    basenames = [src.name for src in sources.values()]
+    if len(set(basenames)) != len(basenames):
+        raise UsageError("artifacts must have distinct file names")
+    return sources
+
+
+def _pickle_python_model(instance: Any, staging: Path) -> dict[str, Any]:
+    """Cloudpickle ``instance`` into the model; the flavor keys that name the file."""
+    import pickle
+
+    import cloudpickle
+
+    from envkit.errors import UsageError
+    from envkit.pyfunc import model as pm
+
+    with open(staging / pm.PYTHON_MODEL_FILE, "wb") as handle:
+        try:
+            cloudpickle.dump(instance, handle)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise UsageError(
+                f"the python_model cannot be pickled ({exc}); make it picklable, or "
+                "save it as code: python_model='my_model.py' with "
+                "envkit.models.set_model(...) in that file"
+            ) from exc
+    return {
+        pm.CONFIG_KEY_PYTHON_MODEL: pm.PYTHON_MODEL_FILE,
+        pm.CONFIG_KEY_CLOUDPICKLE_VERSION: cloudpickle.__version__,
+    }
+
+
+def _copy_artifacts(sources: dict[str, Path], staging: Path) -> dict[str, dict[str, str]]:
+    """Copy each artifact into the model; name -> where it is now and where it came from."""
+    from envkit._fs import copy_into
+    from envkit.pyfunc import model as pm
+
+    recorded = {}
+    for name, src in sources.items():
+        copy_into(src, staging / pm.ARTIFACTS_DIR)
+        recorded[name] = {
+            pm.CONFIG_KEY_ARTIFACT_RELATIVE_PATH: f"{pm.ARTIFACTS_DIR}/{src.name}",
+            pm.CONFIG_KEY_ARTIFACT_URI: os.fspath(src),
+        }
+    return recorded
 
 
 def save_model(
@@ -160,7 +195,7 @@ def save_model(
     ``artifacts`` (name -> local path) are copied into the model and handed to the model as
     ``context.artifacts``. ``code_paths`` are copied and put on ``sys.path`` at load.
     """
-    from envkit.models.save import save_model_directory
+    from envkit.pyfunc.save import save_model_directory
 
     return save_model_directory(
         path,

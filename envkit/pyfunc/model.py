@@ -185,7 +185,7 @@ def _load_pyfunc(
     conf = model.get_flavor("python_function")
     config = dict(model_config if model_config is not None else conf.get(MODEL_CONFIG) or {})
     if conf.get(MODEL_CODE_PATH):
-        from envkit.models.code import load_model_from_code
+        from envkit.pyfunc.code import load_model_from_code
 
         code_file = resolve_inside(model_dir, os.path.basename(str(conf[MODEL_CODE_PATH])))
         python_model = as_python_model(load_model_from_code(code_file, config))

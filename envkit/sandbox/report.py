@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from envkit.sandbox.validate import ValidationReport
@@ -31,7 +31,17 @@ def _seconds(value: float | None) -> str:
 
 
 def _rows(report: ValidationReport) -> list[tuple[str, str]]:
-    rows: list[tuple[str, str]] = [("model", report.model)]
+    """(label, text) of each row the text report shows, in order; a row without text is left
+    out."""
+    rows = []
+    for label, text_of in _ROWS:
+        text = text_of(report)
+        if text is not None:
+            rows.append((label, text))
+    return rows
+
+
+def _backend_row(report: ValidationReport) -> str:
     backend = report.backend or "?"
     if report.tools:
         backend += " (" + ", ".join(f"{k} {v}" for k, v in sorted(report.tools.items())) + ")"
@@ -39,78 +49,107 @@ def _rows(report: ValidationReport) -> list[tuple[str, str]]:
         backend += f"; {report.backend_note}"
     if not report.isolated and report.backend:
         backend += "; NOT isolated"
-    rows.append(("backend", backend))
+    return backend
+
+
+def _interpreter_row(report: ValidationReport) -> str | None:
     interp = report.interpreter
-    if interp:
-        text = f"Python {interp.get('version', '?')}"
-        if interp.get("path"):
-            text += f" {interp['path']}"
-        recorded = interp.get("recorded")
-        if recorded and interp.get("requested") != recorded:
-            text += f" (--python {interp.get('requested')}; the model recorded {recorded})"
-        elif recorded and interp.get("exact"):
-            text += f" (matches the recorded {recorded})"
-        elif recorded:
-            text += f" (the model recorded {recorded})"
-        rows.append(("interpreter", text))
+    if not interp:
+        return None
+    text = f"Python {interp.get('version', '?')}"
+    if interp.get("path"):
+        text += f" {interp['path']}"
+    recorded = interp.get("recorded")
+    if recorded and interp.get("requested") != recorded:
+        text += f" (--python {interp.get('requested')}; the model recorded {recorded})"
+    elif recorded and interp.get("exact"):
+        text += f" (matches the recorded {recorded})"
+    elif recorded:
+        text += f" (the model recorded {recorded})"
+    return text
+
+
+def _environment_row(report: ValidationReport) -> str | None:
     cache = report.cache
-    if cache:
-        if not cache.get("used"):
-            text = f"not cached ({cache.get('reason')})"
-        elif cache.get("hit"):
-            text = f"cache hit: {cache.get('reason')} [{cache.get('key')}]"
-        else:
-            text = f"cache miss: {cache.get('reason')}; built [{cache.get('key')}]"
-        if cache.get("path"):
-            text += f"\n{cache['path']}"
-        rows.append(("environment", text))
+    if not cache:
+        return None
+    if not cache.get("used"):
+        text = f"not cached ({cache.get('reason')})"
+    elif cache.get("hit"):
+        text = f"cache hit: {cache.get('reason')} [{cache.get('key')}]"
+    else:
+        text = f"cache miss: {cache.get('reason')}; built [{cache.get('key')}]"
+    if cache.get("path"):
+        text += f"\n{cache['path']}"
+    return text
+
+
+def _requirements_row(report: ValidationReport) -> str | None:
     spec = report.spec
-    if spec:
-        reqs = spec.get("requirements") or []
-        text = f"{len(reqs)} from {spec.get('source', '?')}: " + ", ".join(reqs)
-        for note in report.spec_notes:
-            text += f"\n{note}"
-        rows.append(("requirements", text))
+    if not spec:
+        return None
+    reqs = spec.get("requirements") or []
+    text = f"{len(reqs)} from {spec.get('source', '?')}: " + ", ".join(reqs)
+    for note in report.spec_notes:
+        text += f"\n{note}"
+    return text
+
+
+def _timings_row(report: ValidationReport) -> str:
     t = report.timings
     parts = [f"install {_seconds(t.get('install'))}"]
     for name in ("load", "input", "predict", "stream"):
         if name in t:
             parts.append(f"{name} {_seconds(t[name])}")
     parts.append(f"total {_seconds(t.get('total'))}")
-    rows.append(("timings", "  ".join(parts)))
-    if report.loader:
-        rows.append(("loader", report.loader))
-    if report.input and report.input.get("source"):
-        text = str(report.input["source"]).replace("_", " ")
-        if report.input.get("params"):
-            text += f" with params {', '.join(report.input['params'])}"
-        rows.append(("input", text))
-    if report.output:
-        rows.append(("output", _describe(report.output)))
-    if report.stream:
-        rows.append(
-            (
-                "stream",
-                f"{report.stream.get('chunks')} chunks"
-                + (f" ({report.stream['note']})" if report.stream.get("note") else "")
-                + ": "
-                + str(report.stream.get("preview", "")),
-            )
-        )
+    return "  ".join(parts)
+
+
+def _input_row(report: ValidationReport) -> str | None:
+    if not (report.input and report.input.get("source")):
+        return None
+    text = str(report.input["source"]).replace("_", " ")
+    if report.input.get("params"):
+        text += f" with params {', '.join(report.input['params'])}"
+    return text
+
+
+def _stream_row(report: ValidationReport) -> str | None:
+    if not report.stream:
+        return None
+    return (
+        f"{report.stream.get('chunks')} chunks"
+        + (f" ({report.stream['note']})" if report.stream.get("note") else "")
+        + ": "
+        + str(report.stream.get("preview", ""))
+    )
+
+
+def _mismatches_row(report: ValidationReport) -> str | None:
     if report.mismatches:
-        rows.append(
-            (
-                "mismatches",
-                "\n".join(f"{m.get('requirement')}: {m.get('problem')}" for m in report.mismatches),
-            )
-        )
-    elif report.output is not None or report.loader:
-        overridden = any(note.startswith("--override") for note in report.spec_notes)
-        # An override is intended: the requirements row says so, once.
-        rows.append(("mismatches", "none (with the --override above)" if overridden else "none"))
-    if report.warnings:
-        rows.append(("warnings", "\n".join(report.warnings)))
-    return rows
+        return "\n".join(f"{m.get('requirement')}: {m.get('problem')}" for m in report.mismatches)
+    if report.output is None and not report.loader:
+        return None
+    overridden = any(note.startswith("--override") for note in report.spec_notes)
+    # An override is intended: the requirements row says so, once.
+    return "none (with the --override above)" if overridden else "none"
+
+
+# The rows of the text report, in order: label -> its text (None: no row).
+_ROWS: tuple[tuple[str, Callable[[ValidationReport], str | None]], ...] = (
+    ("model", lambda report: report.model),
+    ("backend", _backend_row),
+    ("interpreter", _interpreter_row),
+    ("environment", _environment_row),
+    ("requirements", _requirements_row),
+    ("timings", _timings_row),
+    ("loader", lambda report: report.loader or None),
+    ("input", _input_row),
+    ("output", lambda report: _describe(report.output) if report.output else None),
+    ("stream", _stream_row),
+    ("mismatches", _mismatches_row),
+    ("warnings", lambda report: "\n".join(report.warnings) if report.warnings else None),
+)
 
 
 def _describe(output: dict[str, Any]) -> str:

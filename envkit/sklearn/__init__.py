@@ -152,7 +152,7 @@ def save_model(
     from envkit.deps.envfiles import pin_installed
     from envkit.errors import UsageError
     from envkit.models.model import Model
-    from envkit.models.save import FlavorWriter, save_model_directory
+    from envkit.pyfunc.save import FlavorWriter, save_model_directory
 
     if serialization_format not in SUPPORTED_SERIALIZATION_FORMATS:
         raise UsageError(

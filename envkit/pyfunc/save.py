@@ -3,6 +3,9 @@
 stage (sibling temp dir) -> code_paths -> flavor writes its model -> input example ->
 check the example predicts + infer the signature -> capture requirements (subprocess) ->
 environment files -> MLmodel + metadata/ -> atomic rename. A failure anywhere leaves nothing.
+
+It lives at the flavor layer, not in :mod:`envkit.models` (the format), because it loads the
+model as a pyfunc to check the example and runs the capture of :mod:`envkit.deps`.
 """
 
 from __future__ import annotations
@@ -154,31 +157,18 @@ def _check_example_and_signature(
     """
     import copy
 
-    from envkit.models import type_hints
     from envkit.models.input_example import split_input_example
-    from envkit.models.signature import infer_signature, infer_signature_from_type_hints
 
-    python_model = writer.python_model
-    if signature is None and python_model is not None:
-        hinted = infer_signature_from_type_hints(python_model, input_example)
-        if hinted is not None:
-            signature = hinted
-            model.signature = hinted
-            model.save(staging)
+    signature = _signature_from_type_hints(
+        staging, model, writer.python_model, input_example, signature
+    )
     if input_example is None:
         return True
     data, example_params = split_input_example(input_example)
     inferring = signature is None
     if inferring:
         # Inputs and params first: the example is enforced against them before predicting.
-        model.signature = infer_signature(data, None, example_params)
-        raw_hint = type_hints.predict_type_hints(python_model).input if python_model else None
-        if raw_hint is not None and type_hints.is_type_from_example(raw_hint):
-            import pandas as pd
-
-            if isinstance(data, (list, pd.DataFrame, pd.Series)):
-                model.signature._is_type_hint_from_example = True
-                model.type_hint_from_example = True
+        _infer_input_signature(model, data, example_params, writer.python_model)
     elif signature is False:
         model.signature = None
     output = None
@@ -188,10 +178,6 @@ def _check_example_and_signature(
         predictor = _example_predictor(staging, model, writer)
         output = predictor.predict(copy.deepcopy(data), params=example_params)
     except SchemaEnforcementError as exc:
-        if not inferring and signature is not False:
-            raise UsageError(
-                f"the input example does not match the model signature: {exc.message}"
-            ) from exc
         if inferring:
             # The signature inferred from the example refuses the example itself (timezone-aware
             # datetimes, say): saving it would make a model that rejects its own example. As
@@ -204,33 +190,92 @@ def _check_example_and_signature(
                 UserWarning,
                 stacklevel=4,
             )
-            try:
-                # (the predictor reads the signature from ``model``, which now has none)
-                (predictor or _example_predictor(staging, model, writer)).predict(
-                    copy.deepcopy(data), params=example_params
-                )
-            except Exception as again:
-                return _example_failed(again, strict)
-            return True
+            failure = _predict_failure(staging, model, writer, predictor, data, example_params)
+            return True if failure is None else _example_failed(failure, strict)
+        if signature is not False:
+            raise UsageError(
+                f"the input example does not match the model signature: {exc.message}"
+            ) from exc
         ok = _example_failed(exc, strict)
     except Exception as exc:
         ok = _example_failed(exc, strict)
     if inferring:
-        inputs = model.signature.inputs if model.signature is not None else None
-        if ok and inputs is not None and not inputs.is_tensor_spec():
-            import numpy as np
-
-            if isinstance(output, np.ndarray) and output.ndim == 1:
-                # Row-wise predictions of a column-based model: one ColSpec, as MLflow infers.
-                import pandas as pd
-
-                output = pd.Series(output)
-        from_example = bool(getattr(model.signature, "_is_type_hint_from_example", False))
-        inferred = infer_signature(data, output if ok else None, example_params)
-        inferred._is_type_hint_from_example = from_example
-        model.signature = inferred
+        _infer_full_signature(model, data, output, example_params, ok)
     model.save(staging)
     return ok
+
+
+def _signature_from_type_hints(
+    staging: Path, model: Model, python_model: Any, input_example: Any, signature: Any
+) -> Any:
+    """The caller's ``signature``, else the one ``predict``'s type hints give (then saved)."""
+    from envkit.models.signature import infer_signature_from_type_hints
+
+    if signature is not None or python_model is None:
+        return signature
+    hinted = infer_signature_from_type_hints(python_model, input_example)
+    if hinted is not None:
+        model.signature = hinted
+        model.save(staging)
+        return hinted
+    return signature
+
+
+def _infer_input_signature(model: Model, data: Any, example_params: Any, python_model: Any) -> None:
+    """The inputs and params of ``model.signature``, from the example (no output yet)."""
+    from envkit.models import type_hints
+    from envkit.models.signature import infer_signature
+
+    model.signature = infer_signature(data, None, example_params)
+    raw_hint = type_hints.predict_type_hints(python_model).input if python_model else None
+    if raw_hint is not None and type_hints.is_type_from_example(raw_hint):
+        import pandas as pd
+
+        if isinstance(data, (list, pd.DataFrame, pd.Series)):
+            model.signature._is_type_hint_from_example = True
+            model.type_hint_from_example = True
+
+
+def _predict_failure(
+    staging: Path,
+    model: Model,
+    writer: FlavorWriter,
+    predictor: Any,
+    data: Any,
+    example_params: Any,
+) -> Exception | None:
+    """Predict on the example again (the predictor reads the signature from ``model``); the
+    exception it raises, or None."""
+    import copy
+
+    try:
+        (predictor or _example_predictor(staging, model, writer)).predict(
+            copy.deepcopy(data), params=example_params
+        )
+    except Exception as again:
+        return again
+    return None
+
+
+def _infer_full_signature(
+    model: Model, data: Any, output: Any, example_params: Any, ok: bool
+) -> None:
+    """``model.signature`` from the example and, when it predicted, from its output."""
+    from envkit.models.signature import infer_signature
+
+    inputs = model.signature.inputs if model.signature is not None else None
+    if ok and inputs is not None and not inputs.is_tensor_spec():
+        import numpy as np
+
+        if isinstance(output, np.ndarray) and output.ndim == 1:
+            # Row-wise predictions of a column-based model: one ColSpec, as MLflow infers.
+            import pandas as pd
+
+            output = pd.Series(output)
+    from_example = bool(getattr(model.signature, "_is_type_hint_from_example", False))
+    inferred = infer_signature(data, output if ok else None, example_params)
+    inferred._is_type_hint_from_example = from_example
+    model.signature = inferred
 
 
 def _example_predictor(staging: Path, model: Model, writer: FlavorWriter) -> Any:

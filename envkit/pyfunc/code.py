@@ -2,6 +2,8 @@
 
 The file is executed (never unpickled) at save time, to check it defines a model, and again at
 load time. ``model_config`` is visible to the file through :func:`get_model_config` while it runs.
+The file calls them as ``envkit.models.set_model`` and ``envkit.models.get_model_config``
+(MLflow's names); they live with the pyfunc flavor, which runs the file and wraps its model.
 """
 
 from __future__ import annotations
