@@ -366,33 +366,19 @@ def model_install_plan(
     """The model's environment spec and what the image installs: its requirements plus
     ``envkit[serve]`` from a wheel of the running envkit (envkit is not on any index)."""
     from envkit.models.model import MLMODEL_FILE_NAME, Model
-    from envkit.sandbox.backends.base import install_plan
-    from envkit.sandbox.cache import EnvCache
-    from envkit.sandbox.selfwheel import build_self_wheel
-    from envkit.sandbox.spec import apply_overrides, read_env_spec
+    from envkit.sandbox.provision import plan_environment
 
     model = Model._read(model_dir / MLMODEL_FILE_NAME)
-    conf = model.flavors.get("python_function")
-    if conf is None:
+    if "python_function" not in model.flavors:
         have = ", ".join(sorted(model.flavors)) or "none"
         raise UsageError(
             f"the model has no python_function flavor (its flavors: {have}); the scoring "
             "server serves models it can load as a pyfunc"
         )
-    spec = read_env_spec(
-        model_dir,
-        env_manager="docker",
-        flavor_env=conf.get("env") if isinstance(conf.get("env"), dict) else None,
-        python_version_hint=conf.get("python_version"),
+    plan = plan_environment(
+        model_dir, model, env_manager="docker", envkit_extras=("serve",), python=python
     )
-    if python:
-        spec = spec.resolved(python=python)
-    from dataclasses import replace
-
-    wheel = build_self_wheel(EnvCache().root)
-    requirements = apply_overrides(spec.requirements, [f"envkit[serve]=={wheel.version}"])
-    spec = replace(spec, requirements=requirements.requirements).resolved(runner=wheel.runner_id)
-    return spec, install_plan(spec, wheel)
+    return plan.spec, plan.install
 
 
 def prepare_model(model_uri: str | os.PathLike[str]) -> Path:

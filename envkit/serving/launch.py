@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from envkit._subprocess import die_with_parent
-from envkit._version import __version__
 from envkit.errors import UsageError
 from envkit.serving.server import (
     DEFAULT_HOST,
@@ -163,42 +162,40 @@ def _env_command(
     progress: Callable[[str, str], None] | None,
 ) -> PreparedServer:
     from envkit.sandbox.backends.base import child_environment
-    from envkit.sandbox.validate import _Session
+    from envkit.sandbox.checks import check_model
+    from envkit.sandbox.provision import ProvisionOptions, provision
 
-    session = _Session(
-        model_dir,
+    options = ProvisionOptions(
         env_manager=env_manager,
         python=python,
-        # The server needs starlette and uvicorn: envkit's serve extra, a spec of its own.
-        overrides=[f"envkit[{SERVE_EXTRA}]=={__version__}"],
-        timeout=None,
         build_timeout=None,
         use_cache=use_cache,
-        cache_dir=None,
-        extra_env=None,
-        progress=progress,
-        need_input_example=False,  # the server does not run it
+        # The server needs starlette and uvicorn: envkit's serve extra, a spec of its own.
+        envkit_extras=(SERVE_EXTRA,),
+        progress=progress or _quiet,
     )
-    try:
-        backend, env = session.prepare()
-    except BaseException:
-        session.close()
-        raise
-    if not getattr(backend, "isolated", True) or env.python == Path(sys.executable):
-        session.close()
+    model = check_model(model_dir, need_input_example=False)  # the server does not run it
+    ready = provision(model_dir, model, options)
+    if not ready.isolated or ready.environment.python == Path(sys.executable):
+        ready.close()
         return PreparedServer([sys.executable, "-m", "envkit.serving", *args])
-    for warning in session.report.warnings:
+    for warning in ready.warnings:
         logger.warning("%s", warning)
+    env = ready.environment
     child_env = child_environment()
     child_env["PATH"] = str(env.python.parent) + os.pathsep + child_env.get("PATH", "")
     child_env["VIRTUAL_ENV"] = str(env.path)
     argv = [str(env.python), *env.python_flags, "-m", "envkit.serving", *args]
     logger.info(
         "serving from environment %s (%s)",
-        session.report.cache.get("key", "?"),
-        "cache hit" if session.report.cache.get("hit") else "built",
+        ready.cache.key or "?",
+        "cache hit" if ready.cache.hit else "built",
     )
-    return PreparedServer(argv, child_env, session.close)
+    return PreparedServer(argv, child_env, ready.close)
+
+
+def _quiet(_event: str, _message: str) -> None:
+    """The progress callback of a caller that wants none."""
 
 
 def _docker_command(
