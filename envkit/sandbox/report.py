@@ -1,14 +1,148 @@
-"""Render a :class:`~envkit.sandbox.validate.ValidationReport` as text, JSON or JUnit XML."""
+"""What ``envkit validate`` found (:class:`ValidationReport`, data), rendered as text, JSON or
+JUnit XML."""
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
-if TYPE_CHECKING:
-    from envkit.sandbox.validate import ValidationReport
+from envkit.errors import (
+    EXIT_OK,
+    EnvironmentBuildError,
+    EnvkitError,
+    ModelFailedError,
+    ModelFormatError,
+    ModelTimeoutError,
+    SchemaEnforcementError,
+)
 
 FORMATS = ("text", "json", "junit")
+
+
+@dataclass
+class ValidationReport:
+    """What ``envkit validate`` found: where the model ran, how long each step took, its output.
+
+    ``status`` is ``ok``, ``model_failed`` (load/predict error, timeout, schema),
+    ``bad_input`` (the model or the input turned out unreadable inside the environment: an
+    error envkit raises with exit code 2 in-process, such as a loader module that cannot be
+    imported) or ``env_failed`` (the environment could not be built); ``exit_code`` is the
+    CLI's.
+    """
+
+    model: str
+    status: str = "ok"
+    exit_code: int = EXIT_OK
+    backend: str = ""
+    backend_note: str | None = None
+    isolated: bool = True
+    interpreter: dict[str, Any] = field(default_factory=dict)
+    spec: dict[str, Any] = field(default_factory=dict)
+    spec_notes: list[str] = field(default_factory=list)
+    cache: dict[str, Any] = field(default_factory=dict)
+    tools: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    loader: str | None = None
+    input: dict[str, Any] | None = None
+    output: dict[str, Any] | None = None
+    stream: dict[str, Any] | None = None
+    mismatches: list[dict[str, str]] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)  # --override, as given
+    # Distributions the environment holds beyond the model's requirements and envkit's runtime
+    # (None where the environment is not envkit's to build: local).
+    unrequested: list[str] | None = None
+    warnings: list[str] = field(default_factory=list)
+    error: dict[str, Any] | None = None
+    model_log: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def headline(self) -> str:
+        """One line: what happened and, on failure, what to try."""
+        if self.ok:
+            where = f"{self.backend}, Python {self.interpreter.get('version', '?')}"
+            did = "loaded and predicted" if self.output is not None else "loaded"
+            if self.input and self.input.get("source") is None:
+                did = "loaded (no input example to predict on; pass --input FILE)"
+            return f"OK: the model {did} in a rebuilt environment ({where})"
+        message = (self.error or {}).get("message", "failed")
+        return f"FAILED: {message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "ok": self.ok,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "headline": self.headline,
+            "backend": self.backend,
+            "backend_note": self.backend_note,
+            "isolated": self.isolated,
+            "interpreter": dict(self.interpreter),
+            "spec": dict(self.spec),
+            "spec_notes": list(self.spec_notes),
+            "cache": dict(self.cache),
+            "tools": dict(self.tools),
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "loader": self.loader,
+            "input": self.input,
+            "output": self.output,
+            "stream": self.stream,
+            "mismatches": list(self.mismatches),
+            "overrides": list(self.overrides),
+            "unrequested": self.unrequested,
+            "warnings": list(self.warnings),
+            "error": self.error,
+        }
+
+    def to_error(self) -> EnvkitError | None:
+        """The exception that stands for this report's failure (None when it passed): the
+        class the sandbox raised, when it was an envkit error with this exit code."""
+        if self.ok or self.error is None:
+            return None
+        message = str(self.error.get("message", "validation failed"))
+        detail = self.error.get("detail")
+        kind = self.error.get("kind")
+        cls: type[EnvkitError]
+        if self.status == "env_failed":
+            cls = EnvironmentBuildError
+        elif self.status == "bad_input":
+            cls = ModelFormatError
+        elif kind == "timeout":
+            cls = ModelTimeoutError
+        elif kind == "schema":
+            cls = SchemaEnforcementError
+        else:
+            cls = ModelFailedError
+        carried = _error_class(self.error.get("class"), self.exit_code)
+        if carried is not None:
+            try:
+                return carried(message, detail=detail)
+            except TypeError:  # a class that needs more than a message (SubprocessError)
+                pass
+        error = cls(message, detail=detail)
+        error.exit_code = self.exit_code or error.exit_code
+        return error
+
+    def raise_for_error(self) -> None:
+        """Raise the report's failure as an :class:`~envkit.errors.EnvkitError`."""
+        error = self.to_error()
+        if error is not None:
+            raise error
+
+
+def _error_class(name: Any, exit_code: int) -> type[EnvkitError] | None:
+    """The envkit error class called ``name``, when its exit code is ``exit_code``."""
+    import envkit.errors
+
+    cls = getattr(envkit.errors, str(name), None) if name else None
+    if isinstance(cls, type) and issubclass(cls, EnvkitError) and cls.exit_code == exit_code:
+        return cls
+    return None
 
 
 def render(report: ValidationReport, fmt: str, *, verbose: bool = False) -> str:
@@ -130,9 +264,16 @@ def _mismatches_row(report: ValidationReport) -> str | None:
         return "\n".join(f"{m.get('requirement')}: {m.get('problem')}" for m in report.mismatches)
     if report.output is None and not report.loader:
         return None
-    overridden = any(note.startswith("--override") for note in report.spec_notes)
     # An override is intended: the requirements row says so, once.
-    return "none (with the --override above)" if overridden else "none"
+    return "none (with the --override above)" if report.overrides else "none"
+
+
+def _unrequested_row(report: ValidationReport) -> str | None:
+    if report.unrequested is None:
+        return None
+    if not report.unrequested:
+        return "none (the model's requirements and envkit's runtime only)"
+    return ", ".join(report.unrequested) + " (installed, but nothing the model records needs it)"
 
 
 # The rows of the text report, in order: label -> its text (None: no row).
@@ -148,6 +289,7 @@ _ROWS: tuple[tuple[str, Callable[[ValidationReport], str | None]], ...] = (
     ("output", lambda report: _describe(report.output) if report.output else None),
     ("stream", _stream_row),
     ("mismatches", _mismatches_row),
+    ("unrequested", _unrequested_row),
     ("warnings", lambda report: "\n".join(report.warnings) if report.warnings else None),
 )
 

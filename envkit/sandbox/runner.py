@@ -253,27 +253,9 @@ def to_jsonable(value: Any) -> Any:
     """
     module = type(value).__module__
     if module.startswith("pandas"):
-        if hasattr(value, "isoformat"):  # Timestamp
-            return value.isoformat()
-        if hasattr(value, "notna") and hasattr(value, "where"):  # missing values are null
-            value = value.astype(object).where(value.notna(), None)
-        if hasattr(value, "to_dict") and hasattr(value, "columns"):
-            return to_jsonable(value.to_dict(orient="records"))
-        if hasattr(value, "tolist"):
-            return to_jsonable(value.tolist())
+        return _pandas_jsonable(value)
     if module.startswith("numpy"):
-        import numpy as np
-
-        if isinstance(value, np.ndarray):
-            if value.dtype.kind in "biuf":
-                return value.tolist()
-            if value.dtype.kind == "M":
-                return np.datetime_as_string(value).tolist()
-            return to_jsonable(value.tolist())
-        if isinstance(value, np.datetime64):
-            return str(np.datetime_as_string(value))
-        if isinstance(value, np.generic):
-            return to_jsonable(value.item())
+        return _numpy_jsonable(value)
     if hasattr(value, "toarray") and hasattr(value, "nnz"):  # scipy sparse
         return to_jsonable(value.toarray())
     if isinstance(value, dict):
@@ -282,6 +264,39 @@ def to_jsonable(value: Any) -> Any:
         return [to_jsonable(v) for v in value]
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
+    return _other_jsonable(value)
+
+
+def _pandas_jsonable(value: Any) -> Any:
+    if hasattr(value, "isoformat"):  # Timestamp
+        return value.isoformat()
+    if hasattr(value, "notna") and hasattr(value, "where"):  # missing values are null
+        value = value.astype(object).where(value.notna(), None)
+    if hasattr(value, "to_dict") and hasattr(value, "columns"):
+        return to_jsonable(value.to_dict(orient="records"))
+    if hasattr(value, "tolist"):
+        return to_jsonable(value.tolist())
+    return _other_jsonable(value)
+
+
+def _numpy_jsonable(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "biuf":
+            return value.tolist()
+        if value.dtype.kind == "M":
+            return np.datetime_as_string(value).tolist()
+        return to_jsonable(value.tolist())
+    if isinstance(value, np.datetime64):
+        return str(np.datetime_as_string(value))
+    if isinstance(value, np.generic):
+        return to_jsonable(value.item())
+    return _other_jsonable(value)
+
+
+def _other_jsonable(value: Any) -> Any:
+    """Bytes, dates and times, pydantic models; anything else has no JSON form."""
     if isinstance(value, (bytes, bytearray)):
         import base64
 

@@ -13,166 +13,42 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envkit.errors import (
     EXIT_BAD_INPUT,
     EXIT_ENV_FAILED,
     EXIT_MODEL_FAILED,
-    EXIT_OK,
     EnvironmentBuildError,
     EnvkitError,
     ModelFailedError,
-    ModelFormatError,
-    ModelTimeoutError,
-    SchemaEnforcementError,
     SubprocessError,
     UsageError,
     tail,
 )
+from envkit.sandbox.outcome import STAGE_WORDS as _STAGE_WORDS
+from envkit.sandbox.outcome import strip_ansi
 from envkit.sandbox.provision import (
     DEFAULT_BUILD_TIMEOUT,
     ProvisionedEnvironment,
     ProvisionOptions,
-    same_version,
 )
+from envkit.sandbox.report import ValidationReport
+
+if TYPE_CHECKING:
+    from envkit._subprocess import Outcome
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_TIMEOUT", "ValidateOptions", "ValidationReport", "predict", "validate"]
 
 DEFAULT_TIMEOUT = 300.0
-# The runner's stages, as a report names them.
-_STAGE_WORDS = {
-    "load": "loading the model",
-    "input": "reading the input",
-    "predict": "predict",
-    "stream": "predict_stream",
-    "output": "writing the predictions",
-}
-# Terminal colour and cursor sequences (CSI, OSC and two-byte escapes): never copied into a
-# report.
-_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 ProgressCallback = Callable[[str, str], None]
-
-
-@dataclass
-class ValidationReport:
-    """What ``envkit validate`` found: where the model ran, how long each step took, its output.
-
-    ``status`` is ``ok``, ``model_failed`` (load/predict error, timeout, schema),
-    ``bad_input`` (the model or the input turned out unreadable inside the environment: an
-    error envkit raises with exit code 2 in-process, such as a loader module that cannot be
-    imported) or ``env_failed`` (the environment could not be built); ``exit_code`` is the
-    CLI's.
-    """
-
-    model: str
-    status: str = "ok"
-    exit_code: int = EXIT_OK
-    backend: str = ""
-    backend_note: str | None = None
-    isolated: bool = True
-    interpreter: dict[str, Any] = field(default_factory=dict)
-    spec: dict[str, Any] = field(default_factory=dict)
-    spec_notes: list[str] = field(default_factory=list)
-    cache: dict[str, Any] = field(default_factory=dict)
-    tools: dict[str, str] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
-    loader: str | None = None
-    input: dict[str, Any] | None = None
-    output: dict[str, Any] | None = None
-    stream: dict[str, Any] | None = None
-    mismatches: list[dict[str, str]] = field(default_factory=list)
-    # Distributions the environment holds beyond the model's requirements and envkit's runtime
-    # (None where the environment is not envkit's to build: local).
-    unrequested: list[str] | None = None
-    warnings: list[str] = field(default_factory=list)
-    error: dict[str, Any] | None = None
-    model_log: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    @property
-    def headline(self) -> str:
-        """One line: what happened and, on failure, what to try."""
-        if self.ok:
-            where = f"{self.backend}, Python {self.interpreter.get('version', '?')}"
-            did = "loaded and predicted" if self.output is not None else "loaded"
-            if self.input and self.input.get("source") is None:
-                did = "loaded (no input example to predict on; pass --input FILE)"
-            return f"OK: the model {did} in a rebuilt environment ({where})"
-        message = (self.error or {}).get("message", "failed")
-        return f"FAILED: {message}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "ok": self.ok,
-            "status": self.status,
-            "exit_code": self.exit_code,
-            "headline": self.headline,
-            "backend": self.backend,
-            "backend_note": self.backend_note,
-            "isolated": self.isolated,
-            "interpreter": dict(self.interpreter),
-            "spec": dict(self.spec),
-            "spec_notes": list(self.spec_notes),
-            "cache": dict(self.cache),
-            "tools": dict(self.tools),
-            "timings": {k: round(v, 3) for k, v in self.timings.items()},
-            "loader": self.loader,
-            "input": self.input,
-            "output": self.output,
-            "stream": self.stream,
-            "mismatches": list(self.mismatches),
-            "unrequested": self.unrequested,
-            "warnings": list(self.warnings),
-            "error": self.error,
-        }
-
-    def to_error(self) -> EnvkitError | None:
-        """The exception that stands for this report's failure (None when it passed): the
-        class the sandbox raised, when it was an envkit error with this exit code."""
-        if self.ok or self.error is None:
-            return None
-        message = str(self.error.get("message", "validation failed"))
-        detail = self.error.get("detail")
-        kind = self.error.get("kind")
-        cls: type[EnvkitError]
-        if self.status == "env_failed":
-            cls = EnvironmentBuildError
-        elif self.status == "bad_input":
-            cls = ModelFormatError
-        elif kind == "timeout":
-            cls = ModelTimeoutError
-        elif kind == "schema":
-            cls = SchemaEnforcementError
-        else:
-            cls = ModelFailedError
-        carried = _error_class(self.error.get("class"), self.exit_code)
-        if carried is not None:
-            try:
-                return carried(message, detail=detail)
-            except TypeError:  # a class that needs more than a message (SubprocessError)
-                pass
-        error = cls(message, detail=detail)
-        error.exit_code = self.exit_code or error.exit_code
-        return error
-
-    def raise_for_error(self) -> None:
-        """Raise the report's failure as an :class:`~envkit.errors.EnvkitError`."""
-        error = self.to_error()
-        if error is not None:
-            raise error
 
 
 # --- the pipeline --------------------------------------------------------------------------------
@@ -280,6 +156,7 @@ class _Session:
         report.isolated = ready.isolated
         report.warnings.extend(ready.warnings)
         report.spec_notes.extend(ready.plan.notes)
+        report.overrides = list(self.options.provision.overrides)
         report.spec = {**ready.spec.to_dict(), "key": ready.spec.key, "source": ready.plan.source}
         report.interpreter = ready.python.to_dict()
         ready.build()
@@ -288,15 +165,6 @@ class _Session:
         report.tools = dict(ready.tools)
         report.timings.update(ready.timings)
         return ready
-
-    def _set_python(self, version: str) -> None:
-        """The Python that runs the model is ``version``: the report says so everywhere."""
-        interp = self.report.interpreter
-        interp["version"] = version
-        recorded = str(interp.get("recorded") or "")
-        interp["exact"] = not recorded or same_version(recorded, version)
-
-    # -- running ---------------------------------------------------------------------------------
 
     def run_model(
         self,
@@ -307,26 +175,16 @@ class _Session:
         want_predictions: bool = False,
         stream: bool = True,
     ) -> None:
-        from envkit.sandbox.spec import requirement_name
+        """Run the input (or the input example) through the model in ``ready``; the report
+        says how it went."""
+        from envkit.sandbox.outcome import absorb_result
         from envkit.sandbox.tempdirs import make_tempdir
 
-        report = self.report
         workdir = self.workdir = make_tempdir("run")
-        result_path = workdir / "result.json"
-        status_path = workdir / "status.json"
-        predictions_path = workdir / "predictions.json" if want_predictions else None
-        request = {
-            "model_dir": str(self.model_dir),
-            "input_path": str(input_path) if input_path else None,
-            "content_type": content_type,
-            "result_path": str(result_path),
-            "status_path": str(status_path),
-            "predictions_path": str(predictions_path) if predictions_path else None,
-            "stream": stream,
-            "requirements": [r for r in ready.spec.requirements if requirement_name(r) != "envkit"],
-            "build_dependencies": list(ready.spec.build_dependencies),
-            "check_unrequested": ready.isolated,
-        }
+        request = _runner_request(self.model_dir, ready, workdir, input_path, content_type)
+        request.update(stream=stream)
+        if want_predictions:
+            request["predictions_path"] = str(workdir / "predictions.json")
         request_path = workdir / "request.json"
         request_path.write_text(json.dumps(request), encoding="utf-8")
         self.progress("run", "loading the model and predicting")
@@ -339,42 +197,22 @@ class _Session:
             paths=[self.model_dir] + ([input_path] if input_path else []),
             writable_paths=[workdir],
         )
+        report = self.report
         report.timings["run"] = outcome.duration
         report.model_log = strip_ansi((outcome.stdout + outcome.stderr).strip())
-        data = _read_json(result_path) or {}
+        data = _read_json(workdir / "result.json") or {}
         if outcome.timed_out:
-            status = _read_json(status_path) or {}
-            data = {**status, **data}
-        if predictions_path is not None:
-            self.predictions = _read_json(predictions_path)
-        for name in ("load", "input", "predict", "stream"):
-            if name in (data.get("timings") or {}):
-                report.timings[name] = float(data["timings"][name])
-        report.loader = data.get("loader")
-        report.input = data.get("input")
-        report.output = data.get("output")
-        if report.output and isinstance(report.output.get("preview"), str):
-            report.output["preview"] = strip_ansi(report.output["preview"])
-        report.stream = data.get("stream")
-        report.mismatches = list(data.get("mismatches") or [])
-        if "unrequested" in data:
-            report.unrequested = [str(name) for name in data["unrequested"]]
-        report.warnings.extend(strip_ansi(str(w)) for w in data.get("warnings") or [])
-        if data.get("python"):
-            running = str(data["python"])
-            self._set_python(running)
-            report.interpreter["running"] = running
-            recorded = str(report.interpreter.get("recorded") or "")
-            if recorded and not same_version(recorded, running):
-                report.mismatches.insert(
-                    0,
-                    {
-                        "requirement": f"python=={recorded}",
-                        "installed": running,
-                        "problem": f"Python {running} runs the model",
-                    },
-                )
+            data = {**(_read_json(workdir / "status.json") or {}), **data}
+        if want_predictions:
+            self.predictions = _read_json(workdir / "predictions.json")
+        absorb_result(report, data)
+        self._judge(ready, outcome, data)
 
+    def _judge(self, ready: ProvisionedEnvironment, outcome: Outcome, data: dict[str, Any]) -> None:
+        """Fail the report for a timeout, a crash before reporting, or what the runner caught."""
+        from envkit.sandbox.outcome import failure_text
+
+        log = _log_tail(self.report.model_log)
         if outcome.timed_out:
             stage = data.get("stage", "start")
             what = _STAGE_WORDS.get(stage, "the model")
@@ -382,66 +220,33 @@ class _Session:
                 "timeout",
                 f"the model timed out after {self.timeout:.0f}s during {what}; raise --timeout "
                 "if it is just slow, or check the model for a hang",
-                detail=_log_tail(report.model_log),
+                detail=log,
                 stage=stage,
             )
         elif not data:
             killed = ready.backend.killed_hint(outcome.returncode, outcome.extra)
-            if killed is not None:
-                text = f"{killed} (run with --verbose for its output)"
-            else:
-                text = (
+            text = (
+                f"{killed} (run with --verbose for its output)"
+                if killed
+                else (
                     f"the model process exited with code {outcome.returncode} before "
                     f"reporting; {strip_ansi(_last_line(outcome.stderr)) or 'no output'} (run "
                     "with --verbose for its output)"
                 )
-            self._fail("crash", text, detail=_log_tail(report.model_log), stage="start")
+            )
+            self._fail("crash", text, detail=log, stage="start")
         elif not data.get("ok"):
-            self._failed_in_sandbox(data.get("error") or {})
-
-    def _failed_in_sandbox(self, error: Mapping[str, Any]) -> None:
-        """Report what the runner caught, with the exit code it has in-process."""
-        stage = str(error.get("stage", "?"))
-        kind = str(error.get("kind", stage))
-        message = strip_ansi(str(error.get("message", "unknown error")))
-        etype = str(error.get("type", "Exception")).rsplit(".", 1)[-1]
-        what = _STAGE_WORDS.get(stage, "the model")
-        if kind == "import" and self.report.isolated:
-            text = (
-                f"{what} failed: {etype}: {message}; the environment holds only the model's "
-                "recorded requirements: add the missing package to them (or try "
-                "--override PACKAGE)"
+            error = data.get("error") or {}
+            stage = str(error.get("stage", "?"))
+            exit_code = error.get("exit_code")
+            self._fail(
+                str(error.get("kind", stage)),
+                failure_text(error, isolated=ready.isolated, backend=ready.backend.name),
+                detail=strip_ansi(str(error["traceback"])) if error.get("traceback") else None,
+                stage=stage,
+                exit_code=exit_code if exit_code == EXIT_BAD_INPUT else EXIT_MODEL_FAILED,
+                error_class=str(error["class"]) if error.get("class") else None,
             )
-        elif kind == "import":
-            text = (
-                f"{what} failed: {etype}: {message}; the {self.report.backend} backend uses this "
-                "interpreter's packages: install the missing package here, or validate in a "
-                "rebuilt environment (--env-manager uv)"
-            )
-        elif kind == "schema":
-            text = (
-                f"the input does not match the model signature: {message}; fix the input "
-                "example or the signature"
-            )
-        elif stage == "load":
-            text = f"loading the model failed: {etype}: {message}"
-        elif stage == "input":
-            text = f"reading the input failed: {etype}: {message}"
-        elif stage == "stream":
-            text = f"predict_stream raised {etype}: {message}"
-        elif stage == "output":
-            text = f"the predictions cannot be written as JSON: {message}"
-        else:
-            text = f"predict raised {etype}: {message}"
-        exit_code = error.get("exit_code")
-        self._fail(
-            kind,
-            text,
-            detail=strip_ansi(str(error["traceback"])) if error.get("traceback") else None,
-            stage=stage,
-            exit_code=exit_code if exit_code == EXIT_BAD_INPUT else EXIT_MODEL_FAILED,
-            error_class=str(error["class"]) if error.get("class") else None,
-        )
 
     def _fail(
         self,
@@ -501,6 +306,30 @@ class _Session:
 # --- checks on the host, before anything is built ----------------------------------------------
 
 
+def _runner_request(
+    model_dir: Path,
+    ready: ProvisionedEnvironment,
+    workdir: Path,
+    input_path: Path | None,
+    content_type: str | None,
+) -> dict[str, Any]:
+    """What the runner (:mod:`envkit.sandbox.runner`) is asked to do, as its request file."""
+    from envkit.sandbox.spec import requirement_name
+
+    return {
+        "model_dir": str(model_dir),
+        "input_path": str(input_path) if input_path else None,
+        "content_type": content_type,
+        "result_path": str(workdir / "result.json"),
+        "status_path": str(workdir / "status.json"),
+        "predictions_path": None,
+        "stream": True,
+        "requirements": [r for r in ready.spec.requirements if requirement_name(r) != "envkit"],
+        "build_dependencies": list(ready.spec.build_dependencies),
+        "check_unrequested": ready.isolated,
+    }
+
+
 def _with_hint(exc: EnvkitError, message: str) -> str:
     """``message`` with what to do next, chosen on the installer step that failed and why
     (data the backend attached), never on the message's wording."""
@@ -522,21 +351,6 @@ def _with_hint(exc: EnvkitError, message: str) -> str:
             f"otherwise find out why before deploying): {why}"
         )
     return message.rstrip(".") + "; check the requirement names and versions, or try --override REQ"
-
-
-def strip_ansi(text: str) -> str:
-    """``text`` without terminal colour and cursor sequences."""
-    return _ANSI.sub("", text) if "\x1b" in text else text
-
-
-def _error_class(name: Any, exit_code: int) -> type[EnvkitError] | None:
-    """The envkit error class called ``name``, when its exit code is ``exit_code``."""
-    import envkit.errors
-
-    cls = getattr(envkit.errors, str(name), None) if name else None
-    if isinstance(cls, type) and issubclass(cls, EnvkitError) and cls.exit_code == exit_code:
-        return cls
-    return None
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -1,0 +1,106 @@
+"""What a run of the in-environment runner means: its result copied into the report, and a
+failure the runner caught put into words (on its stage and kind, which the runner reports as
+data)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from envkit.sandbox.report import ValidationReport
+
+# Terminal colour and cursor sequences (CSI, OSC and two-byte escapes): never copied into a
+# report.
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+
+# The runner's stages, as a report names them.
+STAGE_WORDS = {
+    "load": "loading the model",
+    "input": "reading the input",
+    "predict": "predict",
+    "stream": "predict_stream",
+    "output": "writing the predictions",
+}
+# A failure caught at a stage (kind: the stage itself, or a kind in _KIND_TEXT), in words.
+_STAGE_TEXT = {
+    "load": "loading the model failed: {etype}: {message}",
+    "input": "reading the input failed: {etype}: {message}",
+    "stream": "predict_stream raised {etype}: {message}",
+    "output": "the predictions cannot be written as JSON: {message}",
+}
+_KIND_TEXT = {
+    ("import", True): (
+        "{what} failed: {etype}: {message}; the environment holds only the model's recorded "
+        "requirements: add the missing package to them (or try --override PACKAGE)"
+    ),
+    ("import", False): (
+        "{what} failed: {etype}: {message}; the {backend} backend uses this interpreter's "
+        "packages: install the missing package here, or validate in a rebuilt environment "
+        "(--env-manager uv)"
+    ),
+    ("schema", True): (
+        "the input does not match the model signature: {message}; fix the input example or "
+        "the signature"
+    ),
+}
+
+
+def failure_text(error: Mapping[str, Any], *, isolated: bool, backend: str) -> str:
+    """The report's one line for a failure the runner caught (``error`` is the runner's)."""
+    stage = str(error.get("stage", "?"))
+    kind = str(error.get("kind", stage))
+    words = {
+        "what": STAGE_WORDS.get(stage, "the model"),
+        "etype": str(error.get("type", "Exception")).rsplit(".", 1)[-1],
+        "message": strip_ansi(str(error.get("message", "unknown error"))),
+        "backend": backend,
+    }
+    template = _KIND_TEXT.get((kind, isolated if kind == "import" else True))
+    if template is None:
+        template = _STAGE_TEXT.get(stage, "predict raised {etype}: {message}")
+    return template.format(**words)
+
+
+def absorb_result(report: ValidationReport, data: Mapping[str, Any]) -> None:
+    """Copy what the runner reported (``result.json``) into ``report``."""
+    for name in ("load", "input", "predict", "stream"):
+        if name in (data.get("timings") or {}):
+            report.timings[name] = float(data["timings"][name])
+    report.loader = data.get("loader")
+    report.input = data.get("input")
+    report.output = data.get("output")
+    if report.output and isinstance(report.output.get("preview"), str):
+        report.output["preview"] = strip_ansi(report.output["preview"])
+    report.stream = data.get("stream")
+    report.mismatches = list(data.get("mismatches") or [])
+    if "unrequested" in data:
+        report.unrequested = [str(name) for name in data["unrequested"]]
+    report.warnings.extend(strip_ansi(str(w)) for w in data.get("warnings") or [])
+    if data.get("python"):
+        _ran_with(report, str(data["python"]))
+
+
+def _ran_with(report: ValidationReport, running: str) -> None:
+    """The Python the runner ran: the report names it, and a mismatch with the recorded one."""
+    from envkit.sandbox.provision import same_version
+
+    interp = report.interpreter
+    interp["version"] = interp["running"] = running
+    recorded = str(interp.get("recorded") or "")
+    interp["exact"] = not recorded or same_version(recorded, running)
+    if recorded and not same_version(recorded, running):
+        report.mismatches.insert(
+            0,
+            {
+                "requirement": f"python=={recorded}",
+                "installed": running,
+                "problem": f"Python {running} runs the model",
+            },
+        )
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without terminal colour and cursor sequences."""
+    return _ANSI.sub("", text) if "\x1b" in text else text
