@@ -54,12 +54,37 @@ class UnsafePathError(ModelFormatError):
     """A path recorded in the model escapes the model directory (``..`` or a symlink)."""
 
 
+class NoRecordedEnvironmentError(ModelFormatError):
+    """The model records no environment (no python_env.yaml, conda.yaml or requirements.txt,
+    or only a requirements.txt where a Python version is needed and the MLmodel has none)."""
+
+
+class StaleLockError(ModelFormatError):
+    """The model's ``requirements.lock`` was compiled from requirements that changed since."""
+
+
 class ModelExistsError(EnvkitError):
     """Refusing to save onto an existing non-empty directory without ``overwrite=True``."""
 
 
 class InvalidRequirementError(EnvkitError):
-    """A requirement line or requirements/constraints file cannot be read or parsed."""
+    """A requirement line or requirements/constraints file cannot be read or parsed.
+
+    ``requirement`` is the failing line (None when a whole file failed), ``source`` says where
+    it was read (``"requirement in requirements.txt:3"``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        requirement: str | None = None,
+        source: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        super().__init__(message, detail=detail)
+        self.requirement = requirement
+        self.source = source
 
 
 class ModelUriError(EnvkitError):

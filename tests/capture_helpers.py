@@ -8,7 +8,7 @@ from typing import Any
 
 def requirement_names(model_dir) -> set[str]:
     """Distribution names in a model's requirements.txt (option lines left out)."""
-    from envkit.deps.envfiles import requirement_name
+    from envkit.deps.requirements import requirement_name
 
     lines = Path(model_dir, "requirements.txt").read_text().splitlines()
     return {n for n in (requirement_name(line) for line in lines) if n}

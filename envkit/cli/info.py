@@ -21,7 +21,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from envkit.models.describe import describe_model, render_text
+    from envkit.deps.describe import describe_model
 
     info = describe_model(args.model)
     if args.format == "json":
@@ -29,3 +29,49 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(render_text(info))
     return 0
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def render_text(info: dict[str, Any]) -> str:
+    """``describe_model`` output as readable text."""
+    lines = [f"model: {info['path']}"]
+    made_by = [f"envkit {info['envkit_version']}"] if info.get("envkit_version") else []
+    if info.get("mlflow_version"):
+        made_by.append(f"MLflow {info['mlflow_version']}")
+    lines.append(f"  created: {info['utc_time_created']} UTC by {', '.join(made_by) or 'unknown'}")
+    lines.append(f"  uuid: {info['model_uuid']}")
+    if info.get("run_id"):
+        lines.append(f"  run: runs:/{info['run_id']}/{info['artifact_path']}")
+    lines.append("flavors:")
+    for name, conf in info["flavors"].items():
+        keys = ("loader_module", "predict_fn", "serialization_format", "sklearn_version")
+        details = ", ".join(f"{k}={conf[k]}" for k in keys if conf.get(k))
+        lines.append(f"  {name}" + (f" ({details})" if details else ""))
+    signature = info.get("signature")
+    lines.append("signature:" + ("" if signature else " none"))
+    if signature:
+        for part in ("inputs", "outputs", "params"):
+            if signature.get(part):
+                lines.append(f"  {part}: {signature[part]}")
+    example = info.get("saved_input_example_info")
+    if example:
+        lines.append(f"input example: {example.get('artifact_path')} ({example.get('type')})")
+    env = info.get("environment") or {}
+    if env:
+        lines.append(f"environment: python {env.get('python', '?')}")
+        for req in env.get("requirements", []):
+            lines.append(f"  {req}")
+    if info.get("env_vars"):
+        lines.append("environment variables read: " + ", ".join(info["env_vars"]))
+    lines.append(f"files ({human_size(info['total_size'])}):")
+    for entry in info["files"]:
+        lines.append(f"  {human_size(entry['size']):>9}  {entry['path']}")
+    return "\n".join(lines)

@@ -38,11 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envkit.deps.envfiles import (
-    parse_requirement_line,
-    requirement_name,
-    write_environment_files,
-)
+from envkit.deps.envfiles import write_environment_files
 from envkit.deps.envvars import allowlisted, recording_enabled, write_env_vars_file
 from envkit.deps.provenance import (
     INSTALL_ARCHIVE,
@@ -60,6 +56,12 @@ from envkit.deps.provenance import (
     RequirementProvenance,
     install_info,
     write_provenance,
+)
+from envkit.deps.requirements import (
+    RequirementLines,
+    RequirementsReader,
+    parse_requirement_line,
+    requirement_name,
 )
 from envkit.errors import CaptureError, InvalidRequirementError
 from envkit.models.model import Model
@@ -80,23 +82,6 @@ __all__ = [
     "check_user_requirements",
     "decide_requirements",
 ]
-
-# pip options a requirements list may carry (besides -r/-c, which are expanded).
-_KNOWN_OPTIONS = (
-    "-i",
-    "--index-url",
-    "--extra-index-url",
-    "-f",
-    "--find-links",
-    "--no-index",
-    "--pre",
-    "--prefer-binary",
-    "--trusted-host",
-    "--no-binary",
-    "--only-binary",
-    "-e",
-    "--editable",
-)
 
 
 def _literal_credentials(line: str) -> bool:
@@ -133,119 +118,15 @@ class UserRequirements:
     constraints: list[str] = field(default_factory=list)
 
 
-def _option_name(line: str) -> str:
-    head = line.split(None, 1)[0]
-    return head.split("=", 1)[0]
-
-
-def _option_argument(line: str) -> str:
-    head, _, rest = line.partition(" ")
-    if "=" in head and not rest:
-        return head.split("=", 1)[1].strip()
-    return rest.strip()
-
-
-def _logical_lines(text: str) -> list[tuple[int, str]]:
-    """(line number, line) with backslash continuations joined."""
-    result: list[tuple[int, str]] = []
-    pending = ""
-    start = 0
-    for number, raw in enumerate(text.splitlines(), start=1):
-        if not pending:
-            start = number
-        if raw.endswith("\\"):
-            pending += raw[:-1] + " "
-            continue
-        result.append((start, pending + raw))
-        pending = ""
-    if pending:
-        result.append((start, pending))
-    return result
-
-
-def _read_file(path: Path, what: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InvalidRequirementError(f"{what} {path} does not exist")
-    except IsADirectoryError:
-        raise InvalidRequirementError(f"{what} {path} is a directory, not a file")
-    except OSError as exc:
-        raise InvalidRequirementError(f"cannot read {what} {path}: {exc.strerror or exc}")
-    except UnicodeDecodeError:
-        raise InvalidRequirementError(f"{what} {path} is not UTF-8 text")
-
-
-class _Collector:
-    def __init__(self) -> None:
-        self.requirements: list[str] = []
-        self.constraints: list[str] = []
-        self._seen: set[Path] = set()
-
-    def line(self, text: str, *, source: str, base: Path) -> None:
-        stripped = text.strip()
-        if not stripped or stripped.startswith("#"):
-            return
-        if stripped.startswith("-"):
-            name = _option_name(stripped)
-            if name in ("-r", "--requirement"):
-                self.requirements_file(base / _option_argument(stripped))
-                return
-            if name in ("-c", "--constraint"):
-                self.constraints_file(base / _option_argument(stripped), source=source)
-                return
-            if name not in _KNOWN_OPTIONS:
-                raise InvalidRequirementError(
-                    f"invalid {source} {stripped!r}: unknown pip option {name!r}"
-                )
-        parsed = parse_requirement_line(stripped, source=source)
-        if parsed is not None:
-            self.requirements.append(parsed)
-
-    def requirements_file(self, path: Path) -> None:
-        resolved = path.resolve()
-        if resolved in self._seen:
-            return
-        self._seen.add(resolved)
-        text = _read_file(path, "requirements file")
-        for number, line in _logical_lines(text):
-            self.line(line, source=f"line in {path.name}:{number}", base=path.parent)
-
-    def constraints_file(self, path: Path, *, source: str) -> None:
-        if not path.is_file():
-            raise InvalidRequirementError(
-                f"constraints file {path} (from {source.replace('line in ', '')}) does not exist"
-            )
-        text = _read_file(path, "constraints file")
-        for number, line in _logical_lines(text):
-            parsed = parse_requirement_line(line, source=f"constraint in {path.name}:{number}")
-            if parsed is None:
-                continue
-            if parsed.startswith("-"):
-                raise InvalidRequirementError(
-                    f"invalid constraint in {path.name}:{number} {parsed!r}: a constraints file "
-                    "holds requirements only"
-                )
-            if parsed not in self.constraints:
-                self.constraints.append(parsed)
-
-
-def _collect(value: Sequence[str] | str | os.PathLike[str], what: str) -> _Collector:
-    collector = _Collector()
+def _collect(value: Sequence[str] | str | os.PathLike[str], what: str) -> RequirementLines:
+    # (a line is "line in reqs.txt:3" in messages here: the user's file, not the model's)
+    reader = RequirementsReader(label="line")
     if isinstance(value, (str, os.PathLike)):
         path = Path(value)
         if not path.exists() and isinstance(value, str):
-            try:
-                looks_like_requirement = parse_requirement_line(value) is not None
-            except InvalidRequirementError:
-                looks_like_requirement = False
-            if looks_like_requirement:
-                raise InvalidRequirementError(
-                    f"{what}={value!r}: a string names a requirements file, which does not "
-                    f"exist; to give requirements, pass a list: {what}=[{value!r}]"
-                )
-        collector.requirements_file(path)
-        return collector
+            _refuse_a_requirement_for_a_file(value, what)
+        reader.read_file(path)
+        return reader.result()
     if not isinstance(value, Sequence):
         raise InvalidRequirementError(
             f"{what} must be a list of requirement strings or the path of a requirements file, "
@@ -256,8 +137,21 @@ def _collect(value: Sequence[str] | str | os.PathLike[str], what: str) -> _Colle
             raise InvalidRequirementError(
                 f"{what}[{position}] must be a string, not {type(item).__name__}"
             )
-        collector.line(item, source=f"requirement {what}[{position}]", base=Path.cwd())
-    return collector
+        reader.add(item, source=f"requirement {what}[{position}]", base=Path.cwd())
+    return reader.result()
+
+
+def _refuse_a_requirement_for_a_file(value: str, what: str) -> None:
+    """A string that names no file but reads as a requirement: the user meant a list."""
+    try:
+        looks_like_requirement = parse_requirement_line(value) is not None
+    except InvalidRequirementError:
+        looks_like_requirement = False
+    if looks_like_requirement:
+        raise InvalidRequirementError(
+            f"{what}={value!r}: a string names a requirements file, which does not "
+            f"exist; to give requirements, pass a list: {what}=[{value!r}]"
+        )
 
 
 def check_user_requirements(
@@ -277,10 +171,10 @@ def check_user_requirements(
         raise UsageError("pass pip_requirements or extra_pip_requirements, not both")
     if pip_requirements is not None:
         c = _collect(pip_requirements, "pip_requirements")
-        return UserRequirements("replace", c.requirements, c.constraints)
+        return UserRequirements("replace", list(c.without_constraint_lines()), list(c.constraints))
     if extra_pip_requirements is not None:
         c = _collect(extra_pip_requirements, "extra_pip_requirements")
-        return UserRequirements("extra", c.requirements, c.constraints)
+        return UserRequirements("extra", list(c.without_constraint_lines()), list(c.constraints))
     return UserRequirements()
 
 
@@ -554,7 +448,11 @@ class _Builder:
 
 @dataclass
 class Decision:
-    """The requirement set decided for a model, before anything is written."""
+    """The requirement set decided for a model, before anything is written.
+
+    ``messages`` are the warnings to show, in order; ``capture_failures`` those of them that say
+    the capture failed (a :class:`CaptureWarning`; the others are a :class:`RequirementWarning`).
+    """
 
     records: list[RequirementProvenance]
     constraints: list[str]
@@ -563,6 +461,12 @@ class Decision:
     unresolved_modules: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
     index_config: IndexConfig = field(default_factory=IndexConfig)
+    capture_failures: list[str] = field(default_factory=list)
+
+    def capture_failed(self, message: str) -> None:
+        """Add a message saying the capture (or part of it) failed."""
+        self.messages.append(message)
+        self.capture_failures.append(message)
 
     @property
     def requirements(self) -> list[str]:
@@ -638,7 +542,7 @@ def _record_env_var_names(
                 f"{exc.reason}{strict_label}",
                 detail=exc.detail,
             ) from None
-        decision.messages.append(
+        decision.capture_failed(
             f"capturing the environment variable names the model reads failed: "
             f"{exc.reason}; environment_variables.txt was not written"
         )
@@ -722,6 +626,7 @@ def decide_requirements(
 
     warmer = warm_in_background()
     messages: list[str] = []
+    failures: list[str] = []  # (the messages that say the capture failed)
     captured: CapturedImports | None = None
     try:
         captured = capture_imports(
@@ -736,11 +641,12 @@ def decide_requirements(
                 f"capturing the model's requirements failed: {exc.reason}{strict_label}",
                 detail=exc.detail,
             ) from None
-        messages.append(
+        failures.append(
             f"capturing the model's requirements failed: {exc.reason}. The model was saved with "
             f"the flavor's default requirements only ({', '.join(default_requirements)}); fix "
             "the failure, or pass pip_requirements/extra_pip_requirements"
         )
+        messages.append(failures[-1])
         capture = CaptureRecord("failed", reason=exc.reason)
     warmer.join()
     builder = _Builder(index_config)
@@ -763,6 +669,7 @@ def decide_requirements(
                 raise CaptureError(reason + strict_label)
             capture.reason = reason
             messages.append(reason)
+            failures.append(reason)
         needed = needed_distributions(captured, builder.index, model_dir=model_dir)
         for name, modules in needed.distributions.items():
             builder.pinned(name, SOURCE_INFERRED, modules)
@@ -790,19 +697,18 @@ def decide_requirements(
         unresolved_modules=unresolved,
         messages=builder.messages,
         index_config=index_config,
+        capture_failures=failures,
     )
 
 
-def emit_warnings(messages: Sequence[str], *, stacklevel: int = 2) -> None:
+def emit_warnings(decision: Decision, *, stacklevel: int = 2) -> None:
     """Emit a decision's messages: capture failures as CaptureWarning, others RequirementWarning.
 
     ``stacklevel`` counts from the caller of this function (1 = that caller).
     """
-    for message in messages:
+    for message in decision.messages:
         category: type[UserWarning] = (
-            CaptureWarning
-            if message.startswith(("capturing", "the model failed"))
-            else RequirementWarning
+            CaptureWarning if message in decision.capture_failures else RequirementWarning
         )
         warnings.warn(message, category, stacklevel=stacklevel + 1)
 
@@ -858,7 +764,7 @@ def capture_environment(
         has_signature=has_signature(model),
     )
     # capture_environment <- save_model_directory <- flavor.save_model <- the user's code
-    emit_warnings(decision.messages, stacklevel=4)
+    emit_warnings(decision, stacklevel=4)
     return CapturedEnvironment(
         requirements=decision.requirements,
         env_var_names=decision.env_vars,

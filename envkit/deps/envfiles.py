@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import platform
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
@@ -15,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from envkit.deps.requirements import first_line
 from envkit.errors import InvalidRequirementError
 
 REQUIREMENTS_FILE = "requirements.txt"
@@ -101,11 +103,6 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
     return f"{where}: {first_line(str(problem))}"
 
 
-def first_line(text: str) -> str:
-    """The first non-blank line of a (possibly multi-line) message."""
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
-
-
 def _read_yaml_mapping(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -137,128 +134,37 @@ def conda_env_dict(
     return {"channels": ["conda-forge"], "dependencies": deps, "name": CONDA_ENV_NAME}
 
 
-def read_conda_env(path: str | Path) -> tuple[str | None, list[str]]:
-    """(python version, pip requirements) recorded in a ``conda.yaml``."""
-    data = _read_yaml_mapping(Path(path))
-    python_version = None
-    pip_reqs: list[str] = []
-    for dep in data.get("dependencies") or []:
-        if isinstance(dep, str) and dep.startswith("python") and dep[6:7] in ("=", "<", ">", "~"):
-            python_version = dep.split("=")[-1].strip() or None
-        elif isinstance(dep, dict) and "pip" in dep:
-            pip_reqs.extend(str(r) for r in dep["pip"] or [])
-    return python_version, pip_reqs
+@dataclass(frozen=True)
+class CondaEnv:
+    """What a ``conda.yaml`` records: the Python version, the pip section, the other
+    dependencies (conda packages, ``python=`` left out) and the channels."""
+
+    python: str | None = None
+    pip: tuple[str, ...] = ()
+    dependencies: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> CondaEnv:
+        data = _read_yaml_mapping(Path(path))
+        python = None
+        pip: list[str] = []
+        others: list[str] = []
+        for dep in data.get("dependencies") or []:
+            if isinstance(dep, dict) and "pip" in dep:
+                pip.extend(str(r) for r in dep["pip"] or [])
+            elif isinstance(dep, str) and re.match(r"python\s*[=<>~]", dep):
+                if dep[6:7] in ("=", "<", ">", "~"):  # ("python >=3.9" is left unread)
+                    python = dep.split("=")[-1].strip() or None
+            elif isinstance(dep, str):
+                others.append(dep.strip())
+        channels = tuple(str(c) for c in data.get("channels") or [])
+        return cls(python, tuple(pip), tuple(others), channels)
 
 
 def format_requirements(requirements: Iterable[str]) -> str:
     """requirements.txt content as MLflow writes it: one per line, no trailing newline."""
     return "\n".join(requirements)
-
-
-def parse_requirement_line(line: str, *, source: str = "requirement") -> str | None:
-    """A normalized requirement string from one line, None for blanks/comments.
-
-    Option lines (``-c``, ``-r``, ``--index-url`` ...) are returned as they are; everything else
-    must parse as a PEP 508 requirement or a URL/path requirement.
-    """
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    text = line.split(" #", 1)[0].strip() if not line.lstrip().startswith("#") else ""
-    if not text:
-        return None
-    if text.startswith("-"):
-        return text
-    if "://" in text or text.startswith((".", "/")) or text.endswith((".whl", ".tar.gz", ".zip")):
-        return text
-    requirement, hashes = text, ""
-    if " --hash" in text:  # pip's per-requirement hash options are kept as given
-        requirement, _, rest = text.partition(" --hash")
-        hashes = " --hash" + rest
-    try:
-        return str(Requirement(requirement.strip())) + hashes
-    except InvalidRequirement as exc:
-        # packaging's message repeats the line with a caret under it: keep its first line.
-        raise InvalidRequirementError(f"invalid {source} {text!r}: {first_line(str(exc))}") from exc
-
-
-def read_requirements_file(
-    path: str | Path, *, problems: list[str] | None = None, _seen: set[Path] | None = None
-) -> list[str]:
-    """Requirements listed in ``path``, following ``-r`` includes (``-c`` lines are kept).
-
-    Raises :class:`~envkit.errors.InvalidRequirementError` for a file that cannot be read or a
-    line that is not a requirement; with a ``problems`` list, those are appended to it (one line
-    each) and the rest is returned.
-    """
-    path = Path(path)
-    seen = _seen if _seen is not None else set()
-    resolved = path.resolve()
-    if resolved in seen:
-        return []
-    seen.add(resolved)
-    try:
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError as exc:
-            raise InvalidRequirementError(f"requirements file {path} does not exist") from exc
-        except OSError as exc:
-            raise InvalidRequirementError(
-                f"cannot read requirements file {path}: {exc.strerror or exc}"
-            ) from exc
-        except UnicodeDecodeError as exc:
-            raise InvalidRequirementError(f"requirements file {path} is not UTF-8 text") from exc
-    except InvalidRequirementError as exc:
-        if problems is None:
-            raise
-        problems.append(exc.message)
-        return []
-    result: list[str] = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            parsed = parse_requirement_line(line, source=f"requirement in {path.name}:{number}")
-        except InvalidRequirementError as exc:
-            if problems is None:
-                raise
-            problems.append(exc.message)
-            continue
-        if parsed is None:
-            continue
-        if parsed.startswith(("-r ", "--requirement ")):
-            include = path.parent / parsed.split(None, 1)[1].strip()
-            result.extend(read_requirements_file(include, problems=problems, _seen=seen))
-        else:
-            result.append(parsed)
-    return result
-
-
-def requirement_name(line: str) -> str | None:
-    """The canonical distribution name of a requirement line; None for option lines
-    (``-c ...``) and lines that are not PEP 508 requirements."""
-    from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.utils import canonicalize_name
-
-    if line.startswith("-"):
-        return None
-    try:
-        return str(canonicalize_name(Requirement(line.split(" --hash", 1)[0]).name))
-    except InvalidRequirement:
-        return None
-
-
-def requirement_names(requirements: Iterable[str]) -> dict[str, str]:
-    """Map canonical distribution name -> requirement line, for PEP 508 lines."""
-    from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.utils import canonicalize_name
-
-    names: dict[str, str] = {}
-    for req in requirements:
-        if req.startswith("-"):
-            continue
-        try:
-            names[canonicalize_name(Requirement(req).name)] = req
-        except InvalidRequirement:
-            continue
-    return names
 
 
 def write_environment_files(

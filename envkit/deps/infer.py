@@ -25,13 +25,12 @@ from envkit.deps.envfiles import (
     PYTHON_ENV_FILE,
     REQUIREMENTS_FILE,
     copy_metadata,
-    read_requirements_file,
-    requirement_name,
     write_environment_files,
 )
 from envkit.deps.envvars import ENV_VARS_FILE, read_env_vars_file, write_env_vars_file
-from envkit.deps.mismatch import recorded_python, recorded_requirements
 from envkit.deps.provenance import PROVENANCE_FILE, SOURCE_USER, read_provenance, write_provenance
+from envkit.deps.recorded import read_recorded_environment
+from envkit.deps.requirements import requirement_name
 
 __all__ = ["InferenceResult", "RequirementChange", "infer_model_requirements", "write_inferred"]
 
@@ -132,7 +131,8 @@ def infer_model_requirements(
 
     model_dir = resolve_model_uri(model_uri)
     model = Model.load(model_dir)
-    recorded = recorded_requirements(model_dir)
+    # (the lock is rewritten from what this finds: it is not read)
+    recorded = read_recorded_environment(model_dir, model, with_lock=False)
     if model.envkit_version is None and model.mlflow_version:
         # A model MLflow wrote keeps MLflow as its framework (its loader_module names MLflow).
         framework = "mlflow"
@@ -146,9 +146,7 @@ def infer_model_requirements(
         if (provenance is not None)
         else []
     )
-    constraints: list[str] = []
-    if (model_dir / CONSTRAINTS_FILE).is_file():
-        constraints = read_requirements_file(model_dir / CONSTRAINTS_FILE)
+    constraints = list(recorded.constraints)
     decision = decide_requirements(
         model_dir,
         default_requirements=defaults,
@@ -160,13 +158,13 @@ def infer_model_requirements(
         strict_label="",
         has_signature=has_signature(model),
     )
-    comparable_old = [line for line in recorded if not line.startswith(("-c ", "--constraint"))]
+    comparable_old = list(recorded.listed.without_constraint_lines())
     return InferenceResult(
         model_dir=model_dir,
-        recorded=recorded,
+        recorded=list(recorded.lines),
         decision=decision,
         changes=diff_requirements(comparable_old, decision.requirements),
-        python_recorded=recorded_python(model_dir),
+        python_recorded=recorded.python,
         env_vars_recorded=read_env_vars_file(model_dir),
     )
 

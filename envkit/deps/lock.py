@@ -18,20 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from envkit.deps.envfiles import (
-    CONSTRAINTS_FILE,
-    LOCK_FILE,
-    PYTHON_ENV_FILE,
-    REQUIREMENTS_FILE,
-    PythonEnv,
-    copy_metadata,
-    read_requirements_file,
-    requirement_name,
-)
+from envkit.deps.envfiles import CONSTRAINTS_FILE, LOCK_FILE, REQUIREMENTS_FILE, copy_metadata
+from envkit.deps.recorded import DIGEST_PREFIX, input_digest, read_recorded_environment
+from envkit.deps.requirements import CONSTRAINT_OPTIONS, option_name, requirement_name
 from envkit.errors import ModelFormatError, UsageError
 
 if TYPE_CHECKING:
     from envkit._subprocess import Outcome
+    from envkit.deps.recorded import RecordedEnvironment
 
 __all__ = ["LockResult", "available_tools", "lock_model"]
 
@@ -94,24 +88,16 @@ def _envkit_runtime_requirements() -> list[str]:
     return result
 
 
-def compile_input(model_dir: Path) -> list[str]:
-    """The lines given to the compiler: the model's requirements, envkit's line replaced."""
-    lines = read_requirements_file(model_dir / REQUIREMENTS_FILE)
+def compile_input(recorded: RecordedEnvironment) -> list[str]:
+    """The lines given to the compiler: the model's requirement and option lines, envkit's
+    line replaced, its constraints files named by absolute path."""
     result: list[str] = []
-    for line in lines:
+    for line in recorded.lines:
         if requirement_name(line) == "envkit":
             result.extend(r for r in _envkit_runtime_requirements() if r not in result)
-            continue
-        if line.startswith(("-c ", "--constraint ")):
-            target = line.split(None, 1)[1].strip()
-            path = (model_dir / target).resolve()
-            if not path.is_file():
-                raise ModelFormatError(
-                    f"the model's {REQUIREMENTS_FILE} names {target}, which is missing"
-                )
-            result.append(f"-c {path}")
-            continue
-        result.append(line)
+        elif option_name(line) not in CONSTRAINT_OPTIONS:
+            result.append(line)
+    result.extend(f"-c {path}" for path in recorded.listed.constraint_files)
     return result
 
 
@@ -145,10 +131,10 @@ def lock_model(
             f"no lock tool can run here ({listing})",
             reasons={k: v for k, v in reasons.items() if v},
         )
-    python = None
-    if (model_dir / PYTHON_ENV_FILE).is_file():
-        python = PythonEnv.from_yaml(model_dir / PYTHON_ENV_FILE).python
-    lines = compile_input(model_dir)
+    # (what the model's lock replaces is not read)
+    recorded = read_recorded_environment(model_dir, with_lock=False)
+    python = recorded.python
+    lines = compile_input(recorded)
     with tempfile.TemporaryDirectory(prefix="envkit-lock-") as tmp:
         source = Path(tmp) / "requirements.in"
         source.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -197,7 +183,7 @@ def lock_model(
         + (f" and {CONSTRAINTS_FILE}" if (model_dir / CONSTRAINTS_FILE).is_file() else "")
         + (f" for Python {python}" if python else "")
         + ".\n# envkit itself is not listed: environments install the running envkit's wheel.\n"
-        + f"{_DIGEST_PREFIX}{input_digest(model_dir)}\n"
+        + f"{DIGEST_PREFIX}{input_digest(model_dir)}\n"
     )
     body = body.replace(str(source), REQUIREMENTS_FILE).replace(tmp, ".")
     target = model_dir / LOCK_FILE
@@ -206,46 +192,6 @@ def lock_model(
         copy_metadata(model_dir)
     pinned = sum(1 for line in body.splitlines() if "==" in line and not line.startswith("#"))
     return LockResult(path=target, tool=chosen, pinned=pinned)
-
-
-# The header line that ties a lock to the requirements it was compiled from.
-_DIGEST_PREFIX = "# envkit-lock-input-sha256: "
-
-
-def input_digest(model_dir: Path) -> str:
-    """SHA-256 of what a lock is compiled from: ``requirements.txt`` and ``constraints.txt``."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for name in (REQUIREMENTS_FILE, CONSTRAINTS_FILE):
-        path = model_dir / name
-        digest.update(name.encode() + b"\0")
-        if path.is_file():
-            digest.update(path.read_bytes())
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
-def stale_lock_reason(model_dir: Path) -> str | None:
-    """Why the model's ``requirements.lock`` no longer matches its requirements (or None).
-
-    A lock without the digest line (written by hand, or by another tool) is trusted as it is.
-    """
-    lock = model_dir / LOCK_FILE
-    try:
-        head = lock.read_text(encoding="utf-8").splitlines()[:10]
-    except (OSError, UnicodeDecodeError):
-        return None  # reading it reports the problem
-    recorded = next(
-        (line[len(_DIGEST_PREFIX) :].strip() for line in head if line.startswith(_DIGEST_PREFIX)),
-        None,
-    )
-    if recorded is None or recorded == input_digest(model_dir):
-        return None
-    return (
-        f"{LOCK_FILE} is out of date: {REQUIREMENTS_FILE} (or {CONSTRAINTS_FILE}) changed after "
-        f"it was locked; run `envkit lock {model_dir}` again, or delete {LOCK_FILE}"
-    )
 
 
 def _check(outcome: Outcome, what: str) -> None:

@@ -12,10 +12,10 @@ needed to load the model (``mlflow`` for MLflow-written models whose loader envk
 :func:`not_needed_for`), URL/path requirements whose distribution is installed, option lines.
 
 The recorded environment is read as ``envkit validate`` reads it
-(:func:`read_recorded_environment`): ``python_env.yaml`` and the files its ``-r`` lines name,
-else ``conda.yaml``, else ``requirements.txt``. ``envkit deps`` refuses a model whose files
-cannot be read; at load, what cannot be read or parsed is listed in the grouped warning as not
-checked, never skipped silently.
+(:func:`envkit.deps.recorded.read_recorded_environment`): ``python_env.yaml`` and the files its
+``-r`` lines name, else ``conda.yaml``, else ``requirements.txt``. ``envkit deps`` refuses a
+model whose files cannot be read; at load, what cannot be read or parsed is listed in the
+grouped warning as not checked, never skipped silently.
 """
 
 from __future__ import annotations
@@ -28,17 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envkit.deps.envfiles import (
-    CONDA_ENV_FILE,
-    PYTHON_ENV_FILE,
-    REQUIREMENTS_FILE,
-    PythonEnv,
-    installed_version,
-    parse_requirement_line,
-    read_conda_env,
-    read_requirements_file,
-)
-from envkit.errors import DependencyMismatchError, EnvkitError, ModelFormatError, UsageError
+from envkit.deps.envfiles import installed_version
+from envkit.deps.recorded import RecordedEnvironment, read_recorded_environment
+from envkit.errors import DependencyMismatchError, UsageError
 from envkit.models.model import Model
 
 POLICY_VARIABLE = "ENVKIT_DEPENDENCY_MISMATCH"
@@ -63,155 +55,6 @@ class Mismatch:
 
     def to_dict(self) -> dict[str, str | None]:
         return {"name": self.name, "current": self.current, "required": self.required}
-
-
-@dataclass
-class RecordedEnvironment:
-    """What a model records about its environment.
-
-    ``problems`` (one line each) says what could not be read or parsed; it is only filled when
-    reading leniently, otherwise those raise.
-    """
-
-    python: str | None
-    requirements: list[str]
-    source: str | None = None  # e.g. "python_env.yaml + requirements.txt"
-    problems: list[str] = field(default_factory=list)
-
-
-def _env_file_names(model: Model | None) -> tuple[str, str]:
-    """(python_env, conda) file names: what ``python_function.env`` names, else the defaults."""
-    env: Any = None
-    if model is not None:
-        env = (model.flavors.get("python_function") or {}).get("env")
-    if not isinstance(env, dict):
-        env = {}
-    return str(env.get("virtualenv") or PYTHON_ENV_FILE), str(env.get("conda") or CONDA_ENV_FILE)
-
-
-def read_recorded_environment(
-    model_dir: str | os.PathLike[str],
-    model: Model | None = None,
-    *,
-    lenient: bool = False,
-) -> RecordedEnvironment:
-    """The Python version and requirement lines the model at ``model_dir`` records.
-
-    Read as ``envkit validate`` does: ``python_env.yaml`` (the files named by its ``-r`` lines
-    hold the requirements), else ``conda.yaml`` (its pip section), else ``requirements.txt``
-    (with the Python version of the MLmodel). Raises :class:`~envkit.errors.EnvkitError` for a
-    file that is missing, unreadable or invalid; with ``lenient`` those are listed in
-    ``problems`` instead, and the rest is read (a broken ``python_env.yaml`` falls back to
-    ``requirements.txt``).
-    """
-    from envkit._fs import resolve_inside
-
-    model_dir = Path(model_dir)
-    problems: list[str] = []
-    sink = problems if lenient else None
-    python_env_name, conda_name = _env_file_names(model)
-
-    def problem(exc: EnvkitError) -> None:
-        if not lenient:
-            raise exc
-        problems.append(exc.message)
-
-    def model_file(name: str) -> Path | None:
-        try:
-            return resolve_inside(model_dir, name)
-        except EnvkitError as exc:
-            problem(exc)
-            return None
-
-    python_env_path = model_file(python_env_name)
-    conda_path = model_file(conda_name)
-    requirements_path = model_dir / REQUIREMENTS_FILE
-    if python_env_path is not None and python_env_path.is_file():
-        try:
-            env = PythonEnv.from_yaml(python_env_path)
-        except EnvkitError as exc:
-            problem(exc)
-        else:
-            lines: list[str] = []
-            sources = [python_env_name]
-            for dep in env.dependencies:
-                dep = dep.strip()
-                if dep.startswith(("-r ", "--requirement ")):
-                    name = dep.split(None, 1)[1].strip()
-                    path = model_file(name)
-                    if path is None:
-                        continue
-                    if not path.is_file():
-                        problem(
-                            ModelFormatError(
-                                f"{name}, which {python_env_name} names, is missing from the "
-                                f"model at {model_dir}"
-                            )
-                        )
-                        continue
-                    lines.extend(read_requirements_file(path, problems=sink))
-                    sources.append(name)
-                    continue
-                try:
-                    parsed = parse_requirement_line(dep, source=f"dependency in {python_env_name}")
-                except EnvkitError as exc:
-                    problem(exc)
-                    continue
-                if parsed:
-                    lines.append(parsed)
-            return RecordedEnvironment(env.python, lines, " + ".join(sources), problems)
-        # python_env.yaml is broken (lenient): check what requirements.txt lists, at least.
-        if requirements_path.is_file():
-            lines = read_requirements_file(requirements_path, problems=sink)
-            return RecordedEnvironment(None, lines, REQUIREMENTS_FILE, problems)
-        return RecordedEnvironment(None, [], None, problems)
-    if conda_path is not None and conda_path.is_file():
-        try:
-            python, pip_lines = read_conda_env(conda_path)
-        except EnvkitError as exc:
-            problem(exc)
-            return RecordedEnvironment(None, [], None, problems)
-        lines = []
-        for position, raw in enumerate(pip_lines):
-            try:
-                parsed = parse_requirement_line(
-                    raw, source=f"pip requirement in {conda_name}[{position}]"
-                )
-            except EnvkitError as exc:
-                problem(exc)
-                continue
-            if parsed:
-                lines.append(parsed)
-        return RecordedEnvironment(python, lines, conda_name, problems)
-    if requirements_path.is_file():
-        python = None
-        if model is not None:
-            hint = (model.flavors.get("python_function") or {}).get("python_version")
-            python = str(hint) if hint else None
-        lines = read_requirements_file(requirements_path, problems=sink)
-        return RecordedEnvironment(python, lines, REQUIREMENTS_FILE, problems)
-    if not lenient:
-        raise ModelFormatError(
-            f"the model at {model_dir} records no environment ({python_env_name}, {conda_name} "
-            f"and {REQUIREMENTS_FILE} are missing); re-save it with envkit or MLflow, or "
-            "re-capture it with `envkit infer MODEL --write`"
-        )
-    return RecordedEnvironment(None, [], None, problems)
-
-
-def recorded_requirements(model_dir: str | os.PathLike[str]) -> list[str]:
-    """The model's requirement lines (see :func:`read_recorded_environment`; raises when a
-    file is missing or invalid)."""
-    return read_recorded_environment(model_dir).requirements
-
-
-def recorded_python(model_dir: str | os.PathLike[str]) -> str | None:
-    """The Python version the model was saved with (python_env.yaml, else conda.yaml), or None
-    when it cannot be read."""
-    try:
-        return read_recorded_environment(model_dir, lenient=True).python
-    except EnvkitError:
-        return None
 
 
 def check_requirement(line: str) -> Mismatch | None:
@@ -334,15 +177,23 @@ def check_environment(
 ) -> EnvironmentCheck:
     """Compare what the model at ``model_dir`` records with this interpreter (never raises for
     a broken file: it is reported in ``unchecked``)."""
+    recorded = read_recorded_environment(model_dir, model, lenient=True, with_lock=False)
+    return check_recorded(recorded, not_needed=not_needed)
+
+
+def check_recorded(
+    recorded: RecordedEnvironment, *, not_needed: Collection[str] = ()
+) -> EnvironmentCheck:
+    """Compare a recorded environment with this interpreter; what could not be read when it was
+    read is ``unchecked``."""
     from packaging.utils import canonicalize_name
 
     skip = {str(canonicalize_name(name)) for name in not_needed}
-    recorded = read_recorded_environment(model_dir, model, lenient=True)
     result = EnvironmentCheck(unchecked=list(recorded.problems))
     current = platform.python_version()
     if recorded.python and recorded.python.split(".")[:2] != current.split(".")[:2]:
         result.mismatches.append(Mismatch("python", current, recorded.python))
-    for line in recorded.requirements:
+    for line in recorded.lines:
         mismatch = check_requirement(line)
         if mismatch is None:
             continue

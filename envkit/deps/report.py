@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envkit.deps.envfiles import LOCK_FILE, installed_version, requirement_name
+from envkit.deps.envfiles import installed_version
 from envkit.deps.envvars import read_env_vars_file
-from envkit.deps.mismatch import (
-    Mismatch,
-    check_requirement,
-    marker_applies,
-    read_recorded_environment,
-)
-from envkit.deps.provenance import RequirementProvenance, read_provenance
+from envkit.deps.mismatch import Mismatch, check_requirement, marker_applies
+from envkit.deps.provenance import Provenance, RequirementProvenance, read_provenance
+from envkit.deps.recorded import read_recorded_environment
+from envkit.deps.requirements import requirement_name
 
 __all__ = ["DependencyReport", "RequirementStatus", "dependency_report"]
 
@@ -120,9 +118,7 @@ def dependency_report(model_uri: str | os.PathLike[str]) -> DependencyReport:
     """
     from packaging.utils import canonicalize_name
 
-    from envkit._subprocess import redact_url
-    from envkit.deps.lock import stale_lock_reason
-    from envkit.deps.mismatch import check_environment, not_needed_for
+    from envkit.deps.mismatch import check_recorded, not_needed_for
     from envkit.models.model import Model
     from envkit.models.uri import resolve_model_uri
 
@@ -132,38 +128,55 @@ def dependency_report(model_uri: str | os.PathLike[str]) -> DependencyReport:
     not_needed = not_needed_for(model)
     skip = {str(canonicalize_name(n)) for n in not_needed}
     provenance = read_provenance(model_dir)
-    by_line = {redact_url(r.requirement): r for r in provenance.requirements} if provenance else {}
-    by_name = provenance.by_name() if provenance else {}
-    rows = []
-    for line in recorded.requirements:
-        name = requirement_name(line)
-        mismatch = check_requirement(line)
-        reason = None
-        if name in skip:
-            mismatch, reason = None, NOT_NEEDED_REASON
-        rows.append(
-            RequirementStatus(
-                requirement=line,
-                name=name,
-                installed=installed_version(name) if name else None,
-                mismatch=mismatch,
-                provenance=by_line.get(redact_url(line)) or (by_name.get(name) if name else None),
-                not_needed=reason,
-                applicable=marker_applies(line),
-            )
-        )
-    mismatches = check_environment(model_dir, model, not_needed=not_needed).mismatches
+    find = _provenance_finder(provenance)
+    rows = [_status(line, skip, find(line)) for line in recorded.lines]
     return DependencyReport(
         model_dir=model_dir,
         python_recorded=recorded.python,
         python_current=platform.python_version(),
         requirements=rows,
-        mismatches=mismatches,
+        mismatches=check_recorded(recorded, not_needed=not_needed).mismatches,
         env_vars=read_env_vars_file(model_dir),
-        has_lock=(model_dir / LOCK_FILE).is_file(),
-        stale_lock=stale_lock_reason(model_dir) if (model_dir / LOCK_FILE).is_file() else None,
+        has_lock=recorded.has_lock_file,
+        stale_lock=recorded.stale_lock,
         has_provenance=provenance is not None,
         capture=provenance.capture.to_dict() if provenance else None,
         index_url=provenance.index.index_url if provenance else None,
         unresolved_modules=provenance.unresolved_modules if provenance else [],
+    )
+
+
+def _provenance_finder(
+    provenance: Provenance | None,
+) -> Callable[[str], RequirementProvenance | None]:
+    """line -> its provenance record: the record of that line, else of that distribution."""
+    from envkit._subprocess import redact_url
+
+    by_line = {redact_url(r.requirement): r for r in provenance.requirements} if provenance else {}
+    by_name = provenance.by_name() if provenance else {}
+
+    def find(line: str) -> RequirementProvenance | None:
+        name = requirement_name(line)
+        return by_line.get(redact_url(line)) or (by_name.get(name) if name else None)
+
+    return find
+
+
+def _status(
+    line: str, skip: set[str], provenance: RequirementProvenance | None
+) -> RequirementStatus:
+    """One recorded line checked here; ``skip`` names the distributions not needed."""
+    name = requirement_name(line)
+    mismatch = check_requirement(line)
+    reason = None
+    if name in skip:
+        mismatch, reason = None, NOT_NEEDED_REASON
+    return RequirementStatus(
+        requirement=line,
+        name=name,
+        installed=installed_version(name) if name else None,
+        mismatch=mismatch,
+        provenance=provenance,
+        not_needed=reason,
+        applicable=marker_applies(line),
     )

@@ -22,15 +22,17 @@ from envkit.deps.envfiles import (
     REQUIREMENTS_FILE,
     copy_metadata,
     format_requirements,
-    parse_requirement_line,
-    read_requirements_file,
-    requirement_name,
 )
 from envkit.deps.provenance import (
     PROVENANCE_FILE,
     SOURCE_USER,
     RequirementProvenance,
     read_provenance,
+)
+from envkit.deps.requirements import (
+    parse_requirement_line,
+    read_requirements_file,
+    requirement_name,
 )
 from envkit.errors import InvalidRequirementError, ModelFormatError, UsageError
 

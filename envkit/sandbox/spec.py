@@ -10,24 +10,19 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from envkit.deps.envfiles import (
-    CONDA_ENV_FILE,
-    LOCK_FILE,
-    PYTHON_ENV_FILE,
-    REQUIREMENTS_FILE,
-    PythonEnv,
-    parse_requirement_line,
-    read_conda_env,
-    read_requirements_file,
-)
-from envkit.errors import InvalidRequirementError, ModelFormatError
+from envkit.deps.envfiles import LOCK_FILE
+from envkit.deps.requirements import option_name, option_value, parse_requirement_line
+from envkit.deps.requirements import requirement_name as requirement_name
+from envkit.errors import InvalidRequirementError
+
+if TYPE_CHECKING:
+    from envkit.deps.recorded import RecordedEnvironment, RecordedLock
 
 # Bump when the meaning of a spec (or how an environment is built from it) changes, so that
 # environments built by an older envkit are not reused.
@@ -78,19 +73,6 @@ def canonical_requirement(line: str) -> str:
     if req.marker:
         text += f"; {req.marker}"
     return text
-
-
-def requirement_name(requirement: str) -> str | None:
-    """The canonical distribution name of a PEP 508 requirement, None for paths/URLs/options."""
-    from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.utils import canonicalize_name
-
-    if requirement.startswith("-"):
-        return None
-    try:
-        return canonicalize_name(Requirement(requirement).name)
-    except InvalidRequirement:
-        return None
 
 
 # (canonical requirement, its allowed hashes) for each hashed line of a requirements.lock.
@@ -292,73 +274,6 @@ def apply_overrides(requirements: Sequence[str], overrides: Sequence[str]) -> Ov
 # --- reading a model's environment -------------------------------------------------------------
 
 
-def read_lock_file(path: Path) -> list[str]:
-    """Requirements pinned in a ``requirements.lock`` (see :func:`read_lock`)."""
-    return read_lock(path)[0]
-
-
-def read_lock(path: Path) -> tuple[list[str], LockHashes]:
-    """A ``requirements.lock`` (pip-compile / ``uv pip compile`` output): its requirement lines,
-    without their ``--hash`` options, and (canonical requirement, hashes) for each hashed one.
-
-    Backslash continuations are joined first.
-    """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidRequirementError(f"cannot read {path}: {exc}") from exc
-    text = re.sub(r"\\\r?\n", " ", text)
-    lines = []
-    hashes = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = re.sub(r"\s--hash[=\s]\S+", "", " " + raw).strip()
-        parsed = parse_requirement_line(line, source=f"requirement in {path.name}:{number}")
-        if parsed is None:
-            continue
-        lines.append(parsed)
-        found = tuple(re.findall(r"\s--hash[=\s](\S+)", " " + raw))
-        if found and not parsed.startswith("-"):
-            hashes.append((canonical_requirement(parsed), found))
-    return lines, tuple(sorted(hashes))
-
-
-@dataclass
-class _Sections:
-    requirements: list[str] = field(default_factory=list)
-    constraints: list[str] = field(default_factory=list)
-    options: list[str] = field(default_factory=list)
-
-
-def _split_lines(lines: Iterable[str], base_dir: Path, origin: str) -> _Sections:
-    """Separate requirement lines, ``-c`` constraint files (read) and index options."""
-    sections = _Sections()
-    for line in lines:
-        if not line.startswith("-"):
-            sections.requirements.append(line)
-            continue
-        flag, _, value = line.partition(" ")
-        if not value and "=" in flag:
-            flag, _, value = flag.partition("=")
-        value = value.strip()
-        if flag in ("-c", "--constraint"):
-            from envkit._fs import resolve_inside
-
-            constraint_path = resolve_inside(base_dir, value)
-            sections.constraints.extend(
-                r for r in read_requirements_file(constraint_path) if not r.startswith("-")
-            )
-        elif flag in _SOURCE_OPTIONS:
-            sections.options.append(f"{flag} {value}".strip())
-        elif flag in ("-e", "--editable"):
-            raise InvalidRequirementError(
-                f"{origin} has an editable requirement ({line!r}); a deployable model needs "
-                "installable requirements"
-            )
-        else:
-            raise InvalidRequirementError(f"{origin} has an unsupported option line {line!r}")
-    return sections
-
-
 def read_env_spec(
     model_dir: str | Path,
     *,
@@ -368,128 +283,66 @@ def read_env_spec(
 ) -> EnvSpec:
     """The environment a model records, as an :class:`EnvSpec` for ``env_manager``.
 
-    For ``conda`` the spec comes from ``conda.yaml``. For every other manager it comes from
-    ``python_env.yaml`` with ``requirements.lock`` when present, else ``requirements.txt``
-    (and from ``conda.yaml`` when the model has no ``python_env.yaml``, as MLflow does).
-    ``flavor_env`` is the ``python_function.env`` mapping of the MLmodel (file names).
+    Read by :func:`envkit.deps.recorded.read_recorded_environment`: for ``conda`` from
+    ``conda.yaml``; for every other manager from ``python_env.yaml`` with a current
+    ``requirements.lock`` when present, else ``requirements.txt`` (and from ``conda.yaml`` when
+    the model has no ``python_env.yaml``, as MLflow does). ``flavor_env`` is the
+    ``python_function.env`` mapping of the MLmodel (file names).
     """
-    model_dir = Path(model_dir)
-    env_files = dict(flavor_env or {})
-    conda_name = str(env_files.get("conda") or CONDA_ENV_FILE)
-    python_env_name = str(env_files.get("virtualenv") or PYTHON_ENV_FILE)
-    conda_path = _model_file(model_dir, conda_name)
-    python_env_path = _model_file(model_dir, python_env_name)
+    from envkit.deps.recorded import EnvFileNames, read_recorded_environment
 
-    if env_manager == "conda":
-        if not conda_path.is_file():
-            raise ModelFormatError(
-                f"the model has no {conda_name}; the conda manager needs it (use "
-                "--env-manager uv, which reads python_env.yaml)"
-            )
-        return _spec_from_conda(conda_path, model_dir, installer=env_manager)
-
-    if python_env_path.is_file():
-        env = PythonEnv.from_yaml(python_env_path)
-        lock_path = model_dir / LOCK_FILE
-        if lock_path.is_file():
-            from envkit.deps.lock import stale_lock_reason
-
-            stale = stale_lock_reason(model_dir)
-            if stale is not None:
-                # Validating the old pins would pass a model its new requirements may break.
-                raise ModelFormatError(stale)
-            lines, hashes = read_lock(lock_path)
-            source = f"{python_env_name} + {LOCK_FILE}"
-            origin = LOCK_FILE
-        else:
-            lines = []
-            sources = []
-            for dep in env.dependencies:
-                dep = dep.strip()
-                if dep.startswith(("-r ", "--requirement ")):
-                    name = dep.split(None, 1)[1].strip()
-                    lines.extend(read_requirements_file(_model_file(model_dir, name)))
-                    sources.append(name)
-                else:
-                    parsed = parse_requirement_line(dep, source=f"dependency in {python_env_name}")
-                    if parsed:
-                        lines.append(parsed)
-            hashes = ()
-            source = " + ".join([python_env_name, *sources])
-            origin = sources[0] if sources else python_env_name
-        sections = _split_lines(lines, model_dir, origin)
-        return EnvSpec(
-            python=_check_python(env.python, python_env_name),
-            requirements=normalize_requirements(sections.requirements),
-            constraints=normalize_requirements(sections.constraints),
-            options=tuple(sections.options),
-            build_dependencies=normalize_requirements(env.build_dependencies),
-            installer=env_manager,
-            source=source,
-            hashes=hashes,
-        )
-
-    if conda_path.is_file():
-        return _spec_from_conda(conda_path, model_dir, installer=env_manager, pip_only=True)
-
-    requirements_path = model_dir / REQUIREMENTS_FILE
-    if python_version_hint and requirements_path.is_file():
-        sections = _split_lines(
-            read_requirements_file(requirements_path), model_dir, REQUIREMENTS_FILE
-        )
-        return EnvSpec(
-            python=_check_python(python_version_hint, "MLmodel"),
-            requirements=normalize_requirements(sections.requirements),
-            constraints=normalize_requirements(sections.constraints),
-            options=tuple(sections.options),
-            installer=env_manager,
-            source=f"MLmodel python_version + {REQUIREMENTS_FILE}",
-        )
-    raise ModelFormatError(
-        f"the model at {model_dir} records no environment ({python_env_name}, {conda_name} "
-        f"and {REQUIREMENTS_FILE} are missing); re-save it with envkit or MLflow"
+    recorded = read_recorded_environment(
+        model_dir,
+        names=EnvFileNames.from_env(flavor_env, python_version_hint),
+        conda=env_manager == "conda",
     )
+    return spec_from_recorded(recorded, installer=env_manager)
 
 
-def _model_file(model_dir: Path, name: str) -> Path:
-    from envkit._fs import resolve_inside
-
-    return resolve_inside(model_dir, name)
-
-
-def _check_python(version: str, origin: str) -> str:
-    version = str(version).strip()
-    if not re.fullmatch(r"\d+(\.\d+){0,2}", version):
-        raise InvalidRequirementError(
-            f"{origin} records python {version!r}; expected a version like 3.11 or 3.11.7"
-        )
-    return version
-
-
-def _spec_from_conda(
-    path: Path, model_dir: Path, *, installer: str, pip_only: bool = False
-) -> EnvSpec:
-    python_version, pip_requirements = read_conda_env(path)
-    if not python_version:
-        raise InvalidRequirementError(f"{path.name} does not pin python (python=X.Y)")
-    conda_deps: list[str] = []
-    channels: list[str] = []
-    if not pip_only:
-        import yaml
-
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        channels = [str(c) for c in data.get("channels") or []]
-        for dep in data.get("dependencies") or []:
-            if isinstance(dep, str) and not re.match(r"python\s*[=<>~]", dep):
-                conda_deps.append(dep.strip())
-    sections = _split_lines(pip_requirements, model_dir, path.name)
+def spec_from_recorded(recorded: RecordedEnvironment, *, installer: str) -> EnvSpec:
+    """The :class:`EnvSpec` of a recorded environment: its current lock's pins when it has
+    one; conda dependencies and channels for the conda installer only."""
+    python = recorded.checked_python()
+    lock = recorded.locked()
+    listed = lock.listed if lock is not None else recorded.listed
+    origin = LOCK_FILE if lock is not None else recorded.origin
+    conda = installer == "conda"
     return EnvSpec(
-        python=_check_python(python_version, path.name),
-        requirements=normalize_requirements(sections.requirements),
-        constraints=normalize_requirements(sections.constraints),
-        options=tuple(sections.options),
-        conda_dependencies=tuple(sorted(set(conda_deps))),
-        conda_channels=tuple(channels),
+        python=python,
+        requirements=normalize_requirements(listed.requirements),
+        constraints=normalize_requirements(listed.constraints),
+        options=_source_options(listed.options, origin),
+        build_dependencies=normalize_requirements(recorded.build_dependencies),
+        conda_dependencies=tuple(sorted(set(recorded.conda_dependencies))) if conda else (),
+        conda_channels=recorded.conda_channels if conda else (),
         installer=installer,
-        source=path.name,
+        source=f"{recorded.files[0]} + {LOCK_FILE}" if lock is not None else recorded.source or "",
+        hashes=_lock_hashes(lock),
     )
+
+
+def _source_options(options: Iterable[str], origin: str) -> tuple[str, ...]:
+    """The option lines an environment keeps (where packages come from), as ``flag value``;
+    an editable requirement or another option is refused, naming ``origin``."""
+    kept = []
+    for line in options:
+        flag, value = option_name(line), option_value(line)
+        if flag in _SOURCE_OPTIONS:
+            kept.append(f"{flag} {value}".strip())
+        elif flag in ("-e", "--editable"):
+            raise InvalidRequirementError(
+                f"{origin} has an editable requirement ({line!r}); a deployable model needs "
+                "installable requirements",
+                requirement=line,
+            )
+        else:
+            raise InvalidRequirementError(
+                f"{origin} has an unsupported option line {line!r}", requirement=line
+            )
+    return tuple(kept)
+
+
+def _lock_hashes(lock: RecordedLock | None) -> LockHashes:
+    if lock is None:
+        return ()
+    return tuple(sorted((canonical_requirement(line), found) for line, found in lock.hashes))

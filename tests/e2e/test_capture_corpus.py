@@ -27,7 +27,7 @@ PYFUNC = {"envkit", "cloudpickle"}
 
 
 def names(model_dir: Path) -> set[str]:
-    from envkit.deps.envfiles import requirement_name
+    from envkit.deps.requirements import requirement_name
 
     lines = (model_dir / "requirements.txt").read_text().splitlines()
     return {n for n in map(requirement_name, lines) if n}

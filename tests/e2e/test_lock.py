@@ -36,9 +36,10 @@ def test_lock_writes_a_hashed_transitive_lock(model, capsys, tool):
     assert "\nenvkit==" not in text  # envkit is installed from its own wheel, never resolved
     assert "filelock==" in text  # envkit's own requirements are locked instead
     assert (model / "metadata" / "requirements.lock").read_text() == text
-    from envkit.sandbox.spec import read_lock_file
+    from envkit.deps.recorded import read_recorded_environment
 
-    assert any(line.startswith("pyyaml==") for line in read_lock_file(model / "requirements.lock"))
+    lock = read_recorded_environment(model).lock
+    assert lock is not None and any(line.startswith("pyyaml==") for line in lock.listed.lines)
     assert read_env_spec(model).source.endswith("requirements.lock")
 
     # requirements.txt edited after locking: the lock is refused, never silently used

@@ -242,7 +242,7 @@ def test_model_size_bytes_counts_the_model_files(tmp_path):
 
 
 def test_info_json_is_serializable(tmp_path):
-    from envkit.models.describe import describe_model
+    from envkit.deps.describe import describe_model
 
     envkit.pyfunc.save_model(tmp_path / "m", python_model=Echo())
     info = describe_model(tmp_path / "m")

@@ -22,7 +22,7 @@ PYFUNC = {"envkit", "cloudpickle"}
 
 def _captured(model_dir: Path) -> set[str]:
     """requirements.txt's ektest lines as written (pins included), the others by name."""
-    from envkit.deps.envfiles import requirement_name
+    from envkit.deps.requirements import requirement_name
 
     lines = (model_dir / "requirements.txt").read_text().splitlines()
     return {line if line.startswith("ektest") else requirement_name(line) for line in lines}

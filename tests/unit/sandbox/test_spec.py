@@ -14,7 +14,6 @@ from envkit.sandbox.spec import (
     canonical_requirement,
     normalize_requirements,
     read_env_spec,
-    read_lock_file,
 )
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "mlflow-3.17.2"
@@ -72,7 +71,10 @@ def test_lock_file_wins_over_requirements_txt(tmp_path):
     spec = read_env_spec(model)
     assert spec.requirements == ("numpy==2.4.6", "pandas==3.1.1")
     assert spec.source == "python_env.yaml + requirements.lock"
-    assert read_lock_file(model / "requirements.lock") == ["numpy==2.4.6", "pandas==3.1.1"]
+    assert spec.hashes == (
+        ("numpy==2.4.6", ("sha256:abc", "sha256:def")),
+        ("pandas==3.1.1", ("sha256:123",)),
+    )
 
 
 def test_constraints_and_index_options_are_kept(tmp_path):

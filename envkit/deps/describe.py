@@ -1,0 +1,64 @@
+"""A summary of a model directory: what ``envkit info`` shows (the CLI renders it).
+
+It lives in the deps layer because it summarizes the recorded environment
+(:func:`envkit.deps.recorded.read_recorded_environment`); ``envkit.models.get_model_info`` reads
+the MLmodel only and stays in :mod:`envkit.models`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from envkit._fs import check_tree_inside
+from envkit.models.model import MLMODEL_FILE_NAME, Model, check_recorded_paths
+
+
+def describe_model(model_uri: str | os.PathLike[str]) -> dict[str, Any]:
+    """Flavors, signature, input example, environment summary and files (with sizes)."""
+    from envkit.models.uri import resolve_model_uri
+
+    local = resolve_model_uri(model_uri)
+    check_tree_inside(local)
+    model = Model._read(local / MLMODEL_FILE_NAME)
+    # (what it shows must not point outside the model, even where a file is missing)
+    check_recorded_paths(local, model, need_files=False, need_input_example=False)
+    signature = model.signature
+    files = []
+    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        files.append({"path": path.relative_to(local).as_posix(), "size": path.stat().st_size})
+    environment = _environment(local, model)
+    return {
+        "path": str(local),
+        "model_uuid": model.model_uuid,
+        "utc_time_created": model.utc_time_created,
+        "run_id": model.run_id,
+        "artifact_path": model.artifact_path,
+        "envkit_version": model.envkit_version,
+        "mlflow_version": model.mlflow_version,
+        "flavors": model.flavors,
+        "signature": signature.to_dict() if signature is not None else None,
+        "saved_input_example_info": model.saved_input_example_info,
+        "model_size_bytes": model.model_size_bytes,
+        "environment": environment,
+        "env_vars": model.env_vars,
+        "files": files,
+        "total_size": sum(f["size"] for f in files),
+    }
+
+
+def _environment(model_dir: Path, model: Model) -> dict[str, Any]:
+    """The recorded Python version and requirement lines ({} when nothing is recorded)."""
+    from envkit.deps.recorded import read_recorded_environment
+    from envkit.errors import NoRecordedEnvironmentError
+
+    try:
+        recorded = read_recorded_environment(model_dir, model, with_lock=False)
+    except NoRecordedEnvironmentError:
+        return {}
+    environment: dict[str, Any] = {}
+    if recorded.python is not None:
+        environment["python"] = recorded.python
+    environment["requirements"] = list(recorded.lines)
+    return environment
