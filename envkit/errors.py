@@ -201,3 +201,7 @@ class SignatureError(UsageError, ValueError):
 
 class ServingInputError(UsageError):
     """A scoring payload cannot be read: malformed JSON/CSV, unknown or missing format key."""
+
+
+class MalformedPayloadError(ServingInputError):
+    """A scoring payload that is not valid JSON at all (MLflow's MALFORMED_REQUEST)."""

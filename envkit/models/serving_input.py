@@ -27,7 +27,7 @@ from collections import defaultdict
 from copy import deepcopy
 from typing import TYPE_CHECKING, Any
 
-from envkit.errors import SchemaEnforcementError, ServingInputError
+from envkit.errors import MalformedPayloadError, SchemaEnforcementError, ServingInputError
 from envkit.models.schema import AnyType, Array, ColSpec, DataType, Map, Object, Schema, TensorSpec
 
 if TYPE_CHECKING:
@@ -186,9 +186,9 @@ def _decode_json(payload: Any) -> dict[str, Any]:
         decoded = json.loads(text)
     except ValueError as exc:
         snippet = text if len(text) <= 80 else text[:77] + "..."
-        raise ServingInputError(f"the payload is not valid JSON ({exc}): {snippet!r}") from None
+        raise MalformedPayloadError(f"the payload is not valid JSON ({exc}): {snippet!r}") from None
     except RecursionError:
-        raise ServingInputError(
+        raise MalformedPayloadError(
             "the payload is not valid JSON for envkit: it nests arrays or objects too deeply "
             "to be read"
         ) from None

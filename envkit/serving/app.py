@@ -87,6 +87,7 @@ class _Scorer:
     def score(self, body: bytes, content_type: str) -> str:
         from envkit.errors import (
             EnvkitError,
+            MalformedPayloadError,
             SchemaEnforcementError,
             ServingInputError,
         )
@@ -104,7 +105,7 @@ class _Scorer:
             except SchemaEnforcementError as exc:
                 raise ScoringError(400, INVALID_PARAMETER_VALUE, exc.message) from None
             except ServingInputError as exc:
-                code = MALFORMED_REQUEST if "not valid JSON" in exc.message else BAD_REQUEST
+                code = MALFORMED_REQUEST if isinstance(exc, MalformedPayloadError) else BAD_REQUEST
                 raise ScoringError(400, code, exc.message) from None
             except ImportError as exc:  # e.g. pandas missing from the model's environment
                 raise ScoringError(
