@@ -132,12 +132,28 @@ def render_deps(report: Any) -> str:
     if report.stale_lock:
         lock += f" -- {report.stale_lock}"
     lines.append(f"lock: {lock}")
+    lines.append(_unrequested_line(report.unrequested))
     if report.mismatches:
         lines.append("this environment does not satisfy the model:")
         lines.extend(f"  - {m}" for m in report.mismatches)
     else:
         lines.append("this environment satisfies the model's requirements")
     return "\n".join(lines)
+
+
+SHOWN_UNREQUESTED = 12
+
+
+def _unrequested_line(names: list[str]) -> str:
+    """What this environment holds that neither the model nor envkit needs (none, in a
+    deployment made from the model's files)."""
+    if not names:
+        return "beyond the requirements: nothing (this environment holds what the model needs)"
+    shown = ", ".join(names[:SHOWN_UNREQUESTED])
+    more = len(names) - SHOWN_UNREQUESTED
+    if more > 0:
+        shown += f" and {more} more (--format json lists them)"
+    return f"beyond the requirements: {len(names)} installed distributions nothing needs: {shown}"
 
 
 def run_infer(args: argparse.Namespace) -> int:

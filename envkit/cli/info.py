@@ -69,6 +69,8 @@ def render_text(info: dict[str, Any]) -> str:
         lines.append(f"environment: python {env.get('python', '?')}")
         for req in env.get("requirements", []):
             lines.append(f"  {req}")
+        if env.get("payloads"):
+            lines.append(f"payloads: {env['payloads']}")
     if info.get("env_vars"):
         lines.append("environment variables read: " + ", ".join(info["env_vars"]))
     lines.append(f"files ({human_size(info['total_size'])}):")

@@ -61,4 +61,20 @@ def _environment(model_dir: Path, model: Model) -> dict[str, Any]:
     if recorded.python is not None:
         environment["python"] = recorded.python
     environment["requirements"] = list(recorded.lines)
+    environment["payloads"] = payload_rule(recorded.lines)
     return environment
+
+
+def payload_rule(lines: list[str]) -> str:
+    """Which scoring payloads the model's environment reads, from what it records: DataFrame
+    formats need pandas and arrays need numpy, and envkit installs neither for a model."""
+    from envkit.deps.requirements import requirement_name
+
+    names = {requirement_name(line) for line in lines}
+    if "pandas" in names and "numpy" in names:
+        return "every scoring format (dataframe_split, dataframe_records, instances, inputs, CSV)"
+    arrays = "as numpy arrays" if "numpy" in names else "as Python data (no numpy recorded)"
+    return (
+        f"JSON instances and inputs, {arrays}; dataframe_split, dataframe_records and CSV "
+        "need pandas, which the model does not record"
+    )

@@ -89,6 +89,8 @@ class DependencyReport:
     index_url: str | None = None
     unresolved_modules: list[str] = field(default_factory=list)
     stale_lock: str | None = None  # why requirements.lock no longer matches requirements.txt
+    # Installed here, and needed neither by the requirements nor by envkit (the loader).
+    unrequested: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -107,6 +109,7 @@ class DependencyReport:
             "capture": self.capture,
             "index_url": self.index_url,
             "unresolved_modules": list(self.unresolved_modules),
+            "unrequested": list(self.unrequested),
         }
 
 
@@ -118,6 +121,7 @@ def dependency_report(model_uri: str | os.PathLike[str]) -> DependencyReport:
     """
     from packaging.utils import canonicalize_name
 
+    from envkit.deps.installed import unrequested_distributions
     from envkit.deps.mismatch import check_recorded, not_needed_for
     from envkit.models.model import Model
     from envkit.models.uri import resolve_model_uri
@@ -143,6 +147,9 @@ def dependency_report(model_uri: str | os.PathLike[str]) -> DependencyReport:
         capture=provenance.capture.to_dict() if provenance else None,
         index_url=provenance.index.index_url if provenance else None,
         unresolved_modules=provenance.unresolved_modules if provenance else [],
+        unrequested=unrequested_distributions(
+            [row.requirement for row in rows if row.applicable] + list(recorded.build_dependencies)
+        ),
     )
 
 

@@ -386,55 +386,6 @@ def requirement_mismatches(requirements: list[str]) -> list[dict[str, str]]:
     return result
 
 
-def unrequested_distributions(requirements: list[str]) -> list[str]:
-    """Distributions installed here that neither ``requirements`` nor envkit's runtime need,
-    directly or through what they require: what the environment holds beyond the model's
-    files (nothing, in a sandbox envkit built)."""
-    from importlib import metadata
-
-    from packaging.utils import canonicalize_name
-
-    needed = _required_closure(["envkit", *requirements])
-    installed = {
-        canonicalize_name(dist.metadata["Name"])
-        for dist in metadata.distributions()
-        if dist.metadata["Name"]
-    }
-    return sorted(str(name) for name in installed - needed)
-
-
-def _required_closure(lines: list[str]) -> set[str]:
-    """Canonical names of the distributions ``lines`` require, transitively, as installed."""
-    from importlib import metadata
-
-    from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.utils import canonicalize_name
-
-    seen: set[tuple[str, frozenset[str]]] = set()
-    todo: list[Requirement] = []
-    for line in lines:
-        try:
-            todo.append(Requirement(line))
-        except InvalidRequirement:
-            continue
-    while todo:
-        req = todo.pop()
-        key = (canonicalize_name(req.name), frozenset(req.extras))
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            declared = metadata.requires(req.name) or []
-        except metadata.PackageNotFoundError:
-            continue
-        for line in declared:
-            dep = Requirement(line)
-            extras = req.extras or {""}
-            if dep.marker is None or any(dep.marker.evaluate({"extra": e}) for e in extras):
-                todo.append(dep)
-    return {name for name, _ in seen}
-
-
 # --- main ----------------------------------------------------------------------------------------
 
 
@@ -459,6 +410,8 @@ def _body(run: _Run, request: dict[str, Any]) -> None:
     run.result["loader"] = loader
     run.result["mismatches"] = requirement_mismatches(request.get("requirements") or [])
     if request.get("check_unrequested"):
+        from envkit.deps.installed import unrequested_distributions
+
         run.result["unrequested"] = unrequested_distributions(
             [*(request.get("requirements") or []), *(request.get("build_dependencies") or [])]
         )

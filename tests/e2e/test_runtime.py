@@ -100,3 +100,12 @@ def test_requirements_txt_installed_by_plain_pip_gives_a_working_loader_without_
     names = {row["name"].lower() for row in json.loads(listed.stdout)}
     assert names & TOOLING == set()
     assert {"envkit", "cloudpickle", "pyyaml", "packaging"} <= names
+    # envkit deps --check, run in that environment, finds nothing beyond the requirements.
+    deps = subprocess.run(
+        [python, "-I", "-m", "envkit", "deps", str(tmp_path / "m"), "--check", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert deps.returncode == 0, deps.stderr
+    assert json.loads(deps.stdout)["unrequested"] == []

@@ -310,11 +310,12 @@ def check_install(outcome: Outcome, what: str, step: str = STEP_REQUIREMENTS) ->
             reason = reason[len("error: ") :]
         if cause:
             reason = f"{reason}: {' '.join(cause)}"
-    cause = CAUSE_HASH_MISMATCH if step == STEP_LOCKED and "hash" in reason.lower() else None
+    # The installer's own output is the only word on why (uv and pip say "hash").
+    why = CAUSE_HASH_MISMATCH if step == STEP_LOCKED and "hash" in reason.lower() else None
     if len(reason) > 600:
         reason = reason[:600] + "..."
     error = outcome.error(f"{what} failed: {reason or f'exit code {outcome.returncode}'}")
-    error.step, error.cause = step, cause
+    error.step, error.cause = step, why
     raise error
 
 

@@ -175,7 +175,7 @@ def test_environment_failures_are_junit_errors():
 def test_unrequested_distributions_are_what_no_requirement_needs():
     """Here (the test environment) ruff is installed and nothing pytest or envkit requires
     needs it; pluggy (pytest's) and PyYAML (envkit's runtime) are needed."""
-    from envkit.sandbox.runner import unrequested_distributions
+    from envkit.deps.installed import unrequested_distributions
 
     extra = unrequested_distributions(["pytest"])
     assert "ruff" in extra
