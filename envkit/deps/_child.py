@@ -276,7 +276,12 @@ def main(request: dict[str, Any]) -> int:
         return code
 
     # envkit's own loading machinery first: what it imports is not the model's requirement.
-    from envkit.pyfunc.loading import load_model
+    # (The loader is named by the request, as MLmodel names a loader_module: the capture, in
+    # the deps layer, imports nothing of the flavor layer above it.)
+    import importlib
+
+    module_name, _, function = str(request["loader"]).partition(":")
+    load_model = getattr(importlib.import_module(module_name), function)
 
     model_dir = request["model_dir"]
     _preload_mlflow_loader(model_dir)

@@ -8,6 +8,7 @@ the MLmodel only and stays in :mod:`envkit.models`.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,7 @@ def _environment(model_dir: Path, model: Model) -> dict[str, Any]:
     return environment
 
 
-def payload_rule(lines: list[str]) -> str:
+def payload_rule(lines: Iterable[str]) -> str:
     """Which scoring payloads the model's environment reads, from what it records: DataFrame
     formats need pandas and arrays need numpy, and envkit installs neither for a model."""
     from envkit.deps.requirements import requirement_name

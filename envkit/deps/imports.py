@@ -31,6 +31,8 @@ from envkit.deps.distributions import LOCAL, STDLIB, DistributionIndex, requires
 
 DEFAULT_TIMEOUT = 120.0
 TIMEOUT_VARIABLE = "ENVKIT_CAPTURE_TIMEOUT"
+# What the capture process loads the model with (named, not imported: a layer above deps).
+PYFUNC_LOADER = "envkit.pyfunc.loading:load_model"
 
 # Never requirements: envkit (added pinned by the flavor), its development tooling, build tools.
 EXCLUDED_DISTRIBUTIONS = frozenset(
@@ -141,6 +143,7 @@ def capture_imports(
             "output": str(output_path),
             "input_example_info": dict(input_example_info) if input_example_info else None,
             "record_env_vars": record_env_vars,
+            "loader": PYFUNC_LOADER,
         }
         request_path.write_text(json.dumps(request), encoding="utf-8")
         env = dict(os.environ)

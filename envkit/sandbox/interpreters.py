@@ -13,6 +13,7 @@ import logging
 import os
 import platform
 import re
+import shutil
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -127,8 +128,6 @@ def _on_path(minor: str | None) -> Iterator[Interpreter]:
 
 
 def _uv_known() -> Iterator[Interpreter]:
-    from envkit.sandbox.backends.uv import find_uv
-
     uv = find_uv()
     if uv is None:
         return
@@ -219,3 +218,13 @@ def available_interpreters() -> list[Interpreter]:
         for interpreter in source:
             result.setdefault(interpreter.path.resolve(), interpreter)
     return sorted(result.values(), key=lambda i: parse_version(i.version))
+
+
+def find_uv() -> str | None:
+    """The uv executable: the one installed with the ``uv`` package, else ``uv`` on PATH."""
+    try:
+        from uv import find_uv_bin
+
+        return str(find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        return shutil.which("uv")

@@ -24,6 +24,7 @@ from envkit.errors import (
     EXIT_BAD_INPUT,
     EXIT_ENV_FAILED,
     EXIT_MODEL_FAILED,
+    BackendUnavailableError,
     EnvironmentBuildError,
     EnvkitError,
     ModelFailedError,
@@ -298,7 +299,7 @@ class _Session:
             "message": message,
             "detail": strip_ansi(exc.detail) if exc.detail else None,
         }
-        reasons = getattr(exc, "reasons", None)
+        reasons = exc.reasons if isinstance(exc, BackendUnavailableError) else None
         if reasons:
             report.error["reasons"] = dict(reasons)
 

@@ -15,7 +15,7 @@ import logging
 import sys
 
 from envkit.errors import BackendUnavailableError, UsageError
-from envkit.sandbox.backends.base import Backend
+from envkit.sandbox.backends.base import Backend, SandboxBackend
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class _Missing(Backend):
         return self.reason
 
 
-def load_backend(name: str) -> Backend:
+def load_backend(name: str) -> SandboxBackend:
     """An instance of backend ``name``; an unavailable one still answers its reason."""
     registry = registered_backends()
     target = registry.get(name)
@@ -101,17 +101,29 @@ def load_backend(name: str) -> Backend:
         backend = cls()
     except Exception as exc:
         return _Missing(name, f"{target} could not be created: {exc}")
-    if not getattr(backend, "name", None):
-        backend.name = name
+    if not isinstance(backend, SandboxBackend):
+        missing = [m for m in _PROTOCOL_MEMBERS if not hasattr(backend, m)]
+        return _Missing(
+            name,
+            f"{target} is not an envkit backend (it lacks {', '.join(missing)}; subclass "
+            "envkit.sandbox.backends.base.Backend)",
+        )
     return backend
+
+
+# What a registered backend must have (SandboxBackend's members), named when one lacks some.
+_PROTOCOL_MEMBERS = (
+    "name", "description", "cacheable", "isolated", "options", "available", "configure",
+    "describe", "choose_python", "create", "open", "check", "run", "killed_hint",
+)  # fmt: skip
 
 
 def backend_reasons() -> dict[str, str | None]:
     """Every registered backend and why it cannot run here (None when it can)."""
-    return {name: load_backend(name).unavailable_reason() for name in registered_backends()}
+    return {name: load_backend(name).available().reason for name in registered_backends()}
 
 
-def choose_backend(name: str | None) -> tuple[Backend, str | None]:
+def choose_backend(name: str | None) -> tuple[SandboxBackend, str | None]:
     """The backend for ``--env-manager NAME`` and a note saying how ``auto`` chose it.
 
     Raises :class:`BackendUnavailableError` listing the reason(s) when nothing can run.
@@ -119,7 +131,7 @@ def choose_backend(name: str | None) -> tuple[Backend, str | None]:
     name = name or DEFAULT_BACKEND
     if name != "auto":
         backend = load_backend(name)
-        reason = backend.unavailable_reason()
+        reason = backend.available().reason
         if reason is not None:
             raise BackendUnavailableError(
                 f"the {name} environment manager cannot run here: {reason}; choose another "
@@ -132,7 +144,7 @@ def choose_backend(name: str | None) -> tuple[Backend, str | None]:
         if candidate in NOT_AUTOMATIC:
             continue
         backend = load_backend(candidate)
-        reason = backend.unavailable_reason()
+        reason = backend.available().reason
         if reason is None:
             skipped = "; ".join(f"{n}: {r}" for n, r in reasons.items())
             note = f"--env-manager auto chose {candidate}" + (

@@ -10,7 +10,6 @@ not set.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +22,7 @@ from envkit.sandbox.backends.base import (
     check_install,
     child_environment,
 )
+from envkit.sandbox.interpreters import find_uv
 
 if TYPE_CHECKING:
     from envkit.sandbox.backends.base import InstallFiles, ToolRunner
@@ -33,16 +33,6 @@ _PIP_TO_UV = {
     "PIP_EXTRA_INDEX_URL": "UV_EXTRA_INDEX_URL",
     "PIP_FIND_LINKS": "UV_FIND_LINKS",
 }
-
-
-def find_uv() -> str | None:
-    """The uv executable: the one installed with the ``uv`` package, else ``uv`` on PATH."""
-    try:
-        from uv import find_uv_bin
-
-        return str(find_uv_bin())
-    except (ImportError, FileNotFoundError):
-        return shutil.which("uv")
 
 
 def uv_environment() -> dict[str, str]:

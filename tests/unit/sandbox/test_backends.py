@@ -215,3 +215,25 @@ def test_a_locked_spec_installs_its_pins_with_their_hashes_then_envkit(tmp_path)
     # An --override that replaces a locked pin: that pin has no hash, so none are checked.
     overridden = EnvSpec("3.11.7", ("envkit==0.1.0", "numpy==2.1.0", "six==1.16.0"), hashes=hashes)
     assert not install_plan(overridden, wheel).require_hashes
+
+
+def test_a_registered_class_that_is_not_a_backend_is_unavailable_with_what_it_lacks(monkeypatch):
+    """The registry checks the SandboxBackend protocol: a third party's class that lacks it
+    is refused with the members it lacks, never half-used."""
+    from envkit.sandbox import backends
+
+    monkeypatch.setattr(backends, "registered_backends", lambda: {"odd": "collections:OrderedDict"})
+    backend = backends.load_backend("odd")
+    reason = backend.available().reason
+    assert reason is not None and "collections:OrderedDict is not an envkit backend" in reason
+    assert "choose_python" in reason and "create" in reason
+
+
+def test_every_builtin_backend_implements_the_protocol():
+    from envkit.sandbox.backends import BUILTIN_BACKENDS, load_backend
+    from envkit.sandbox.backends.base import SandboxBackend
+
+    for name in BUILTIN_BACKENDS:
+        backend = load_backend(name)
+        assert isinstance(backend, SandboxBackend), name
+        assert backend.describe()["name"] == name
