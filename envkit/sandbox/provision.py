@@ -273,30 +273,42 @@ def _with_envkit(spec: EnvSpec, version: str, extras: tuple[str, ...], notes: li
 
 
 def provision(
-    model_dir: Path, model: Model, options: ProvisionOptions | None = None
+    model_uri: str | os.PathLike[str],
+    options: ProvisionOptions | None = None,
+    *,
+    model: Model | None = None,
 ) -> ProvisionedEnvironment:
-    """A ready environment for the model in ``model_dir`` (its :class:`Model` already checked):
-    :func:`prepare`, then :meth:`ProvisionedEnvironment.build`.
+    """A ready environment for the model at ``model_uri`` (a directory, ``file://`` or
+    ``runs:/`` URI): :func:`prepare`, then :meth:`ProvisionedEnvironment.build`. ``model`` is
+    its already checked :class:`Model` (otherwise it is read and checked here).
 
     Raises :class:`~envkit.errors.EnvkitError`: :class:`~envkit.errors.UsageError` for
     options the backend does not take, :class:`~envkit.errors.BackendUnavailableError`,
     :class:`~envkit.errors.EnvironmentBuildError` or
     :class:`~envkit.errors.SubprocessError` when the environment cannot be built.
     """
-    ready = prepare(model_dir, model, options)
+    ready = prepare(model_uri, options, model=model)
     ready.build()
     return ready
 
 
 def prepare(
-    model_dir: Path, model: Model, options: ProvisionOptions | None = None
+    model_uri: str | os.PathLike[str],
+    options: ProvisionOptions | None = None,
+    *,
+    model: Model | None = None,
 ) -> ProvisionedEnvironment:
     """Everything but the build: the backend, the plan, the Python (so that a caller can say
     what is about to be built before it is)."""
+    from envkit.models.uri import resolve_model_uri
     from envkit.sandbox.backends import choose_backend
     from envkit.sandbox.cache import EnvCache
+    from envkit.sandbox.checks import check_model
 
     options = options or ProvisionOptions()
+    model_dir = resolve_model_uri(model_uri)
+    if model is None:
+        model = check_model(model_dir, need_input_example=False)
     started = time.perf_counter()
     backend, note = choose_backend(options.env_manager)
     _configure(backend, options.backend_options)

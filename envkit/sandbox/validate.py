@@ -151,7 +151,7 @@ class _Session:
         that an environment that cannot be built is still described."""
         from envkit.sandbox.provision import prepare
 
-        ready = self.ready = prepare(self.model_dir, self.model, self.options.provision)
+        ready = self.ready = prepare(self.model_dir, self.options.provision, model=self.model)
         report = self.report
         report.backend, report.backend_note = ready.backend.name, ready.backend_note
         report.isolated = ready.isolated

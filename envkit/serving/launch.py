@@ -162,7 +162,6 @@ def _env_command(
     progress: Callable[[str, str], None] | None,
 ) -> PreparedServer:
     from envkit.sandbox.backends.base import child_environment
-    from envkit.sandbox.checks import check_model
     from envkit.sandbox.provision import ProvisionOptions, provision
 
     options = ProvisionOptions(
@@ -174,8 +173,7 @@ def _env_command(
         envkit_extras=(SERVE_EXTRA,),
         progress=progress or _quiet,
     )
-    model = check_model(model_dir, need_input_example=False)  # the server does not run it
-    ready = provision(model_dir, model, options)
+    ready = provision(model_dir, options)  # (the server does not run the input example)
     if not ready.isolated or ready.environment.python == Path(sys.executable):
         ready.close()
         return PreparedServer([sys.executable, "-m", "envkit.serving", *args])

@@ -9,12 +9,10 @@ pytestmark = pytest.mark.slow
 
 
 def test_provision_builds_once_and_runs_commands_in_the_environment(double_model, shared_cache):
-    from envkit.sandbox.checks import check_model
     from envkit.sandbox.provision import ProvisionOptions, provision
 
-    model = check_model(double_model)
     options = ProvisionOptions(env_manager="uv", cache_dir=shared_cache)
-    with provision(double_model, model, options) as ready:
+    with provision(double_model, options) as ready:
         assert ready.isolated and ready.backend.name == "uv"
         assert ready.python.exact is True
         outcome = ready.run(["python", "-c", "import sys, envkit; print(sys.prefix)"], timeout=60)
@@ -22,7 +20,7 @@ def test_provision_builds_once_and_runs_commands_in_the_environment(double_model
         assert outcome.stdout.strip() == str(ready.environment.path)
         assert any(r.startswith("envkit") for r in ready.spec.requirements)
         first_key = ready.cache.key
-    with provision(double_model, model, options) as again:
+    with provision(double_model.as_uri(), options) as again:  # a file:// URI too
         assert again.cache.hit and again.cache.key == first_key
 
 
