@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from envkit.errors import SubprocessError
@@ -117,11 +117,13 @@ def run(
     timeout: float | None = None,
     input: str | None = None,
     stream: bool = False,
+    limits: Mapping[int, int] | None = None,
 ) -> Outcome:
     """Run ``argv``; capture its output; kill its whole process group on timeout.
 
     ``env`` is the complete environment of the child (``None`` inherits ours). With ``stream``
-    the child's output also goes to our logger line by line (``--verbose``).
+    the child's output also goes to our logger line by line (``--verbose``). ``limits``
+    (``resource.RLIMIT_*`` -> value) are set in the child before it starts.
     """
     argv = [str(a) for a in argv]
     logger.debug("running: %s", redact_url(" ".join(argv)))
@@ -139,7 +141,7 @@ def run(
         encoding="utf-8",
         errors="replace",
         start_new_session=True,
-        preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
+        preexec_fn=_preexec(limits) if sys.platform.startswith("linux") else None,
     )
     timed_out = False
     try:
@@ -164,6 +166,31 @@ def run(
         duration=duration,
         timed_out=timed_out,
     )
+
+
+def _preexec(limits: Mapping[int, int] | None) -> Callable[[], None]:
+    """What the child does before exec: its resource limits, then dying with envkit. (Imports
+    happen here, in the parent: a forked child must not import.)"""
+    if not limits:
+        return die_with_parent
+    import resource
+
+    settings = []
+    for key, value in limits.items():
+        _soft, hard = resource.getrlimit(key)
+        if hard != resource.RLIM_INFINITY:
+            value = min(value, hard)
+        settings.append((key, (value, value if hard == resource.RLIM_INFINITY else hard)))
+
+    def preexec() -> None:
+        for key, pair in settings:
+            try:
+                resource.setrlimit(key, pair)
+            except (ValueError, OSError):
+                pass
+        die_with_parent()
+
+    return preexec
 
 
 def die_with_parent() -> None:

@@ -44,6 +44,21 @@ def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
         help="build a throw-away environment instead of using the environment cache",
     )
     parser.add_argument(
+        "--env",
+        metavar="NAME",
+        action="append",
+        default=[],
+        dest="pass_env",
+        help="pass this host environment variable to the model (repeatable; the model gets no "
+        "other host variable: environment_variables.txt lists the names it reads)",
+    )
+    parser.add_argument(
+        "--no-contain",
+        action="store_true",
+        help="run the model uncontained: the host's environment variables and network, "
+        "writable inputs, no limits (the report says so)",
+    )
+    parser.add_argument(
         "--base-image",
         metavar="IMAGE",
         help="--env-manager docker: the Python base image (default: $ENVKIT_DOCKER_BASE_IMAGE, "
@@ -97,4 +112,6 @@ def sandbox_kwargs(args: Any) -> dict[str, Any]:
         "overrides": args.override,
         "base_image": args.base_image,
         "ca_bundle": args.ca_bundle,
+        "contain": not args.no_contain,
+        "pass_env": list(args.pass_env),
     }

@@ -47,7 +47,24 @@ from envkit.errors import EnvironmentBuildError
 from envkit.sandbox.backends.base import Backend, Environment, InstallPlan, PythonChoice
 from envkit.sandbox.cache import BuildInfo
 
+# What a docker run always holds (envkit.docker.containers.run_contained).
+DOCKER_CONTAINMENT: dict[str, object] = {
+    "environment": {"held": True, "detail": "only the variables passed (--env) and the image's"},
+    "network": {"held": True, "detail": "--network none"},
+    "filesystem": {
+        "held": True,
+        "detail": "read-only root file system; the model read-only; only the work directory "
+        "writable",
+    },
+    "user": {
+        "held": True,
+        "detail": "a non-root user, every capability dropped, no-new-privileges",
+    },
+    "limits": {"held": True, "detail": "the container's memory, CPU and process limits"},
+}
+
 if TYPE_CHECKING:
+    from envkit.sandbox.contain import ContainmentPolicy
     from envkit.sandbox.spec import EnvSpec
 
 __all__ = ["DockerBackend"]
@@ -216,8 +233,11 @@ class DockerBackend(Backend):
         extra_env: Mapping[str, str] | None = None,
         paths: Sequence[Path] = (),
         writable_paths: Sequence[Path] = (),
+        contain: ContainmentPolicy | None = None,
     ) -> Outcome:
-        return run_contained(
+        """The container is always locked down (``contain`` changes nothing): the outcome
+        says so in ``extra["containment"]``."""
+        outcome = run_contained(
             str(env.extra.get("image") or env.extra.get("tag")),
             self.command(env, argv),
             cwd=cwd,
@@ -226,3 +246,5 @@ class DockerBackend(Backend):
             paths=paths,
             writable_paths=writable_paths,
         )
+        outcome.extra["containment"] = DOCKER_CONTAINMENT
+        return outcome

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         SandboxBackend,
     )
     from envkit.sandbox.cache import BuildInfo, CacheRecord, EnvCache
+    from envkit.sandbox.contain import ContainmentPolicy
     from envkit.sandbox.selfwheel import SelfWheel
     from envkit.sandbox.spec import EnvSpec
 
@@ -159,8 +160,10 @@ class ProvisionedEnvironment:
         extra_env: Mapping[str, str] | None = None,
         paths: Sequence[Path] = (),
         writable_paths: Sequence[Path] = (),
+        contain: ContainmentPolicy | None = None,
     ) -> Outcome:
-        """Run ``argv`` in the environment (``python`` is its interpreter); see
+        """Run ``argv`` in the environment (``python`` is its interpreter), contained by
+        ``contain`` (:mod:`envkit.sandbox.contain`); see
         :meth:`~envkit.sandbox.backends.base.Backend.run`."""
         return self.backend.run(
             self.environment,
@@ -170,6 +173,7 @@ class ProvisionedEnvironment:
             extra_env=extra_env,
             paths=paths,
             writable_paths=writable_paths,
+            contain=contain,
         )
 
     def build(self) -> None:

@@ -49,6 +49,8 @@ class ValidationReport:
     stream: dict[str, Any] | None = None
     mismatches: list[dict[str, str]] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)  # --override, as given
+    # What held for the model's process (measure -> {"held", "detail"}): containment.py.
+    containment: dict[str, Any] | None = None
     # Distributions the environment holds beyond the model's requirements and envkit's runtime
     # (None where the environment is not envkit's to build: local).
     unrequested: list[str] | None = None
@@ -94,6 +96,7 @@ class ValidationReport:
             "stream": self.stream,
             "mismatches": list(self.mismatches),
             "overrides": list(self.overrides),
+            "containment": self.containment,
             "unrequested": self.unrequested,
             "warnings": list(self.warnings),
             "error": self.error,
@@ -268,6 +271,16 @@ def _mismatches_row(report: ValidationReport) -> str | None:
     return "none (with the --override above)" if report.overrides else "none"
 
 
+def _containment_row(report: ValidationReport) -> str | None:
+    if not report.containment:
+        return None
+    lines = []
+    for name, measure in report.containment.items():
+        mark = "held" if measure.get("held") else "NOT HELD"
+        lines.append(f"{name}: {mark} ({measure.get('detail')})")
+    return "\n".join(lines)
+
+
 def _unrequested_row(report: ValidationReport) -> str | None:
     if report.unrequested is None:
         return None
@@ -290,6 +303,7 @@ _ROWS: tuple[tuple[str, Callable[[ValidationReport], str | None]], ...] = (
     ("stream", _stream_row),
     ("mismatches", _mismatches_row),
     ("unrequested", _unrequested_row),
+    ("containment", _containment_row),
     ("warnings", lambda report: "\n".join(report.warnings) if report.warnings else None),
 )
 

@@ -32,6 +32,7 @@ from envkit.errors import (
     UsageError,
     tail,
 )
+from envkit.sandbox.contain import ContainmentPolicy
 from envkit.sandbox.outcome import STAGE_WORDS as _STAGE_WORDS
 from envkit.sandbox.outcome import strip_ansi
 from envkit.sandbox.provision import (
@@ -63,6 +64,7 @@ class ValidateOptions:
     provision: ProvisionOptions = field(default_factory=ProvisionOptions)
     timeout: float | None = DEFAULT_TIMEOUT
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    contain: ContainmentPolicy = field(default_factory=ContainmentPolicy)
 
     @classmethod
     def from_keywords(
@@ -81,6 +83,8 @@ class ValidateOptions:
         progress: ProgressCallback | None,
         base_image: str | None,
         ca_bundle: str | None,
+        contain: bool = True,
+        pass_env: Sequence[str] = (),
     ) -> ValidateOptions:
         """The options from the public keywords (MLflow's aliases ``pip_requirements_override``
         and ``extra_envs`` resolved; each checked: a bad one is a UsageError)."""
@@ -102,7 +106,11 @@ class ValidateOptions:
             progress=progress or _quiet,
         )
         extra = _one_of("extra_env", extra_env, "extra_envs", extra_envs)
-        return cls(provision_options, check_timeout(timeout, "--timeout"), dict(extra or {}))
+        if isinstance(pass_env, str):
+            raise UsageError("pass_env must be a list of variable names, not a string")
+        policy = ContainmentPolicy(enabled=contain, pass_env=tuple(pass_env))
+        timeout = check_timeout(timeout, "--timeout")
+        return cls(provision_options, timeout, dict(extra or {}), policy)
 
 
 def _quiet(_event: str, _message: str) -> None:
@@ -197,9 +205,11 @@ class _Session:
             extra_env=self.extra_env,
             paths=[self.model_dir] + ([input_path] if input_path else []),
             writable_paths=[workdir],
+            contain=self.options.contain,
         )
         report = self.report
         report.timings["run"] = outcome.duration
+        report.containment = _containment(ready, outcome, self.options.contain)
         report.model_log = strip_ansi((outcome.stdout + outcome.stderr).strip())
         data = _read_json(workdir / "result.json") or {}
         if outcome.timed_out:
@@ -261,11 +271,18 @@ class _Session:
     ) -> None:
         report = self.report
         names = [str(n) for n in (self.model.env_vars or [])]
+        given = {*self.extra_env, *self.options.contain.pass_env}
         unset = [n for n in names if n not in os.environ and n not in self.extra_env]
         if unset:  # names only: values are never shown
             report.warnings.append(
                 "the model records environment variables it reads that are not set here: "
                 + ", ".join(unset)
+            )
+        withheld = [n for n in names if n in os.environ and n not in given]
+        if withheld and report.containment and "environment" in report.containment:
+            report.warnings.append(
+                "the model records environment variables it reads that the sandbox did not "
+                f"pass it: {', '.join(withheld)} (pass them with --env NAME)"
             )
         report.status = "bad_input" if exit_code == EXIT_BAD_INPUT else "model_failed"
         report.exit_code = exit_code
@@ -305,6 +322,22 @@ class _Session:
 
 
 # --- checks on the host, before anything is built ----------------------------------------------
+
+
+def _containment(
+    ready: ProvisionedEnvironment, outcome: Outcome, policy: ContainmentPolicy
+) -> dict[str, Any] | None:
+    """What held for the model's process (``None``: nothing was attempted)."""
+    held = outcome.extra.get("containment")
+    if isinstance(held, dict):
+        return held
+    if not ready.isolated:
+        why = f"the {ready.backend.name} backend runs in this interpreter (not isolated)"
+    elif not policy.enabled:
+        why = "--no-contain"
+    else:
+        return None
+    return {"contained": {"held": False, "detail": why}}
 
 
 def _runner_request(
@@ -452,6 +485,8 @@ def validate(
     extra_envs: Mapping[str, str] | None = None,
     base_image: str | None = None,
     ca_bundle: str | None = None,
+    contain: bool = True,
+    pass_env: Sequence[str] = (),
 ) -> ValidationReport:
     """Rebuild the model's environment and run its input example (or the given input) there.
 
@@ -472,6 +507,9 @@ def validate(
         use_cache: reuse / publish environments in the cache (``cache_dir`` or
             ``$ENVKIT_HOME`` or ``~/.cache/envkit``).
         base_image, ca_bundle: for ``env_manager="docker"``, as ``envkit build-docker``'s.
+        contain: run the model contained (a reduced environment, no network, read-only
+            inputs, limits, and ``nobody`` when envkit is root: :mod:`envkit.sandbox.contain`);
+            ``pass_env`` names host variables it still gets (those it records reading).
 
     Returns a :class:`ValidationReport`; a failure of the model or of the environment build is
     in ``report.error`` (``report.raise_for_error()`` raises it). Unreadable models, malformed
@@ -500,6 +538,8 @@ def validate(
             progress=progress,
             base_image=base_image,
             ca_bundle=ca_bundle,
+            contain=contain,
+            pass_env=pass_env,
         ),
     )
     report = session.report
@@ -528,6 +568,8 @@ def predict(
     build_timeout: float | None = DEFAULT_BUILD_TIMEOUT,
     base_image: str | None = None,
     ca_bundle: str | None = None,
+    contain: bool = True,
+    pass_env: Sequence[str] = (),
 ) -> Any:
     """Predict with the model in its rebuilt environment (like ``mlflow.models.predict``).
 
@@ -562,6 +604,8 @@ def predict(
             progress=progress,
             base_image=base_image,
             ca_bundle=ca_bundle,
+            contain=contain,
+            pass_env=pass_env,
         ),
     )
     session.report.raise_for_error()

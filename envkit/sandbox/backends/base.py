@@ -21,6 +21,7 @@ from envkit._subprocess import Outcome, run
 
 if TYPE_CHECKING:
     from envkit.sandbox.cache import BuildInfo
+    from envkit.sandbox.contain import ContainmentPolicy
     from envkit.sandbox.interpreters import Interpreter
     from envkit.sandbox.selfwheel import SelfWheel
     from envkit.sandbox.spec import EnvSpec
@@ -251,6 +252,7 @@ class SandboxBackend(Protocol):
         extra_env: Mapping[str, str] | None = None,
         paths: Sequence[Path] = (),
         writable_paths: Sequence[Path] = (),
+        contain: ContainmentPolicy | None = None,
     ) -> Outcome: ...
 
     def killed_hint(self, returncode: int | None, extra: Mapping[str, object]) -> str | None: ...
@@ -431,6 +433,7 @@ class Backend:
         extra_env: Mapping[str, str] | None = None,
         paths: Sequence[Path] = (),
         writable_paths: Sequence[Path] = (),
+        contain: ContainmentPolicy | None = None,
     ) -> Outcome:
         """Run ``argv`` inside ``env``; ``argv[0] == "python"`` means the env's interpreter.
 
@@ -439,6 +442,10 @@ class Backend:
         read-only unless it is among ``writable_paths``). An environment that is not isolated
         (``local``) runs with this process's environment as it is, PYTHONPATH included.
         """
+        if env.isolated and contain is not None and contain.enabled and writable_paths:
+            return self._run_contained(
+                env, argv, cwd, timeout, extra_env, paths, writable_paths, contain
+            )
         if not env.isolated:
             child_env = {**os.environ, **(extra_env or {})}
         else:
@@ -447,6 +454,39 @@ class Backend:
             child_env["PATH"] = bindir + os.pathsep + child_env.get("PATH", "")
             child_env["VIRTUAL_ENV"] = str(env.path)
         return run(self.command(env, argv), env=child_env, cwd=cwd, timeout=timeout)
+
+    def _run_contained(
+        self,
+        env: Environment,
+        argv: Sequence[str],
+        cwd: Path | None,
+        timeout: float | None,
+        extra_env: Mapping[str, str] | None,
+        paths: Sequence[Path],
+        writable_paths: Sequence[Path],
+        policy: ContainmentPolicy,
+    ) -> Outcome:
+        """``argv`` contained (:mod:`envkit.sandbox.contain`); what held is in the outcome's
+        ``extra["containment"]``."""
+        from envkit.sandbox.contain import contained_command
+
+        scratch = Path(writable_paths[0]) / "home"
+        scratch.mkdir(parents=True, exist_ok=True)
+        command = contained_command(
+            self.command(env, argv),
+            env_root=env.path,
+            env_bin=env.python.parent,
+            read_only=list(paths),
+            writable=list(writable_paths),
+            scratch=scratch,
+            extra_env=extra_env,
+            policy=policy,
+        )
+        outcome = run(
+            command.argv, env=command.env, cwd=cwd, timeout=timeout, limits=command.limits
+        )
+        outcome.extra["containment"] = command.containment.to_dict()
+        return outcome
 
 
 class VenvBackend(Backend):

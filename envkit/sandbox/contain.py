@@ -1,0 +1,250 @@
+"""Contain the model's process: no host secrets, no network, read-only inputs, limits.
+
+A venv-based backend (uv, virtualenv) runs the model as a process of this machine; this module
+turns its argv and environment into a contained one, with what Linux allows here:
+
+- **environment**: only what the run needs (PATH, a scratch HOME and TMPDIR, the locale) and
+  the variables the user passes through by name (``--env NAME``); no other host variable;
+- **network**: a new, empty network namespace (``unshare --net``);
+- **filesystem**: the model, the input and the environment bind-mounted read-only in a private
+  mount namespace; the run's work directory is the only place it writes;
+- **limits**: address space, CPU time, file size and processes (``setrlimit``);
+- **user**: when envkit runs as root, the model runs as ``nobody`` where it can reach its files.
+
+Each measure is tried and recorded as held or not, with the reason (:class:`Containment`):
+the report says what held on this machine. ``--no-contain`` runs the model as before.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shlex
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Containment", "ContainmentPolicy", "Measure", "contained_command"]
+
+NOBODY = 65534
+# Host variables the contained process keeps (the locale and time zone), besides those passed.
+_KEPT = ("LANG", "LC_ALL", "LC_CTYPE", "TZ")
+_SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+@dataclass(frozen=True)
+class ContainmentPolicy:
+    """What to contain. ``pass_env``: host variables the model gets (by name; the model's
+    ``environment_variables.txt`` lists the names it reads). Limits: ``None`` is no limit."""
+
+    enabled: bool = True
+    pass_env: tuple[str, ...] = ()
+    memory_bytes: int | None = 16 * 1024**3
+    cpu_seconds: int | None = 3600
+    file_size_bytes: int | None = 4 * 1024**3
+    processes: int | None = 512
+
+
+@dataclass
+class Measure:
+    """One containment measure: whether it held, and how or why not."""
+
+    held: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"held": self.held, "detail": self.detail}
+
+
+@dataclass
+class Containment:
+    """What held for one run of the model (the report's ``containment``)."""
+
+    measures: dict[str, Measure] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, dict[str, object]]:
+        return {name: m.to_dict() for name, m in self.measures.items()}
+
+    def summary(self) -> str:
+        held = [n for n, m in self.measures.items() if m.held]
+        missing = [f"{n} ({m.detail})" for n, m in self.measures.items() if not m.held]
+        text = "held: " + (", ".join(held) or "nothing")
+        return text + ("; not held: " + "; ".join(missing) if missing else "")
+
+
+@dataclass
+class ContainedCommand:
+    argv: list[str]
+    env: dict[str, str]
+    containment: Containment
+    limits: dict[int, int]  # resource.RLIMIT_* -> value, set in the child before exec
+
+
+def contained_command(
+    argv: Sequence[str],
+    *,
+    env_root: Path,
+    env_bin: Path,
+    read_only: Sequence[Path],
+    writable: Sequence[Path],
+    scratch: Path,
+    extra_env: Mapping[str, str] | None,
+    policy: ContainmentPolicy,
+) -> ContainedCommand:
+    """``argv`` wrapped to run contained (see the module doc), its environment, and what held."""
+    containment = Containment()
+    env = _reduced_environment(env_root, env_bin, scratch, extra_env, policy, containment)
+    paths = [p for p in (*read_only, env_root) if p.exists()]
+    wrapped = list(argv)
+    # (the environment's python links to its base interpreter, which nobody must reach too)
+    user = _user_measure([*paths, (env_bin / "python").resolve()])
+    setpriv = _setpriv()
+    if user.held and os.geteuid() == 0 and setpriv is not None:
+        wrapped = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *wrapped]
+        for path in (*writable, scratch):
+            _hand_to_nobody(path)
+    containment.measures["user"] = user
+    namespace = _namespace_support()
+    if namespace is None:
+        wrapped = _namespaced(wrapped, paths)
+        containment.measures["network"] = Measure(True, "a new network namespace (loopback only)")
+        containment.measures["filesystem"] = Measure(
+            True, "the model, its input and the environment are read-only; the run writes only "
+            "in its work directory"
+        )  # fmt: skip
+    else:
+        containment.measures["network"] = Measure(False, namespace)
+        containment.measures["filesystem"] = Measure(False, namespace)
+    limits = _limits(policy)
+    containment.measures["limits"] = Measure(bool(limits), _describe_limits(policy))
+    return ContainedCommand(wrapped, env, containment, limits)
+
+
+def _reduced_environment(
+    env_root: Path,
+    env_bin: Path,
+    scratch: Path,
+    extra_env: Mapping[str, str] | None,
+    policy: ContainmentPolicy,
+    containment: Containment,
+) -> dict[str, str]:
+    env = {
+        "PATH": f"{env_bin}{os.pathsep}{_SYSTEM_PATH}",
+        "HOME": str(scratch),
+        "TMPDIR": str(scratch),
+        "VIRTUAL_ENV": str(env_root),
+        "PYTHONNOUSERSITE": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONIOENCODING": "utf-8",
+    }
+    env.update({k: os.environ[k] for k in _KEPT if k in os.environ})
+    passed = [name for name in policy.pass_env if name in os.environ]
+    env.update({name: os.environ[name] for name in passed})
+    env.update(extra_env or {})
+    kept = len([k for k in os.environ if k in env and k not in ("PATH", "HOME", "TMPDIR")])
+    detail = f"{kept} of {len(os.environ)} host variables kept (locale"
+    detail += f"; passed with --env: {', '.join(passed)})" if passed else ")"
+    containment.measures["environment"] = Measure(True, detail)
+    return env
+
+
+@functools.lru_cache(maxsize=1)
+def _namespace_support() -> str | None:
+    """``None`` when ``unshare --net --mount`` works here, else why not (probed once)."""
+    import subprocess
+
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return "unshare is not installed (util-linux)"
+    argv = [unshare, "--net", "--mount", "--propagation", "private", "true"]
+    if os.geteuid() != 0:
+        argv[1:1] = ["--map-root-user"]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unshare failed: {exc}"
+    if proc.returncode != 0:
+        why = (proc.stderr.strip().splitlines() or ["no reason given"])[-1]
+        return f"the kernel refuses new namespaces here ({why})"
+    return None
+
+
+def _namespaced(argv: list[str], read_only: Sequence[Path]) -> list[str]:
+    """``argv`` in new network and mount namespaces, ``read_only`` remounted read-only."""
+    mounts = " && ".join(
+        f"mount --bind {q} {q} && mount -o remount,bind,ro {q}"
+        for q in (shlex.quote(str(p)) for p in read_only)
+    )
+    script = (mounts + " && " if mounts else "") + 'exec "$@"'
+    prefix = [shutil.which("unshare") or "unshare", "--net", "--mount", "--propagation", "private"]
+    if os.geteuid() != 0:
+        prefix.insert(1, "--map-root-user")
+    return [*prefix, "/bin/sh", "-c", script, "sh", *argv]
+
+
+def _user_measure(paths: Sequence[Path]) -> Measure:
+    """Whether the model can run as ``nobody``: only as root, and only where nobody can read
+    the model and the environment (a 0700 directory on the way keeps it out)."""
+    if os.geteuid() != 0:
+        return Measure(True, f"runs as this user (uid {os.geteuid()}), not root")
+    if _setpriv() is None:
+        return Measure(False, "runs as root: setpriv (util-linux) is not installed")
+    for path in paths:
+        blocked = _unreadable_for_others(path)
+        if blocked is not None:
+            return Measure(
+                False, f"runs as root: {blocked} is not readable by an unprivileged user"
+            )
+    return Measure(True, f"runs as nobody (uid {NOBODY}), not root")
+
+
+def _unreadable_for_others(path: Path) -> Path | None:
+    """The first directory on ``path``'s way (or ``path``) others cannot enter or read."""
+    current = path.resolve()
+    for part in [*reversed(current.parents), current]:
+        mode = part.stat().st_mode
+        needed = 0o005 if part.is_dir() else 0o004
+        if mode & needed != needed:
+            return part
+    return None
+
+
+def _hand_to_nobody(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    for root, dirs, files in os.walk(path):
+        for name in (root, *(os.path.join(root, n) for n in (*dirs, *files))):
+            os.chown(name, NOBODY, NOBODY)
+
+
+@functools.lru_cache(maxsize=1)
+def _setpriv() -> str | None:
+    return shutil.which("setpriv")
+
+
+def _limits(policy: ContainmentPolicy) -> dict[int, int]:
+    if sys.platform != "linux":
+        return {}
+    import resource
+
+    wanted = {
+        resource.RLIMIT_AS: policy.memory_bytes,
+        resource.RLIMIT_CPU: policy.cpu_seconds,
+        resource.RLIMIT_FSIZE: policy.file_size_bytes,
+        resource.RLIMIT_NPROC: policy.processes,
+    }
+    return {key: value for key, value in wanted.items() if value is not None}
+
+
+def _describe_limits(policy: ContainmentPolicy) -> str:
+    parts = []
+    if policy.memory_bytes is not None:
+        parts.append(f"memory {policy.memory_bytes // 1024**2} MB")
+    if policy.cpu_seconds is not None:
+        parts.append(f"CPU {policy.cpu_seconds} s")
+    if policy.file_size_bytes is not None:
+        parts.append(f"file size {policy.file_size_bytes // 1024**2} MB")
+    if policy.processes is not None:
+        parts.append(f"{policy.processes} processes")
+    return ", ".join(parts) or "none"

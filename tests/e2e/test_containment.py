@@ -1,0 +1,112 @@
+"""The model's process is contained: no host secrets, no network, read-only inputs and
+environment, limits; what held is in the report. A probe model reports what it sees."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+PROBE = """
+import json, os, resource, socket, sys
+
+import envkit.models
+import envkit.pyfunc
+
+
+def can_write(directory):
+    try:
+        with open(os.path.join(directory, "written-by-the-model"), "w"):
+            pass
+        return True
+    except OSError:
+        return False
+
+
+def can_connect():
+    try:
+        socket.create_connection(("127.0.0.1", int(os.environ.get("PROBE_PORT", "9"))), 2)
+        return True
+    except OSError:
+        return False
+
+
+class Probe(envkit.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        here = os.path.dirname(os.path.abspath(__file__))
+        return [json.dumps({
+            "secret": os.environ.get("ENVKIT_PROBE_SECRET"),
+            "home": os.environ.get("HOME"),
+            "interfaces": sorted(name for _, name in socket.if_nameindex()),
+            "connect": can_connect(),
+            "model_writable": can_write(here),
+            "env_writable": can_write(sys.prefix),
+            "cwd_writable": can_write(os.getcwd()),
+            "memory_limit": resource.getrlimit(resource.RLIMIT_AS)[0],
+        })]
+
+
+envkit.models.set_model(Probe())
+"""
+
+
+@pytest.fixture(scope="module")
+def probe_model(tmp_path_factory) -> Path:
+    import envkit.pyfunc
+
+    root = tmp_path_factory.mktemp("containment")
+    code = root / "probe_code.py"
+    code.write_text(textwrap.dedent(PROBE))
+    envkit.pyfunc.save_model(root / "probe", python_model=str(code), pip_requirements=[])
+    (root / "payload.json").write_text('{"inputs": [1]}')
+    return root
+
+
+def _predict(probe_model: Path, home: Path, *flags: str) -> dict:
+    env = {**os.environ, "ENVKIT_HOME": str(home), "ENVKIT_PROBE_SECRET": "s3cr3t-v4lue-42"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "envkit", "predict", str(probe_model / "probe"),
+         "--input", str(probe_model / "payload.json"), *flags],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(json.loads(proc.stdout)["predictions"][0])
+
+
+def test_the_model_sees_no_secret_no_network_and_cannot_write_its_inputs(probe_model, shared_cache):
+    seen = _predict(probe_model, shared_cache)
+    assert seen["secret"] is None  # the host's variables stay on the host
+    assert seen["home"] != os.environ.get("HOME")
+    assert seen["interfaces"] == ["lo"] and seen["connect"] is False
+    assert seen["model_writable"] is False and seen["env_writable"] is False
+    assert seen["cwd_writable"] is True  # its private work directory
+    assert 0 < seen["memory_limit"] < 2**62
+    assert not (probe_model / "probe" / "written-by-the-model").exists()
+
+
+def test_a_variable_passed_by_name_reaches_the_model(probe_model, shared_cache):
+    seen = _predict(probe_model, shared_cache, "--env", "ENVKIT_PROBE_SECRET")
+    assert seen["secret"] == "s3cr3t-v4lue-42"
+    assert seen["interfaces"] == ["lo"]  # the rest still holds
+
+
+def test_no_contain_opts_out_and_the_report_says_what_held(probe_model, shared_cache):
+    seen = _predict(probe_model, shared_cache, "--no-contain")
+    assert seen["secret"] == "s3cr3t-v4lue-42" and len(seen["interfaces"]) > 1
+    env = {**os.environ, "ENVKIT_HOME": str(shared_cache)}
+    argv = [sys.executable, "-m", "envkit", "validate", str(probe_model / "probe"), "--input",
+            str(probe_model / "payload.json"), "--format", "json"]  # fmt: skip
+    report = json.loads(subprocess.run(argv, capture_output=True, text=True, env=env).stdout)
+    held = report["containment"]
+    assert {"environment", "network", "filesystem", "limits", "user"} <= set(held)
+    assert held["network"]["held"] and held["filesystem"]["held"] and held["environment"]["held"]
+    argv.append("--no-contain")
+    report = json.loads(subprocess.run(argv, capture_output=True, text=True, env=env).stdout)
+    assert report["containment"] == {"contained": {"held": False, "detail": "--no-contain"}}
