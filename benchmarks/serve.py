@@ -41,10 +41,7 @@ def mlflow_python() -> Path:
     sys.path.insert(0, str(ROOT / "tests"))
     import conftest  # the suite's shared, file-locked MLflow virtualenv
 
-    return conftest.shared_venv(
-        "mlflow",
-        [f"mlflow=={conftest.MLFLOW_VERSION}", *conftest._pins(conftest._MLFLOW_VENV_EXTRAS)],
-    )
+    return conftest.mlflow_venv_python()
 
 
 def free_port() -> int:

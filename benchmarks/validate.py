@@ -34,9 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def mlflow_python() -> Path:
     sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import _MLFLOW_VENV_EXTRAS, MLFLOW_VERSION, _pins, shared_venv
+    from conftest import mlflow_venv_python
 
-    return shared_venv("mlflow", [f"mlflow=={MLFLOW_VERSION}", *_pins(_MLFLOW_VENV_EXTRAS)])
+    return mlflow_venv_python()
 
 
 def make_models(workdir: Path, mlflow_py: Path) -> tuple[Path, Path, Path]:

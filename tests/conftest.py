@@ -134,18 +134,23 @@ def shared_venv(name: str, requirements: list[str], constraints: list[str] = ())
     return target / "bin" / "python"
 
 
-@pytest.fixture(scope="session")
-def mlflow_python() -> Path:
-    """Python of a separate virtualenv with real MLflow, pinned by ``tests/pins/mlflow-venv.txt``
-    (and the same scikit-learn/pandas stack as here)."""
-    if sys.version_info < (3, 10):
-        pytest.skip(
-            f"MLflow {MLFLOW_VERSION} needs Python >= 3.10 (this is {sys.version.split()[0]})"
-        )
+def mlflow_venv_python() -> Path:
+    """Python of the MLflow oracle's virtualenv, pinned by ``tests/pins/mlflow-venv.txt`` (and
+    the same scikit-learn/pandas stack as here); built once, shared (benchmarks use it too)."""
     here = _installed_closure(_MLFLOW_VENV_EXTRAS)
     requirements = [f"mlflow=={MLFLOW_VERSION}"]
     requirements += [f"{name}=={here[name]}" for name in _MLFLOW_VENV_EXTRAS if name in here]
     return shared_venv("mlflow", requirements, _constraints(PINS / "mlflow-venv.txt", here))
+
+
+@pytest.fixture(scope="session")
+def mlflow_python() -> Path:
+    """Python of a separate virtualenv with real MLflow (:func:`mlflow_venv_python`)."""
+    if sys.version_info < (3, 10):
+        pytest.skip(
+            f"MLflow {MLFLOW_VERSION} needs Python >= 3.10 (this is {sys.version.split()[0]})"
+        )
+    return mlflow_venv_python()
 
 
 @pytest.fixture(scope="session")
