@@ -101,7 +101,51 @@ def _configure_output(verbose: bool) -> None:
     warnings.showwarning = show
 
 
+class _RedactingStream:
+    """A text stream that redacts what it writes, a line at a time (a value split between two
+    writes is still found): no environment value or URL password reaches the terminal."""
+
+    def __init__(self, target: Any, redactor: Any) -> None:
+        self._target = target
+        self._redactor = redactor
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        if "\n" in self._pending:
+            lines, _, self._pending = self._pending.rpartition("\n")
+            self._target.write(self._redactor(lines + "\n"))
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            self._target.write(self._redactor(self._pending))
+            self._pending = ""
+        self._target.flush()
+
+    def __getattr__(self, name: str) -> Any:  # isatty, encoding, fileno...
+        return getattr(self._target, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from envkit._redact import Redactor
+
+    redactor = Redactor()
+    saved = sys.stdout, sys.stderr
+    sys.stdout = _RedactingStream(sys.stdout, redactor)
+    sys.stderr = _RedactingStream(sys.stderr, redactor)
+    try:
+        return _main(argv)
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        sys.stdout, sys.stderr = saved
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     verbose = bool(getattr(args, "verbose", False))

@@ -95,11 +95,13 @@ def progress_display(enabled: bool) -> Iterator[Callable[[str, str], None] | Non
 
 
 def write_output(path: str, text: str) -> None:
+    """``text`` (a report) written to ``path``, redacted as the terminal's output is."""
     from pathlib import Path
 
     from envkit._fs import atomic_write_text
+    from envkit._redact import redact
 
-    atomic_write_text(Path(path).expanduser().absolute(), text)
+    atomic_write_text(Path(path).expanduser().absolute(), redact(text))
 
 
 def sandbox_kwargs(args: Any) -> dict[str, Any]:

@@ -33,20 +33,15 @@ RECORD_ENV_VAR_ALLOWLIST = frozenset(
 )
 
 # Substrings of variable names whose values are redacted from messages envkit shows or records.
-_SECRET_TOKENS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "PRIVATE")
 
 
 def redact_values(text: str, names: Iterable[str] = ()) -> str:
-    """``text`` with the values of secret-looking variables (and of ``names``) replaced by
-    ``***``: a model's error message may quote the API key it read."""
-    names = set(names)
-    for name, value in os.environ.items():
-        if len(value) < 4:
-            continue
-        upper = name.upper()
-        if name in names or any(token in upper for token in _SECRET_TOKENS):
-            text = text.replace(value, "***")
-    return text
+    """``text`` with the values of this process's environment variables (and of ``names``)
+    and URL passwords replaced by ``***`` (:mod:`envkit._redact`): a model's error message may
+    quote the API key it read."""
+    from envkit._redact import redact
+
+    return redact(text, names)
 
 
 ENV_VAR_FILE_HEADER = (

@@ -71,10 +71,20 @@ class ValidationReport:
             if self.input and self.input.get("source") is None:
                 did = "loaded (no input example to predict on; pass --input FILE)"
             return f"OK: the model {did} in a rebuilt environment ({where})"
+        from envkit._redact import redact
+
         message = (self.error or {}).get("message", "failed")
-        return f"FAILED: {message}"
+        return redact(f"FAILED: {message}")
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON data, redacted (:mod:`envkit._redact`): no environment value or
+        URL password, whatever the model printed or raised."""
+        from envkit._redact import redact_data
+
+        data: dict[str, Any] = redact_data(self._data())
+        return data
+
+    def _data(self) -> dict[str, Any]:
         return {
             "model": self.model,
             "ok": self.ok,

@@ -68,7 +68,29 @@ def predictions_to_json(predictions: Any) -> str:
 
 
 def _error_body(error_code: str, message: str) -> bytes:
-    return json.dumps({"error_code": error_code, "message": message}).encode("utf-8")
+    from envkit._redact import redact
+
+    body = {"error_code": error_code, "message": redact(message)}
+    return json.dumps(body).encode("utf-8")
+
+
+def internal_error(detail: str, *, with_traceback: bool = False) -> ScoringError:
+    """A 500 whose body names an error id only: what went wrong (the model's error text may
+    quote a secret it read) goes to the server's log, redacted, under that id."""
+    import traceback
+    import uuid
+
+    from envkit._redact import redact
+
+    error_id = uuid.uuid4().hex[:12]
+    text = detail + ("\n" + traceback.format_exc().rstrip() if with_traceback else "")
+    logger.error("error %s: %s", error_id, redact(text))
+    return ScoringError(
+        500,
+        INTERNAL_ERROR,
+        f"the server could not score this request (error id {error_id}); the server's log has "
+        "the details",
+    )
 
 
 class _Scorer:
@@ -108,34 +130,27 @@ class _Scorer:
                 code = MALFORMED_REQUEST if isinstance(exc, MalformedPayloadError) else BAD_REQUEST
                 raise ScoringError(400, code, exc.message) from None
             except ImportError as exc:  # e.g. pandas missing from the model's environment
-                raise ScoringError(
-                    500,
-                    INTERNAL_ERROR,
-                    f"reading the payload needs a package this environment lacks: {exc}",
+                raise internal_error(
+                    f"reading the payload needs a package this environment lacks: {exc}"
                 ) from None
             try:
                 predictions = self.model.predict(data, params=params)
             except SchemaEnforcementError as exc:
                 raise ScoringError(400, INVALID_PARAMETER_VALUE, exc.message) from None
             except EnvkitError as exc:
-                raise ScoringError(500, INTERNAL_ERROR, exc.message) from None
+                raise internal_error(exc.message) from None
             except (Exception, SystemExit, KeyboardInterrupt) as exc:
                 # A request never takes the process down, even if the model calls sys.exit.
-                logger.exception("the model raised while predicting")
-                raise ScoringError(
-                    500,
-                    INTERNAL_ERROR,
+                raise internal_error(
                     f"the model raised {type(exc).__name__} while predicting: {exc}",
+                    with_traceback=True,
                 ) from None
         try:
             return predictions_to_json(predictions)
         except Exception as exc:
-            logger.error("the model's predictions cannot be sent as JSON: %s", exc)
-            raise ScoringError(
-                500,
-                INTERNAL_ERROR,
+            raise internal_error(
                 f"the model's predictions ({type(predictions).__name__}) cannot be sent as "
-                f"JSON: {exc}; return numbers, strings, bytes, lists, dicts, numpy or pandas data",
+                f"JSON: {exc}; return numbers, strings, bytes, lists, dicts, numpy or pandas data"
             ) from None
 
 
@@ -231,10 +246,8 @@ def create_app(model: Any, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> S
         except ScoringError as exc:
             return json_response(_error_body(exc.error_code, exc.message), exc.status)
         except Exception as exc:  # a bug of ours: still an answer, and the server goes on
-            logger.exception("unexpected error while scoring")
-            return json_response(
-                _error_body(INTERNAL_ERROR, f"unexpected {type(exc).__name__}: {exc}"), 500
-            )
+            error = internal_error(f"unexpected {type(exc).__name__}: {exc}", with_traceback=True)
+            return json_response(_error_body(error.error_code, error.message), 500)
         return json_response(result)
 
     async def http_error(request: Request, exc: Exception) -> Response:
@@ -252,7 +265,8 @@ def create_app(model: Any, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> S
         return json_response(_error_body(code, message), status)
 
     async def server_error(request: Request, exc: Exception) -> Response:
-        return json_response(_error_body(INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"), 500)
+        error = internal_error(f"{type(exc).__name__}: {exc}")
+        return json_response(_error_body(error.error_code, error.message), 500)
 
     return Starlette(
         routes=[

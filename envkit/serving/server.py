@@ -227,9 +227,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class RedactingFormatter(logging.Formatter):
+    """Log lines without environment values or URL passwords (:mod:`envkit._redact`)."""
+
+    def __init__(self, fmt: str) -> None:
+        from envkit._redact import Redactor
+
+        super().__init__(fmt)
+        self._redact = Redactor()
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._redact(super().format(record))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="envkit: %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter("envkit: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     try:
         run_server(
             Path(args.model) if "://" not in args.model else args.model,
