@@ -176,6 +176,36 @@ class ProvisionedEnvironment:
             contain=contain,
         )
 
+    @property
+    def compiles_bytecode(self) -> bool:
+        """Whether envkit compiles the sources a run imported, after it (a cached virtual
+        environment of a local interpreter, read-only to the model)."""
+        return self.backend.cacheable and self.python.interpreter is not None
+
+    def compile_bytecode(self, sources: Sequence[str]) -> float:
+        """Compile ``sources`` (files of this environment that a run imported, with no
+        bytecode yet) with the environment's own Python, outside any model process; returns
+        the seconds it took. The model's own runs never write bytecode into the environment
+        (it is read-only to them), so a later run imports what envkit compiled, not what a
+        model could have planted."""
+        import importlib.util
+
+        from envkit._subprocess import run as run_process
+
+        root = os.path.join(str(self.environment.path), "")
+        todo = [
+            s
+            for s in sources
+            if s.startswith(root) and not os.path.exists(importlib.util.cache_from_source(s))
+        ]
+        if not todo or not self.compiles_bytecode:
+            return 0.0
+        argv = [str(self.environment.python), "-I", "-m", "compileall", "-q", "-j", "0", "-i", "-"]
+        outcome = run_process(argv, input="\n".join(todo) + "\n", timeout=600)
+        if not outcome.ok:
+            logger.info("compiling the imported sources failed: %s", outcome.stderr[-500:])
+        return outcome.duration
+
     def build(self) -> None:
         """Build the environment (or take it from the cache); a backend without a cache
         (``local``) has nothing to build."""

@@ -68,8 +68,22 @@ class _Run:
         }
 
     def finish(self) -> int:
+        if self.request.get("report_imports"):
+            self.result["imported"] = _imported_sources()
         _write_json(self.request["result_path"], self.result)
         return 0 if self.result["ok"] else 1
+
+
+def _imported_sources() -> list[str]:
+    """The environment's Python source files this run imported (envkit compiles them after
+    the run, outside it: the environment is read-only to the model)."""
+    prefix = os.path.join(sys.prefix, "")
+    files = []
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str) and path.endswith(".py") and path.startswith(prefix):
+            files.append(path)
+    return sorted(set(files))
 
 
 def _message(exc: BaseException) -> str:

@@ -218,6 +218,8 @@ class _Session:
             self.predictions = _read_json(workdir / "predictions.json")
         absorb_result(report, data)
         self._judge(ready, outcome, data)
+        if data.get("imported"):
+            report.timings["compile"] = ready.compile_bytecode(data["imported"])
 
     def _judge(self, ready: ProvisionedEnvironment, outcome: Outcome, data: dict[str, Any]) -> None:
         """Fail the report for a timeout, a crash before reporting, or what the runner caught."""
@@ -361,6 +363,7 @@ def _runner_request(
         "requirements": [r for r in ready.spec.requirements if requirement_name(r) != "envkit"],
         "build_dependencies": list(ready.spec.build_dependencies),
         "check_unrequested": ready.isolated,
+        "report_imports": ready.compiles_bytecode,
     }
 
 
