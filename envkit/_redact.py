@@ -28,9 +28,16 @@ _URL_USERINFO = re.compile(r"(?<=://)([^/@\s]+)@")
 _PLACEHOLDERS = re.compile(r"\$\{[A-Za-z0-9_]+\}|:")
 
 
+_LOCAL_URL = re.compile(r"^(?:file|unix)://(?=/)")
+
+
 def _looks_like_paths(value: str) -> bool:
-    """An absolute path, or a ``:``-separated list of them (no URL, no credentials)."""
-    if "://" in value or "@" in value:
+    """An absolute path, a ``:``-separated list of them, or a ``file://``/``unix://`` URL of
+    one (``DOCKER_HOST``, ``PIP_FIND_LINKS``); never anything with credentials."""
+    if "@" in value:
+        return False
+    value = _LOCAL_URL.sub("", value)
+    if "://" in value:
         return False
     parts = [p for p in value.split(os.pathsep) if p]
     return bool(parts) and all(p.startswith(("/", "~")) and " " not in p for p in parts)

@@ -3,6 +3,7 @@ environment, limits; what held is in the report. A probe model reports what it s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 PROBE = """
-import json, os, resource, socket, sys
+import hashlib, json, os, resource, socket, sys
 
 import envkit.models
 import envkit.pyfunc
@@ -42,7 +43,9 @@ class Probe(envkit.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):
         here = os.path.dirname(os.path.abspath(__file__))
         return [json.dumps({
-            "secret": os.environ.get("ENVKIT_PROBE_SECRET"),
+            # (a digest: envkit redacts the value itself wherever it would show it)
+            "secret": hashlib.sha256(os.environ["ENVKIT_PROBE_SECRET"].encode()).hexdigest()
+            if "ENVKIT_PROBE_SECRET" in os.environ else None,
             "home": os.environ.get("HOME"),
             "interfaces": sorted(name for _, name in socket.if_nameindex()),
             "connect": can_connect(),
@@ -93,13 +96,14 @@ def test_the_model_sees_no_secret_no_network_and_cannot_write_its_inputs(probe_m
 
 def test_a_variable_passed_by_name_reaches_the_model(probe_model, shared_cache):
     seen = _predict(probe_model, shared_cache, "--env", "ENVKIT_PROBE_SECRET")
-    assert seen["secret"] == "s3cr3t-v4lue-42"
+    assert seen["secret"] == hashlib.sha256(b"s3cr3t-v4lue-42").hexdigest()
     assert seen["interfaces"] == ["lo"]  # the rest still holds
 
 
 def test_no_contain_opts_out_and_the_report_says_what_held(probe_model, shared_cache):
     seen = _predict(probe_model, shared_cache, "--no-contain")
-    assert seen["secret"] == "s3cr3t-v4lue-42" and len(seen["interfaces"]) > 1
+    assert seen["secret"] == hashlib.sha256(b"s3cr3t-v4lue-42").hexdigest()
+    assert len(seen["interfaces"]) > 1
     env = {**os.environ, "ENVKIT_HOME": str(shared_cache)}
     argv = [sys.executable, "-m", "envkit", "validate", str(probe_model / "probe"), "--input",
             str(probe_model / "payload.json"), "--format", "json"]  # fmt: skip

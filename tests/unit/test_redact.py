@@ -40,3 +40,11 @@ def test_the_cli_redacts_what_it_prints(tmp_path, capsys, monkeypatch):
     captured = capsys.readouterr()
     assert "zz-secret-value" not in captured.out + captured.err
     assert "***" in captured.err
+
+
+def test_local_urls_are_paths_and_kept():
+    environ = {"DOCKER_HOST": "unix:///run/docker.sock", "PIP_FIND_LINKS": "file:///opt/wheels"}
+    redactor = Redactor(environ)
+    assert redactor("unix:///run/docker.sock file:///opt/wheels") == (
+        "unix:///run/docker.sock file:///opt/wheels"
+    )
