@@ -32,6 +32,7 @@ from envkit.errors import (
     UsageError,
     tail,
 )
+from envkit.models.scan import ModelTrust
 from envkit.sandbox.outcome import STAGE_WORDS as _STAGE_WORDS
 from envkit.sandbox.outcome import strip_ansi
 from envkit.sandbox.provision import (
@@ -81,6 +82,8 @@ class ValidateOptions:
         progress: ProgressCallback | None,
         base_image: str | None,
         ca_bundle: str | None,
+        trust_model: bool = False,
+        trusted_types: Sequence[str] = (),
     ) -> ValidateOptions:
         """The options from the public keywords (MLflow's aliases ``pip_requirements_override``
         and ``extra_envs`` resolved; each checked: a bad one is a UsageError)."""
@@ -100,9 +103,12 @@ class ValidateOptions:
             cache_dir=cache_dir,
             backend_options={"base_image": base_image, "ca_bundle": ca_bundle},
             progress=progress or _quiet,
+            trust=ModelTrust.of(trust_model, trusted_types),
         )
         extra = _one_of("extra_env", extra_env, "extra_envs", extra_envs)
-        return cls(provision_options, check_timeout(timeout, "--timeout"), dict(extra or {}))
+        # The model's process loads (and scans) the model again: it gets the same trust.
+        extra = {**dict(extra or {}), **provision_options.trust.environment()}
+        return cls(provision_options, check_timeout(timeout, "--timeout"), extra)
 
 
 def _quiet(_event: str, _message: str) -> None:
@@ -132,7 +138,11 @@ class _Session:
         self.extra_env = dict(options.extra_env)
         self.progress = options.provision.progress
         self.model_dir = resolve_model_uri(model_uri)
-        self.model = check_model(self.model_dir, need_input_example=need_input_example)
+        self.model = check_model(
+            self.model_dir,
+            need_input_example=need_input_example,
+            trust=options.provision.trust,
+        )
         self.report = ValidationReport(model=str(self.model_dir))
         # Created just before the model runs, so that a build killed halfway leaves no
         # temporary directory behind.
@@ -452,6 +462,8 @@ def validate(
     extra_envs: Mapping[str, str] | None = None,
     base_image: str | None = None,
     ca_bundle: str | None = None,
+    trust_model: bool = False,
+    trusted_types: Sequence[str] = (),
 ) -> ValidationReport:
     """Rebuild the model's environment and run its input example (or the given input) there.
 
@@ -472,6 +484,7 @@ def validate(
         use_cache: reuse / publish environments in the cache (``cache_dir`` or
             ``$ENVKIT_HOME`` or ``~/.cache/envkit``).
         base_image, ca_bundle: for ``env_manager="docker"``, as ``envkit build-docker``'s.
+        trust_model, trusted_types: skip the pickle scan, or accept these globals in it.
 
     Returns a :class:`ValidationReport`; a failure of the model or of the environment build is
     in ``report.error`` (``report.raise_for_error()`` raises it). Unreadable models, malformed
@@ -500,6 +513,8 @@ def validate(
             progress=progress,
             base_image=base_image,
             ca_bundle=ca_bundle,
+            trust_model=trust_model,
+            trusted_types=trusted_types,
         ),
     )
     report = session.report
@@ -528,6 +543,8 @@ def predict(
     build_timeout: float | None = DEFAULT_BUILD_TIMEOUT,
     base_image: str | None = None,
     ca_bundle: str | None = None,
+    trust_model: bool = False,
+    trusted_types: Sequence[str] = (),
 ) -> Any:
     """Predict with the model in its rebuilt environment (like ``mlflow.models.predict``).
 
@@ -562,6 +579,8 @@ def predict(
             progress=progress,
             base_image=base_image,
             ca_bundle=ca_bundle,
+            trust_model=trust_model,
+            trusted_types=trusted_types,
         ),
     )
     session.report.raise_for_error()
