@@ -288,7 +288,17 @@ def _more_dangerous(module: str, name: str) -> bool:
 
 def scan_file(path: Path, relative: str, trust: ModelTrust) -> FileScan:
     """The globals ``path`` references, classified; the file is disassembled, never loaded."""
-    from picklescan.scanner import SafetyLevel, scan_pickle_bytes
+    try:
+        from picklescan.scanner import SafetyLevel, scan_pickle_bytes
+    except ModuleNotFoundError as exc:
+        from envkit.errors import MissingModuleError
+
+        raise MissingModuleError(
+            "scanning the model's pickles before loading them needs picklescan (a dependency "
+            "of envkit), which is not installed here: pip install picklescan (or, for a model "
+            "you trust, pass trust_model=True / --trust-model)",
+            module=exc.name,
+        ) from exc
 
     result = FileScan(relative)
     try:
