@@ -205,3 +205,23 @@ class ServingInputError(UsageError):
 
 class MalformedPayloadError(ServingInputError):
     """A scoring payload that is not valid JSON at all (MLflow's MALFORMED_REQUEST)."""
+
+
+# --- untrusted pickles (issue 13) ---------------------------------------------------------------
+
+
+class UnsafeModelError(ModelFailedError):
+    """A pickle of the model references a global that can run code while it is loaded
+    (``os.system``, ``builtins.eval``...); ``path`` names the file, ``globals`` what it calls."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str,
+        globals: Sequence[str],
+        detail: str | None = None,
+    ) -> None:
+        super().__init__(message, detail=detail)
+        self.path = path
+        self.globals = list(globals)

@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "envkit.cli.validate",
     "envkit.cli.predict",
     "envkit.cli.info",
+    "envkit.cli.scan",
     "envkit.cli.deps",
     "envkit.cli.serve",
     "envkit.cli.docker",

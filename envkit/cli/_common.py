@@ -41,3 +41,30 @@ def add_format_option(
 def add_timeout_option(parser: argparse.ArgumentParser, help: str) -> None:
     """``--timeout S`` (``args.timeout``): seconds, None when not given."""
     parser.add_argument("--timeout", type=float, default=None, metavar="S", help=help)
+
+
+def add_trust_options(parser: argparse.ArgumentParser) -> None:
+    """``--trust-model`` and ``--trust-type T`` (repeatable): what the pickle scan accepts."""
+    parser.add_argument(
+        "--trust-model",
+        action="store_true",
+        help="load the model without scanning its pickles (only for a model you trust: "
+        "unpickling can run any code)",
+    )
+    add_trust_type_option(parser)
+
+
+def add_trust_type_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trust-type",
+        metavar="T",
+        action="append",
+        default=[],
+        help="accept this global in the model's pickles (module.name, or module.* for a "
+        "package; repeatable), e.g. mypkg.MyClass",
+    )
+
+
+def trust_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The library's keywords for :func:`add_trust_options`' options."""
+    return {"trust_model": bool(args.trust_model), "trusted_types": tuple(args.trust_type)}

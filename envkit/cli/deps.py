@@ -11,7 +11,13 @@ import argparse
 import json
 from typing import Any
 
-from envkit.cli._common import add_format_option, add_model_command, add_timeout_option
+from envkit.cli._common import (
+    add_format_option,
+    add_model_command,
+    add_timeout_option,
+    add_trust_options,
+    trust_kwargs,
+)
 from envkit.errors import EXIT_MODEL_FAILED, EXIT_OK
 
 
@@ -51,6 +57,7 @@ def register(subparsers: Any) -> None:
     )
     add_timeout_option(infer, "seconds the model may take to load and predict (default 120)")
     add_format_option(infer)
+    add_trust_options(infer)
 
     lock = add_model_command(
         subparsers,
@@ -163,7 +170,7 @@ def run_infer(args: argparse.Namespace) -> int:
     from envkit.deps.infer import infer_model_requirements, write_inferred
 
     timeout = check_timeout(args.timeout, "--timeout")
-    result = infer_model_requirements(args.model, timeout=timeout)
+    result = infer_model_requirements(args.model, timeout=timeout, **trust_kwargs(args))
     if args.write and not result.up_to_date:
         write_inferred(result)
     if args.format == "json":

@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from envkit.cli._common import add_trust_options
+
 
 def _add_image_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", help="model directory or runs:/<run_id>/<name>")
@@ -57,6 +59,7 @@ def register(subparsers: Any) -> None:
     build.add_argument("-t", "--tag", metavar="TAG", required=True, help="image name[:tag]")
     build.add_argument("--no-cache", action="store_true", help="build every layer afresh")
     build.add_argument("--format", choices=("text", "json"), default="text")
+    add_trust_options(build)
     build.set_defaults(func=run_build)
 
 
@@ -80,6 +83,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_build(args: argparse.Namespace) -> int:
+    from envkit.cli._common import trust_kwargs
     from envkit.cli._sandbox_options import progress_display
     from envkit.docker import build_image
 
@@ -92,6 +96,7 @@ def run_build(args: argparse.Namespace) -> int:
             python=args.python,
             no_cache=args.no_cache,
             progress=progress,
+            **trust_kwargs(args),
         )
     if args.format == "json":
         sys.stdout.write(json.dumps(build.to_dict(), indent=2) + "\n")

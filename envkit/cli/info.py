@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from envkit.cli._common import add_format_option, add_model_command
+from envkit.cli._common import add_format_option, add_model_command, add_trust_options
 
 
 def register(subparsers: Any) -> None:
@@ -15,15 +15,23 @@ def register(subparsers: Any) -> None:
         "info",
         run,
         help="show a model's flavors, signature, environment, files and sizes",
-        description="Show a model's flavors, signature, environment, files and sizes.",
+        description="Show a model's flavors, signature, environment, files and sizes, and the "
+        "verdict of the scan of its pickles (exit 1 when one calls a dangerous global).",
     )
     add_format_option(parser)
+    add_trust_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from envkit.deps.describe import describe_model
+    from envkit.models.scan import ModelTrust, ensure_safe
+    from envkit.models.uri import resolve_model_uri
 
-    info = describe_model(args.model)
+    info = describe_model(args.model)  # (reads the MLmodel; loads no pickle)
+    scan = ensure_safe(
+        resolve_model_uri(args.model), ModelTrust(args.trust_model, tuple(args.trust_type))
+    )
+    info["scan"] = scan.to_dict() if scan is not None else {"verdict": "not scanned (trusted)"}
     if args.format == "json":
         print(json.dumps(info, indent=2, default=str))
     else:
@@ -73,7 +81,19 @@ def render_text(info: dict[str, Any]) -> str:
             lines.append(f"payloads: {env['payloads']}")
     if info.get("env_vars"):
         lines.append("environment variables read: " + ", ".join(info["env_vars"]))
+    if info.get("scan"):
+        lines.append(f"pickle scan: {scan_summary(info['scan'])}")
     lines.append(f"files ({human_size(info['total_size'])}):")
     for entry in info["files"]:
         lines.append(f"  {human_size(entry['size']):>9}  {entry['path']}")
     return "\n".join(lines)
+
+
+def scan_summary(scan: dict[str, Any]) -> str:
+    """One line: the verdict, the files scanned and the globals outside the safe list."""
+    files = scan.get("files")
+    if files is None:
+        return str(scan["verdict"])
+    unknown = sorted({name for f in files for name in f["unknown"]})
+    text = f"{scan['verdict']} ({len(files)} pickle file{'s' if len(files) != 1 else ''})"
+    return text + (f"; unknown globals: {', '.join(unknown)}" if unknown else "")

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from envkit.cli._common import add_trust_options, trust_kwargs
 from envkit.cli._sandbox_options import add_sandbox_options, progress_display, sandbox_kwargs
 
 
@@ -33,6 +34,7 @@ def register(subparsers: Any) -> None:
         "--content-type", "-t", choices=("json", "csv"), help="format of --input (default: json)"
     )
     add_sandbox_options(parser)
+    add_trust_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -57,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
                 output_path=args.output,
                 progress=progress,
                 **sandbox_kwargs(args),
+                **trust_kwargs(args),
             )
     if not args.output:
         sys.stdout.write(json.dumps({"predictions": predictions}) + "\n")

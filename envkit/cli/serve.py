@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from envkit.cli._common import add_trust_options
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -60,10 +62,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--no-cache", action="store_true", help="build a throw-away environment (uv, virtualenv)"
     )
+    add_trust_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from envkit.cli._common import trust_kwargs
     from envkit.cli._sandbox_options import progress_display
     from envkit.serving.launch import prepare_server
 
@@ -81,5 +85,6 @@ def run(args: argparse.Namespace) -> int:
             ca_bundle=args.ca_bundle,
             use_cache=not args.no_cache,
             progress=progress,
+            **trust_kwargs(args),
         )
     return server.run()

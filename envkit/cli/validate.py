@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from envkit.cli._common import add_trust_options, trust_kwargs
 from envkit.cli._sandbox_options import (
     add_sandbox_options,
     progress_display,
@@ -38,6 +39,7 @@ def register(subparsers: Any) -> None:
         help="format of --input (default: from its extension)",
     )
     add_sandbox_options(parser)
+    add_trust_options(parser)
     parser.add_argument("--no-stream", action="store_true", help="do not also call predict_stream")
     parser.add_argument("--format", choices=("text", "json", "junit"), default="text")
     parser.add_argument("--output", metavar="FILE", help="write the report to FILE")
@@ -56,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
             stream=not args.no_stream,
             progress=progress,
             **sandbox_kwargs(args),
+            **trust_kwargs(args),
         )
     verbose = bool(getattr(args, "verbose", False))
     text = render(report, args.format, verbose=verbose)

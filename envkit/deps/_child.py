@@ -290,7 +290,10 @@ def main(request: dict[str, Any]) -> int:
     recorder = _Recorder(bool(request.get("record_env_vars", True)))
     recorder.start()
     try:
-        loaded = load_model(model_dir, suppress_warnings=True)
+        # No pickle scan here: at save the model is the caller's own object, and `envkit infer`
+        # scanned the model on the host before starting this process.
+        trust = {"trust_model": True} if module_name.startswith("envkit.") else {}
+        loaded = load_model(model_dir, suppress_warnings=True, **trust)
     except BaseException as exc:
         recorder.stop()
         result["error"] = _error_text(exc, recorder.env_names)

@@ -13,6 +13,7 @@ import os
 import platform
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,17 +120,27 @@ def diff_requirements(old: list[str], new: list[str]) -> list[RequirementChange]
 
 
 def infer_model_requirements(
-    model_uri: str | os.PathLike[str], *, timeout: float | None = None
+    model_uri: str | os.PathLike[str],
+    *,
+    timeout: float | None = None,
+    trust_model: bool = False,
+    trusted_types: Sequence[str] = (),
 ) -> InferenceResult:
     """Load the model at ``model_uri`` in a fresh process and infer its requirements again.
 
-    Raises :class:`~envkit.errors.CaptureError` when the model does not load there.
+    The model's pickles are scanned first (:class:`~envkit.errors.UnsafeModelError` for a
+    dangerous one, unless ``trust_model`` or its globals are in ``trusted_types``). Raises
+    :class:`~envkit.errors.CaptureError` when the model does not load there.
     """
+    from envkit._fs import check_tree_inside
     from envkit._version import __version__
     from envkit.models.model import Model
+    from envkit.models.scan import ModelTrust, ensure_safe
     from envkit.models.uri import resolve_model_uri
 
     model_dir = resolve_model_uri(model_uri)
+    check_tree_inside(model_dir)
+    ensure_safe(model_dir, ModelTrust.of(trust_model, trusted_types))
     model = Model.load(model_dir)
     # (the lock is rewritten from what this finds: it is not read)
     recorded = read_recorded_environment(model_dir, model, with_lock=False)

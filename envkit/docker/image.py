@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -268,14 +268,24 @@ def build_image(
     no_cache: bool = False,
     timeout: float | None = DEFAULT_BUILD_TIMEOUT,
     progress: Callable[[str, str], None] | None = None,
+    trust_model: bool = False,
+    trusted_types: Sequence[str] = (),
 ) -> ImageBuild:
-    """Build the model's serving image ``tag`` (the ``model`` stage of the Dockerfile)."""
+    """Build the model's serving image ``tag`` (the ``model`` stage of the Dockerfile).
+
+    The model's pickles are scanned on the host first: a dangerous one raises
+    :class:`~envkit.errors.UnsafeModelError` unless ``trust_model`` or its globals are in
+    ``trusted_types``. (The image's server scans again when it loads the model: run a trusted
+    one with ``-e ENVKIT_TRUST_MODEL=1``.)
+    """
     from envkit.deps.envvars import read_env_vars_file
+    from envkit.models.scan import ModelTrust, ensure_safe
     from envkit.sandbox.tempdirs import tempdir
 
     if not re.fullmatch(r"[a-z0-9][a-z0-9._/:@-]*", tag or ""):
         raise UsageError(f"invalid image tag {tag!r} (lower-case name[:tag])")
     model_dir = prepare_model(model_uri)
+    ensure_safe(model_dir, ModelTrust.of(trust_model, trusted_types))
     require_engine()
     notify = progress or (lambda _event, _message: None)
     spec, plan = model_install_plan(model_dir, python=python)

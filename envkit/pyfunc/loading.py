@@ -6,7 +6,7 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -239,18 +239,25 @@ def load_model(
     model_config: dict[str, Any] | str | os.PathLike[str] | None = None,
     *,
     suppress_warnings: bool = False,
+    trust_model: bool | None = None,
+    trusted_types: Sequence[str] | None = None,
 ) -> PyFuncModel:
     """Load the model at ``model_uri`` (a path or ``runs:/<run_id>/<name>``) as a pyfunc.
 
     ``model_config`` (a dict or a JSON/YAML file) overrides the saved configuration. The
     model's recorded requirements are compared with this interpreter and mismatches reported
-    once per model (``ENVKIT_DEPENDENCY_MISMATCH=ignore|warn|error``).
+    once per model (``ENVKIT_DEPENDENCY_MISMATCH=ignore|warn|error``). Its pickles are scanned
+    before anything loads them: one that calls a dangerous global (``os.system``...) raises
+    :class:`~envkit.errors.UnsafeModelError` unless ``trust_model=True`` or the global is in
+    ``trusted_types`` (``None``: ``$ENVKIT_TRUST_MODEL`` / ``$ENVKIT_TRUSTED_TYPES``).
     """
     from envkit.models.flavors import import_loader
+    from envkit.models.scan import ModelTrust, ensure_safe
     from envkit.models.uri import resolve_model_uri
 
     local = resolve_model_uri(model_uri)
     check_tree_inside(local)
+    ensure_safe(local, ModelTrust.of(trust_model, trusted_types))
     meta = Model._read(local / MLMODEL_FILE_NAME)
     if FLAVOR_NAME not in meta.flavors:
         have = ", ".join(sorted(meta.flavors)) or "none"

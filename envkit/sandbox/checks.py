@@ -13,19 +13,25 @@ from envkit.errors import ModelFormatError, SchemaEnforcementError, ServingInput
 
 if TYPE_CHECKING:
     from envkit.models.model import Model
+    from envkit.models.scan import ModelTrust
 
 logger = logging.getLogger(__name__)
 
 
-def check_model(model_dir: Path, *, need_input_example: bool = True) -> Model:
+def check_model(
+    model_dir: Path, *, need_input_example: bool = True, trust: ModelTrust | None = None
+) -> Model:
     """The model's :class:`~envkit.models.model.Model`, after checking on the host what the
     sandbox would otherwise find out only after building: no symlink leads outside the
     model, the MLmodel file reads, the model has a python_function flavor with a loader,
     every path a flavor records stays inside the model (and the pyfunc flavor's exist), the
     signature parses, the input example is there. Raises the error (exit code 2) the model
-    would raise in-process."""
+    would raise in-process. Its pickles are scanned too (``trust``: what the caller vouches
+    for): a dangerous one raises :class:`~envkit.errors.UnsafeModelError` (exit code 1)
+    before anything is built or loaded."""
     from envkit._fs import check_tree_inside
     from envkit.models.model import MLMODEL_FILE_NAME, Model, check_recorded_paths
+    from envkit.models.scan import ModelTrust, ensure_safe
 
     check_tree_inside(model_dir)
     model = Model._read(model_dir / MLMODEL_FILE_NAME)
@@ -41,6 +47,7 @@ def check_model(model_dir: Path, *, need_input_example: bool = True) -> Model:
 
     check_recorded_paths(model_dir, model, need_input_example=need_input_example)
     model.signature  # noqa: B018 - parsing it raises ModelFormatError for a broken one
+    ensure_safe(model_dir, trust or ModelTrust())
     return model
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from envkit.errors import EnvironmentBuildError, UsageError
+from envkit.models.scan import ModelTrust
 
 if TYPE_CHECKING:
     from envkit._subprocess import Outcome
@@ -73,6 +74,8 @@ class ProvisionOptions:
     backend_options: Mapping[str, object] = field(default_factory=dict)
     envkit_extras: tuple[str, ...] = ()
     progress: ProgressCallback = _quiet
+    # What the caller vouches for in the model's pickles (scanned before anything is built).
+    trust: ModelTrust = field(default_factory=ModelTrust)
 
     def __post_init__(self) -> None:
         from envkit._subprocess import check_timeout
@@ -342,7 +345,7 @@ def prepare(
     options = options or ProvisionOptions()
     model_dir = resolve_model_uri(model_uri)
     if model is None:
-        model = check_model(model_dir, need_input_example=False)
+        model = check_model(model_dir, need_input_example=False, trust=options.trust)
     started = time.perf_counter()
     backend, note = choose_backend(options.env_manager)
     _configure(backend, options.backend_options)

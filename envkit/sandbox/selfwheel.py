@@ -18,6 +18,11 @@ from pathlib import Path
 
 from envkit._version import __version__
 
+# envkit's runtime (pyproject.toml's dependencies). The wheel's metadata is the installed
+# distribution's; a requirement the running code needs that it lacks (an editable install made
+# before the requirement was added) is added from here, so a sandbox never misses it.
+RUNTIME_REQUIREMENTS = ("PyYAML>=5.4", "packaging>=21", "cloudpickle>=2.0", "picklescan>=0.0.26")
+
 _SKIP_DIRS = {"__pycache__"}
 _SKIP_SUFFIXES = (".pyc", ".pyo")
 _FIXED_TIME = (2020, 1, 1, 0, 0, 0)
@@ -75,14 +80,26 @@ def _metadata() -> tuple[str, str]:
             lines.append(f"Requires-Python: {requires_python}")
         for extra in meta.get_all("Provides-Extra") or []:
             lines.append(f"Provides-Extra: {extra}")
-        for req in meta.get_all("Requires-Dist") or []:
-            lines.append(f"Requires-Dist: {req}")
+        declared = list(meta.get_all("Requires-Dist") or [])
+        lines.extend(f"Requires-Dist: {req}" for req in [*declared, *_missing(declared)])
         entry_points = dist.read_text("entry_points.txt") or ""
     else:  # running from a source tree that was never installed
-        lines.extend(
-            f"Requires-Dist: {req}" for req in ("PyYAML>=5.4", "packaging>=21", "cloudpickle>=2.0")
-        )
+        lines.extend(f"Requires-Dist: {req}" for req in RUNTIME_REQUIREMENTS)
     return "\n".join(lines) + "\n", entry_points
+
+
+def _missing(declared: list[str]) -> list[str]:
+    """The runtime requirements ``declared`` (Requires-Dist lines) does not name."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    names = set()
+    for line in declared:
+        try:
+            names.add(canonicalize_name(Requirement(line).name))
+        except InvalidRequirement:
+            continue
+    return [r for r in RUNTIME_REQUIREMENTS if canonicalize_name(Requirement(r).name) not in names]
 
 
 def compute_digest() -> str:

@@ -32,6 +32,7 @@ from envkit.errors import (
     UsageError,
     tail,
 )
+from envkit.models.scan import ModelTrust
 from envkit.sandbox.contain import ContainmentPolicy
 from envkit.sandbox.outcome import STAGE_WORDS as _STAGE_WORDS
 from envkit.sandbox.outcome import strip_ansi
@@ -85,6 +86,8 @@ class ValidateOptions:
         ca_bundle: str | None,
         contain: bool = True,
         pass_env: Sequence[str] = (),
+        trust_model: bool = False,
+        trusted_types: Sequence[str] = (),
     ) -> ValidateOptions:
         """The options from the public keywords (MLflow's aliases ``pip_requirements_override``
         and ``extra_envs`` resolved; each checked: a bad one is a UsageError)."""
@@ -104,13 +107,16 @@ class ValidateOptions:
             cache_dir=cache_dir,
             backend_options={"base_image": base_image, "ca_bundle": ca_bundle},
             progress=progress or _quiet,
+            trust=ModelTrust.of(trust_model, trusted_types),
         )
         extra = _one_of("extra_env", extra_env, "extra_envs", extra_envs)
         if isinstance(pass_env, str):
             raise UsageError("pass_env must be a list of variable names, not a string")
         policy = ContainmentPolicy(enabled=contain, pass_env=tuple(pass_env))
         timeout = check_timeout(timeout, "--timeout")
-        return cls(provision_options, timeout, dict(extra or {}), policy)
+        # The model's process loads (and scans) the model again: it gets the same trust.
+        extra = {**dict(extra or {}), **provision_options.trust.environment()}
+        return cls(provision_options, timeout, extra, policy)
 
 
 def _quiet(_event: str, _message: str) -> None:
@@ -140,7 +146,11 @@ class _Session:
         self.extra_env = dict(options.extra_env)
         self.progress = options.provision.progress
         self.model_dir = resolve_model_uri(model_uri)
-        self.model = check_model(self.model_dir, need_input_example=need_input_example)
+        self.model = check_model(
+            self.model_dir,
+            need_input_example=need_input_example,
+            trust=options.provision.trust,
+        )
         self.report = ValidationReport(model=str(self.model_dir))
         # Created just before the model runs, so that a build killed halfway leaves no
         # temporary directory behind.
@@ -490,6 +500,8 @@ def validate(
     ca_bundle: str | None = None,
     contain: bool = True,
     pass_env: Sequence[str] = (),
+    trust_model: bool = False,
+    trusted_types: Sequence[str] = (),
 ) -> ValidationReport:
     """Rebuild the model's environment and run its input example (or the given input) there.
 
@@ -513,6 +525,7 @@ def validate(
         contain: run the model contained (a reduced environment, no network, read-only
             inputs, limits, and ``nobody`` when envkit is root: :mod:`envkit.sandbox.contain`);
             ``pass_env`` names host variables it still gets (those it records reading).
+        trust_model, trusted_types: skip the pickle scan, or accept these globals in it.
 
     Returns a :class:`ValidationReport`; a failure of the model or of the environment build is
     in ``report.error`` (``report.raise_for_error()`` raises it). Unreadable models, malformed
@@ -543,6 +556,8 @@ def validate(
             ca_bundle=ca_bundle,
             contain=contain,
             pass_env=pass_env,
+            trust_model=trust_model,
+            trusted_types=trusted_types,
         ),
     )
     report = session.report
@@ -573,6 +588,8 @@ def predict(
     ca_bundle: str | None = None,
     contain: bool = True,
     pass_env: Sequence[str] = (),
+    trust_model: bool = False,
+    trusted_types: Sequence[str] = (),
 ) -> Any:
     """Predict with the model in its rebuilt environment (like ``mlflow.models.predict``).
 
@@ -609,6 +626,8 @@ def predict(
             ca_bundle=ca_bundle,
             contain=contain,
             pass_env=pass_env,
+            trust_model=trust_model,
+            trusted_types=trusted_types,
         ),
     )
     session.report.raise_for_error()

@@ -18,13 +18,14 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from envkit._subprocess import die_with_parent
 from envkit.errors import UsageError
+from envkit.models.scan import ModelTrust, ensure_safe
 from envkit.serving.server import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -111,11 +112,15 @@ def prepare_server(
     ca_bundle: str | None = "auto",
     use_cache: bool = True,
     progress: Callable[[str, str], None] | None = None,
+    trust_model: bool = False,
+    trusted_types: Sequence[str] = (),
 ) -> PreparedServer:
     """The process that serves the model in its environment.
 
-    ``max_body_bytes`` defaults to ``$ENVKIT_SERVE_MAX_BODY_BYTES``, else 50 MB. Checks that
-    the port is free and builds (or takes from the cache) the environment first; raises
+    ``max_body_bytes`` defaults to ``$ENVKIT_SERVE_MAX_BODY_BYTES``, else 50 MB. Scans the
+    model's pickles on the host (:class:`~envkit.errors.UnsafeModelError` for a dangerous one,
+    unless ``trust_model`` or its globals are in ``trusted_types``), checks that the port is
+    free and builds (or takes from the cache) the environment first; raises
     :class:`~envkit.errors.EnvkitError` when it cannot be built.
     """
     from envkit.models.uri import resolve_model_uri
@@ -126,10 +131,13 @@ def prepare_server(
         raise UsageError(f"--port must be between 0 and 65535, got {port}")
     limit = resolve_max_body_bytes(max_body_bytes)
     model_dir = resolve_model_uri(model_uri)
+    trust = ModelTrust.of(trust_model, trusted_types)
+    ensure_safe(model_dir, trust)  # on the host, before anything is built or loaded
     check_port_free(host, port)  # before a build that may take minutes
     if env_manager == "docker":
         return _docker_command(
             model_dir,
+            trust=trust,
             host=host,
             port=port,
             workers=workers,
@@ -149,8 +157,9 @@ def prepare_server(
         access_log=access_log,
     )
     if env_manager == "local":
-        return PreparedServer([sys.executable, "-m", "envkit.serving", *args])
-    return _env_command(model_dir, args, env_manager, python, use_cache, progress)
+        local_env = {**os.environ, **trust.environment()} if trust.environment() else None
+        return PreparedServer([sys.executable, "-m", "envkit.serving", *args], local_env)
+    return _env_command(model_dir, args, env_manager, python, use_cache, progress, trust)
 
 
 def _env_command(
@@ -160,6 +169,7 @@ def _env_command(
     python: str | None,
     use_cache: bool,
     progress: Callable[[str, str], None] | None,
+    trust: ModelTrust,
 ) -> PreparedServer:
     from envkit.sandbox.backends.base import child_environment
     from envkit.sandbox.provision import ProvisionOptions, provision
@@ -172,17 +182,20 @@ def _env_command(
         # The server needs starlette and uvicorn: envkit's serve extra, a spec of its own.
         envkit_extras=(SERVE_EXTRA,),
         progress=progress or _quiet,
+        trust=trust,
     )
     ready = provision(model_dir, options)  # (the server does not run the input example)
     if not ready.isolated or ready.environment.python == Path(sys.executable):
         ready.close()
-        return PreparedServer([sys.executable, "-m", "envkit.serving", *args])
+        local_env = {**os.environ, **trust.environment()} if trust.environment() else None
+        return PreparedServer([sys.executable, "-m", "envkit.serving", *args], local_env)
     for warning in ready.warnings:
         logger.warning("%s", warning)
     env = ready.environment
     child_env = child_environment()
     child_env["PATH"] = str(env.python.parent) + os.pathsep + child_env.get("PATH", "")
     child_env["VIRTUAL_ENV"] = str(env.path)
+    child_env.update(trust.environment())  # the server loads (and scans) the model again
     argv = [str(env.python), *env.python_flags, "-m", "envkit.serving", *args]
     logger.info(
         "serving from environment %s (%s)",
@@ -199,6 +212,7 @@ def _quiet(_event: str, _message: str) -> None:
 def _docker_command(
     model_dir: Path,
     *,
+    trust: ModelTrust,
     host: str,
     port: int,
     workers: int,
@@ -221,6 +235,8 @@ def _docker_command(
         ca_bundle=ca_bundle,
         python=python,
         progress=progress,
+        trust_model=trust.trust_model,
+        trusted_types=trust.trusted_types,
     )
     logger.info("serving image %s (%s)", tag, build.image_id[:19])
     command = _server_args(
@@ -236,7 +252,10 @@ def _docker_command(
         command,
         name=f"envkit-serve-{digest}-{os.getpid()}",
         # The recorded variables that are set here; values go to the engine, never to a log.
-        environment={k: os.environ[k] for k in read_env_vars_file(model_dir) if k in os.environ},
+        environment={
+            **{k: os.environ[k] for k in read_env_vars_file(model_dir) if k in os.environ},
+            **trust.environment(),
+        },
     )
     return PreparedServer(command, cleanup=container.remove, start=container.start)
 

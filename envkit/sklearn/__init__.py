@@ -235,14 +235,26 @@ def _flavor_conf(model_dir: Path) -> dict[str, Any]:
     return Model.load(model_dir).get_flavor(FLAVOR_NAME)
 
 
-def load_model(model_uri: str | os.PathLike[str]) -> Any:
-    """Load the scikit-learn estimator of the model at ``model_uri``."""
+def load_model(
+    model_uri: str | os.PathLike[str],
+    *,
+    trust_model: bool | None = None,
+    trusted_types: Sequence[str] | None = None,
+) -> Any:
+    """Load the scikit-learn estimator of the model at ``model_uri``.
+
+    The model's pickles are scanned first: one that calls a dangerous global (``os.system``...)
+    raises :class:`~envkit.errors.UnsafeModelError` unless ``trust_model=True`` or the global is
+    in ``trusted_types`` (``None``: ``$ENVKIT_TRUST_MODEL`` / ``$ENVKIT_TRUSTED_TYPES``).
+    """
     from envkit._fs import check_tree_inside, resolve_inside
+    from envkit.models.scan import ModelTrust, ensure_safe
     from envkit.models.uri import resolve_model_uri
     from envkit.pyfunc.loading import _add_code_to_path
 
     local = resolve_model_uri(model_uri)
     check_tree_inside(local)
+    ensure_safe(local, ModelTrust.of(trust_model, trusted_types))
     conf = _flavor_conf(local)
     _add_code_to_path(local, conf)
     return _load_file(

@@ -1,0 +1,387 @@
+"""Scanning a model's pickles before anything loads them.
+
+Unpickling runs code: a pickle names the globals (functions, classes) it calls while it is read,
+and one that names ``os.system`` runs a command. :func:`scan_model` lists the globals every
+pickle-based file of a model references (pickle, cloudpickle and joblib files: ``model.pkl``,
+``python_model.pkl``, artifacts), without loading any of them, using picklescan's disassembler
+and blocklist (imported lazily: ``import envkit`` stays light). :func:`ensure_safe` refuses a
+model that references a dangerous global (:class:`~envkit.errors.UnsafeModelError`, exit code 1)
+unless the caller trusts the model, or the global (``trusted_types``).
+
+Globals are classified as
+    dangerous  they run commands, code, file or network access (picklescan's blocklist and a few
+               more), unless listed in ``trusted_types``;
+    safe       the data types of the standard library, numpy, pandas, scipy, scikit-learn and
+               envkit, and cloudpickle's internals for classes and functions pickled by value
+               (so that envkit's own cloudpickled PythonModels load without trusting them);
+    unknown    anything else (a model's own classes): reported by ``envkit scan``, not refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickletools
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envkit.errors import EXIT_BAD_INPUT, EXIT_MODEL_FAILED, EXIT_OK, ModelFormatError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ENV_TRUSTED_TYPES",
+    "ENV_TRUST_MODEL",
+    "FileScan",
+    "ModelScan",
+    "ModelTrust",
+    "ensure_safe",
+    "scan_model",
+]
+
+# How a trust decision made on the host reaches the model's own process (the sandbox runner,
+# the scoring server), which loads the model with envkit.pyfunc.load_model and scans it again.
+ENV_TRUST_MODEL = "ENVKIT_TRUST_MODEL"
+ENV_TRUSTED_TYPES = "ENVKIT_TRUSTED_TYPES"
+
+PICKLE_SUFFIXES = frozenset(
+    {".pkl", ".pickle", ".pck", ".cloudpickle", ".joblib", ".jbl", ".sav", ".dat", ".data"}
+)
+# Pickles of protocol 2 and later start with PROTO and the protocol number.
+_PICKLE_MAGIC = frozenset(bytes([0x80, n]) for n in range(2, 6))
+
+_CLOUDPICKLE_INTERNALS = frozenset(
+    {
+        "_builtin_type",
+        "_class_getnewargs",
+        "_class_setstate",
+        "_enum_getnewargs",
+        "_enum_setstate",
+        "_function_setstate",
+        "_get_dump",
+        "_make_cell",
+        "_make_dict_items",
+        "_make_dict_keys",
+        "_make_dict_values",
+        "_make_empty_cell",
+        "_make_function",
+        "_make_skeleton_class",
+        "_make_skeleton_enum",
+        "_make_typevar",
+        "dynamic_subimport",
+        "subimport",
+    }
+)
+_CLOUDPICKLE_MODULES = ("cloudpickle.cloudpickle", "cloudpickle.cloudpickle_fast")
+
+# Blocked beyond picklescan's list: they import modules, reach attributes or build functions.
+_MORE_DANGEROUS: Mapping[str, frozenset[str] | None] = {
+    "builtins": frozenset(
+        {"__import__", "globals", "locals", "vars", "setattr", "delattr", "input", "help"}
+    ),
+    "__builtin__": frozenset({"__import__", "globals", "locals", "vars", "setattr", "delattr"}),
+    "importlib": None,
+    "marshal": None,
+    "multiprocessing": None,
+    "platform": None,
+    "tempfile": None,
+    "types": frozenset({"FunctionType", "CodeType", "ModuleType"}),
+    "io": frozenset({"FileIO", "open", "open_code"}),
+    "http": None,
+    "urllib": None,
+    "ftplib": None,
+    "smtplib": None,
+    "telnetlib": None,
+    "signal": None,
+}
+
+# Whole packages whose globals are data types or estimators, not commands.
+_SAFE_PACKAGES = frozenset(
+    {"sklearn", "numpy", "scipy", "pandas", "envkit", "cloudpickle", "collections", "copyreg",
+     "datetime", "decimal", "fractions", "uuid_", "enum", "re", "pathlib", "zoneinfo", "_codecs",
+     "array", "threadpoolctl", "joblib"}
+)  # fmt: skip
+_SAFE_BUILTINS = frozenset(
+    {"object", "set", "frozenset", "slice", "complex", "bytearray", "bytes", "dict", "list",
+     "tuple", "int", "float", "bool", "str", "range", "type", "property", "staticmethod",
+     "classmethod", "Ellipsis", "NotImplemented", "len", "print", "super", "isinstance", "map",
+     "zip", "filter", "sorted", "min", "max", "sum", "abs", "round", "ValueError",
+     "TypeError", "KeyError", "Exception"}
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ModelTrust:
+    """What the caller vouches for: the whole model (no scan), or some globals by name
+    (``"module.name"``; ``"mypkg.*"`` for a whole package)."""
+
+    trust_model: bool = False
+    trusted_types: tuple[str, ...] = ()
+
+    @classmethod
+    def of(
+        cls, trust_model: bool | None = None, trusted_types: Iterable[str] | None = None
+    ) -> ModelTrust:
+        """From the keywords of a public function; ``None`` reads ``ENVKIT_TRUST_MODEL`` /
+        ``ENVKIT_TRUSTED_TYPES`` (comma-separated), set by envkit for the model's process."""
+        if trust_model:
+            return cls(True, tuple(trusted_types or ()))
+        if trust_model is None:
+            trust_model = _env_switch(ENV_TRUST_MODEL)
+        if trusted_types is None:
+            raw = os.environ.get(ENV_TRUSTED_TYPES, "")
+            trusted_types = [t for t in (part.strip() for part in raw.split(",")) if t]
+        if isinstance(trusted_types, str):
+            trusted_types = [trusted_types]
+        return cls(bool(trust_model), tuple(trusted_types))
+
+    def environment(self) -> dict[str, str]:
+        """The variables that carry this trust to the model's own process."""
+        env: dict[str, str] = {}
+        if self.trust_model:
+            env[ENV_TRUST_MODEL] = "1"
+        if self.trusted_types:
+            env[ENV_TRUSTED_TYPES] = ",".join(self.trusted_types)
+        return env
+
+    def trusts(self, qualified: str) -> bool:
+        return any(
+            qualified == t or (t.endswith(".*") and qualified.startswith(t[:-1]))
+            for t in self.trusted_types
+        )
+
+
+def _env_switch(name: str) -> bool:
+    """A boolean variable as envkit reads them all (true/false, 1/0, yes/no; any case)."""
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("", "false", "0", "no"):
+        return False
+    if value in ("true", "1", "yes"):
+        return True
+    from envkit.errors import UsageError
+
+    raise UsageError(f"{name} must be true or false (or 1/0, yes/no); unset it for the default")
+
+
+@dataclass
+class FileScan:
+    """The globals one file references, by verdict (each ``"module.name"``)."""
+
+    path: str  # relative to the model directory, with forward slashes
+    dangerous: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+    safe: list[str] = field(default_factory=list)
+    error: str | None = None  # why the file could not be read as a pickle
+    partial: bool = False  # parsing stopped early (joblib's inline arrays, or a corrupt file)
+
+    @property
+    def verdict(self) -> str:
+        """``dangerous``, ``unreadable``, ``unknown`` or ``safe``."""
+        if self.dangerous:
+            return "dangerous"
+        if self.error is not None:
+            return "unreadable"
+        return "unknown" if self.unknown else "safe"
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "path": self.path,
+            "verdict": self.verdict,
+            "dangerous": self.dangerous,
+            "unknown": self.unknown,
+            "safe": self.safe,
+        }
+        if self.error is not None:
+            data["error"] = self.error
+        if self.partial:
+            data["partial"] = True
+        return data
+
+
+@dataclass
+class ModelScan:
+    """Every pickle-based file of a model and what it references."""
+
+    model: str
+    files: list[FileScan]
+    scanner: str
+
+    @property
+    def dangerous(self) -> list[FileScan]:
+        return [f for f in self.files if f.dangerous]
+
+    @property
+    def verdict(self) -> str:
+        """The worst verdict of any file (``safe`` for a model without pickles)."""
+        for verdict in ("dangerous", "unreadable", "unknown"):
+            if any(f.verdict == verdict for f in self.files):
+                return verdict
+        return "safe"
+
+    @property
+    def exit_code(self) -> int:
+        """0 safe (unknown globals included), 1 dangerous, 2 unreadable."""
+        return {"dangerous": EXIT_MODEL_FAILED, "unreadable": EXIT_BAD_INPUT}.get(
+            self.verdict, EXIT_OK
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "verdict": self.verdict,
+            "scanner": self.scanner,
+            "files": [f.to_dict() for f in self.files],
+        }
+
+
+def pickle_files(model_dir: Path) -> Iterator[Path]:
+    """The model's files that are pickles: by suffix, or starting like one (symlinks are not
+    followed; the loaders refuse links that leave the model)."""
+    for root, dirs, names in os.walk(model_dir):
+        dirs.sort()
+        for name in sorted(names):
+            path = Path(root) / name
+            if path.is_symlink() or not path.is_file():
+                continue
+            if path.suffix.lower() in PICKLE_SUFFIXES:
+                yield path
+                continue
+            try:
+                with open(path, "rb") as handle:
+                    head = handle.read(2)
+            except OSError:
+                continue
+            if head in _PICKLE_MAGIC:
+                yield path
+
+
+def classify(module: str, name: str, flagged: bool, trust: ModelTrust) -> str:
+    """``safe``, ``dangerous`` or ``unknown`` for the global ``module.name`` (``flagged``: on
+    the scanner's blocklist)."""
+    qualified = f"{module}.{name}"
+    if trust.trusts(qualified):
+        return "safe"
+    if module in _CLOUDPICKLE_MODULES and name in _CLOUDPICKLE_INTERNALS:
+        return "safe"
+    if module == "types" and name == "CodeType":
+        return "safe"  # cloudpickle's code objects of classes pickled by value
+    if flagged or _more_dangerous(module, name) or "unknown" in (module, name):
+        return "dangerous"
+    top = module.split(".")[0]
+    if top in ("builtins", "__builtin__"):
+        return "safe" if name in _SAFE_BUILTINS else "unknown"
+    return "safe" if top in _SAFE_PACKAGES else "unknown"
+
+
+def _more_dangerous(module: str, name: str) -> bool:
+    parts = module.split(".")
+    for depth in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:depth])
+        if prefix in _MORE_DANGEROUS:
+            names = _MORE_DANGEROUS[prefix]
+            return names is None or (depth == len(parts) and name in names)
+    return False
+
+
+def scan_file(path: Path, relative: str, trust: ModelTrust) -> FileScan:
+    """The globals ``path`` references, classified; the file is disassembled, never loaded."""
+    try:
+        from picklescan.scanner import SafetyLevel, scan_pickle_bytes
+    except ModuleNotFoundError as exc:
+        from envkit.errors import MissingModuleError
+
+        raise MissingModuleError(
+            "scanning the model's pickles before loading them needs picklescan (a dependency "
+            "of envkit), which is not installed here: pip install picklescan (or, for a model "
+            "you trust, pass trust_model=True / --trust-model)",
+            module=exc.name,
+        ) from exc
+
+    result = FileScan(relative)
+    try:
+        with open(path, "rb") as handle, _quiet_scanner():
+            scanned = scan_pickle_bytes(handle, relative, multiple_pickles=True)
+            if not scanned.globals:
+                handle.seek(0)
+                _parses(handle)
+    except OSError as exc:
+        result.error = exc.strerror or str(exc)
+        return result
+    except Exception as exc:  # not a pickle at all
+        result.error = f"not a readable pickle ({type(exc).__name__}: {exc})"
+        return result
+    result.partial = bool(scanned.scan_err)
+    for found in sorted(scanned.globals, key=lambda g: (g.module, g.name)):
+        flagged = found.safety == SafetyLevel.Dangerous
+        verdict = classify(found.module, found.name, flagged, trust)
+        getattr(result, verdict).append(f"{found.module}.{found.name}")
+    return result
+
+
+@contextlib.contextmanager
+def _quiet_scanner() -> Iterator[None]:
+    """picklescan logs a warning per global on its blocklist, cloudpickle's internals included,
+    which envkit accepts: the verdicts are envkit's to report."""
+    scanner_logger = logging.getLogger("picklescan")
+    level = scanner_logger.level
+    scanner_logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        scanner_logger.setLevel(level)
+
+
+def _parses(handle: Any) -> None:
+    """Raise if the first pickle in ``handle`` does not disassemble (picklescan only logs it)."""
+    for _ in pickletools.genops(handle):
+        pass
+
+
+def scan_model(model_dir: str | os.PathLike[str], trusted_types: Iterable[str] = ()) -> ModelScan:
+    """Scan every pickle-based file of the model at ``model_dir`` without loading any."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    root = Path(model_dir)
+    if not root.is_dir():
+        raise ModelFormatError(f"{root} is not a model directory")
+    trust = ModelTrust(False, tuple(trusted_types))
+    try:
+        scanner = f"picklescan {version('picklescan')}"
+    except PackageNotFoundError:
+        scanner = "picklescan"
+    files = [scan_file(p, p.relative_to(root).as_posix(), trust) for p in pickle_files(root)]
+    return ModelScan(str(root), files, scanner)
+
+
+def ensure_safe(model_dir: str | os.PathLike[str], trust: ModelTrust) -> ModelScan | None:
+    """Scan the model unless ``trust.trust_model``; refuse it when a file references a
+    dangerous global (:class:`~envkit.errors.UnsafeModelError`, exit 1). Returns the scan
+    (None: trusted)."""
+    from envkit.errors import UnsafeModelError
+
+    if trust.trust_model:
+        logger.info("%s: not scanned (the model is trusted)", model_dir)
+        return None
+    scan = scan_model(model_dir, trust.trusted_types)
+    bad = scan.dangerous
+    if bad:
+        first = bad[0]
+        raise UnsafeModelError(
+            f"refusing to load {first.path}: it calls {', '.join(first.dangerous)}, which can "
+            "run commands or code on this machine while it is unpickled; if you trust this "
+            "model, pass --trust-model (trust_model=True), or --trust-type NAME "
+            "(trusted_types=[...]) for a global you vouch for; envkit scan MODEL lists them",
+            path=first.path,
+            globals=first.dangerous,
+        )
+    for f in scan.files:
+        # Not a pickle: the loader's own error says so (a disassembler and pickle.load read the
+        # same opcodes in the same order, so nothing unpickles before the point where both stop).
+        if f.error is not None:
+            logger.info("%s cannot be scanned: %s", f.path, f.error)
+        if f.unknown:
+            logger.info("%s references globals outside envkit's safe list: %s", f.path, f.unknown)
+    return scan
