@@ -44,3 +44,20 @@ def test_the_wheel_is_built_once_per_digest(tmp_path):
     second = build_self_wheel(tmp_path)
     assert second.path == first.path and second.path.stat().st_mtime_ns == mtime
     assert first.requirement("[sklearn]") == f"envkit[sklearn] @ {first.path.as_uri()}"
+
+
+def test_the_runtime_list_is_pyprojects():
+    """selfwheel.RUNTIME_REQUIREMENTS (used where the installed metadata is missing or older)
+    says what pyproject.toml's dependencies say."""
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    from envkit.sandbox.selfwheel import RUNTIME_REQUIREMENTS
+
+    def normal(line: str) -> tuple[str, str]:
+        req = Requirement(line)
+        return req.name.lower(), str(req.specifier)
+
+    installed = {normal(r) for r in requires("envkit") or [] if "extra ==" not in r}
+    assert {normal(r) for r in RUNTIME_REQUIREMENTS} == installed
