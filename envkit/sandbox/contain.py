@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import os
-import shlex
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
@@ -108,11 +107,12 @@ def contained_command(
     containment.measures["user"] = user
     namespace = _namespace_support()
     if namespace is None:
-        wrapped = _namespaced(wrapped, paths)
+        probe = env_root / ".envkit-read-only-probe"
+        wrapped = _namespaced(wrapped, Path(writable[0]), probe)
         containment.measures["network"] = Measure(True, "a new network namespace (loopback only)")
         containment.measures["filesystem"] = Measure(
-            True, "the model, its input and the environment are read-only; the run writes only "
-            "in its work directory"
+            True, "every file system read-only (the model, its input, the cached environments, "
+            "the host's files) but the run's work directory"
         )  # fmt: skip
     else:
         containment.measures["network"] = Measure(False, namespace)
@@ -171,17 +171,33 @@ def _namespace_support() -> str | None:
     return None
 
 
-def _namespaced(argv: list[str], read_only: Sequence[Path]) -> list[str]:
-    """``argv`` in new network and mount namespaces, ``read_only`` remounted read-only."""
-    mounts = " && ".join(
-        f"mount --bind {q} {q} && mount -o remount,bind,ro {q}"
-        for q in (shlex.quote(str(p)) for p in read_only)
-    )
-    script = (mounts + " && " if mounts else "") + 'exec "$@"'
+# In the new mount namespace: every mount read-only (the host's files, every cached
+# environment, the model), but for the run's work directory, then the command. A remount that
+# fails stops the run: the model never runs believing it is contained when it is not.
+_READ_ONLY_SCRIPT = r"""
+set -e
+mount --bind "$ENVKIT_WRITABLE" "$ENVKIT_WRITABLE"
+for point in $(awk '{print $5}' /proc/self/mountinfo | sort -u); do
+    case "$point" in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*|"$ENVKIT_WRITABLE") continue;; esac
+    mount -o remount,bind,ro "$point" 2>/dev/null || true
+done
+if touch "$ENVKIT_PROBE" 2>/dev/null; then
+    echo "envkit: the file system could not be made read-only here (use --no-contain)" >&2
+    exit 97
+fi
+unset ENVKIT_WRITABLE ENVKIT_PROBE
+exec "$@"
+"""
+
+
+def _namespaced(argv: list[str], writable: Path, probe: Path) -> list[str]:
+    """``argv`` in new network and mount namespaces where everything but ``writable`` is
+    read-only (``probe``, a path the model must not be able to create, checks it held)."""
     prefix = [shutil.which("unshare") or "unshare", "--net", "--mount", "--propagation", "private"]
     if os.geteuid() != 0:
         prefix.insert(1, "--map-root-user")
-    return [*prefix, "/bin/sh", "-c", script, "sh", *argv]
+    env = ["env", f"ENVKIT_WRITABLE={writable}", f"ENVKIT_PROBE={probe}"]
+    return [*prefix, *env, "/bin/sh", "-c", _READ_ONLY_SCRIPT, "sh", *argv]
 
 
 def _user_measure(paths: Sequence[Path]) -> Measure:

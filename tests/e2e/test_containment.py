@@ -51,6 +51,9 @@ class Probe(envkit.pyfunc.PythonModel):
             "connect": can_connect(),
             "model_writable": can_write(here),
             "env_writable": can_write(sys.prefix),
+            # every other cached environment, and the host's own files
+            "cache_writable": can_write(os.path.dirname(sys.prefix)),
+            "etc_writable": can_write("/etc"),
             "cwd_writable": can_write(os.getcwd()),
             "memory_limit": resource.getrlimit(resource.RLIMIT_AS)[0],
         })]
@@ -89,6 +92,7 @@ def test_the_model_sees_no_secret_no_network_and_cannot_write_its_inputs(probe_m
     assert seen["home"] != os.environ.get("HOME")
     assert seen["interfaces"] == ["lo"] and seen["connect"] is False
     assert seen["model_writable"] is False and seen["env_writable"] is False
+    assert seen["cache_writable"] is False and seen["etc_writable"] is False
     assert seen["cwd_writable"] is True  # its private work directory
     assert 0 < seen["memory_limit"] < 2**62
     assert not (probe_model / "probe" / "written-by-the-model").exists()
