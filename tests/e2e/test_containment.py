@@ -50,10 +50,11 @@ class Probe(envkit.pyfunc.PythonModel):
             "interfaces": sorted(name for _, name in socket.if_nameindex()),
             "connect": can_connect(),
             "model_writable": can_write(here),
-            "env_writable": can_write(sys.prefix),
+            # (asked, not tried: an uncontained run must not leave files there)
+            "env_writable": os.access(sys.prefix, os.W_OK),
             # every other cached environment, and the host's own files
-            "cache_writable": can_write(os.path.dirname(sys.prefix)),
-            "etc_writable": can_write("/etc"),
+            "cache_writable": os.access(os.path.dirname(sys.prefix), os.W_OK),
+            "etc_writable": os.access("/etc", os.W_OK),
             "cwd_writable": can_write(os.getcwd()),
             "memory_limit": resource.getrlimit(resource.RLIMIT_AS)[0],
         })]
