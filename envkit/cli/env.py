@@ -28,6 +28,15 @@ def register(subparsers: Any) -> None:
     )
     prune.add_argument("--all", action="store_true", help="remove every cached environment")
     prune.set_defaults(func=run_prune)
+    verify = commands.add_parser(
+        "verify",
+        help="check cached environments against their manifest and every file's hash in its "
+        "distribution's RECORD; exit 1 when one was modified",
+    )
+    verify.add_argument("keys", nargs="*", metavar="KEY", help="only these environments")
+    verify.add_argument("--fix", action="store_true", help="remove modified environments")
+    verify.add_argument("--format", choices=("text", "json"), default="text")
+    verify.set_defaults(func=run_verify)
     backends = commands.add_parser("backends", help="show each backend and why it cannot run")
     backends.set_defaults(func=run_backends)
     parser.set_defaults(func=lambda args: _usage(parser))
@@ -85,6 +94,33 @@ def run_prune(args: argparse.Namespace) -> int:
         print(f"removed {line}")
     print(f"{len(removed)} item(s) removed from {cache.envs}")
     return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from envkit.sandbox.cache import EnvCache
+    from envkit.sandbox.manifest import difference, verify_records
+
+    cache = EnvCache()
+    results = []
+    for record in cache.records():
+        if args.keys and record.key not in args.keys:
+            continue
+        problems = [f"manifest: {why}"] if (why := difference(record.path)) else []
+        problems += verify_records(record.path)
+        results.append({"key": record.key, "path": str(record.path), "problems": problems})
+        if problems and args.fix:
+            cache.remove(record)
+    if args.format == "json":
+        print(json.dumps(results, indent=2))
+    else:
+        for row in results:
+            state = "modified" if row["problems"] else "ok"
+            print(f"{row['key']}  {state}  {row['path']}")
+            for problem in row["problems"][:20]:
+                print(f"    {problem}")
+            if row["problems"] and args.fix:
+                print("    removed: the next run rebuilds it")
+    return 1 if any(row["problems"] for row in results) else 0
 
 
 def _reap() -> list[str]:

@@ -262,6 +262,11 @@ class EnvCache:
             with contextlib.suppress(OSError):
                 os.utime(record.record_path)
 
+    def remove(self, record: CacheRecord) -> None:
+        """Remove a published environment (under its key's lock)."""
+        with self._locked(record.key, DEFAULT_LOCK_TIMEOUT):
+            self._unpublish(record)
+
     def _unpublish(self, record: CacheRecord) -> None:
         """Remove a record (first) and its environment (then); caller holds the key's lock."""
         with contextlib.suppress(FileNotFoundError):

@@ -207,6 +207,9 @@ class ProvisionedEnvironment:
         outcome = run_process(argv, input="\n".join(todo) + "\n", timeout=600)
         if not outcome.ok:
             logger.info("compiling the imported sources failed: %s", outcome.stderr[-500:])
+        from envkit.sandbox.manifest import record_manifest
+
+        record_manifest(self.environment.path)  # envkit's own change: the manifest follows
         return outcome.duration
 
     def build(self) -> None:
@@ -426,6 +429,9 @@ class _Builder:
             ][:3]
             info.extra["seeded_bytecode"] = seed_bytecode(directory, donors)
             info.timings["seed_bytecode"] = time.perf_counter() - started
+        from envkit.sandbox.manifest import record_manifest
+
+        record_manifest(directory)  # what a cache hit checks the environment against
         return info
 
     def obtain(self) -> None:

@@ -196,6 +196,9 @@ def _env_command(
     child_env["PATH"] = str(env.python.parent) + os.pathsep + child_env.get("PATH", "")
     child_env["VIRTUAL_ENV"] = str(env.path)
     child_env.update(trust.environment())  # the server loads (and scans) the model again
+    # The server runs the model's code: it never writes into the cached environment, whose
+    # manifest a later use checks.
+    child_env["PYTHONDONTWRITEBYTECODE"] = "1"
     argv = [str(env.python), *env.python_flags, "-m", "envkit.serving", *args]
     logger.info(
         "serving from environment %s (%s)",

@@ -414,7 +414,10 @@ class Backend:
         python = env.python
         if not python.exists():  # follows symlinks: the base interpreter must still exist
             return f"its interpreter {python} (or the one it links to) no longer exists"
-        return None
+        from envkit.sandbox.manifest import difference
+
+        changed = difference(env.path)
+        return f"it was modified after envkit built it ({changed})" if changed else None
 
     def command(self, env: Environment, argv: Sequence[str]) -> list[str]:
         """``argv`` as it runs in ``env``: ``python`` means the environment's interpreter."""
@@ -453,6 +456,8 @@ class Backend:
             bindir = str(env.python.parent)
             child_env["PATH"] = bindir + os.pathsep + child_env.get("PATH", "")
             child_env["VIRTUAL_ENV"] = str(env.path)
+            # nothing but envkit writes into a cached environment (its manifest would differ)
+            child_env["PYTHONDONTWRITEBYTECODE"] = "1"
         return run(self.command(env, argv), env=child_env, cwd=cwd, timeout=timeout)
 
     def _run_contained(
@@ -543,7 +548,12 @@ class VenvBackend(Backend):
 
         interpreter = python.interpreter
         assert interpreter is not None  # choose_python found it
-        env = self.installer_environment()
+        # The installers' temporary files go into the build's own directory: a killed build
+        # leaves them where the cache removes unfinished builds, never in the host's /tmp.
+        scratch = target / ".envkit-tmp"
+        scratch.mkdir()
+        env = {**self.installer_environment(), "TMPDIR": str(scratch), "TEMP": str(scratch)}
+        env["TMP"] = str(scratch)
 
         def tool(argv: Sequence[str]) -> Outcome:
             return run(argv, env=env, cwd=target, timeout=timeout)
@@ -558,6 +568,7 @@ class VenvBackend(Backend):
         with plan.staged(target) as files:
             self.install(env_python, files, tool)
         timings["install"] = time.perf_counter() - start
+        shutil.rmtree(scratch, ignore_errors=True)
         return BuildInfo(
             python=interpreter.version,
             python_path=str(interpreter.path),

@@ -37,7 +37,11 @@ _PIP_TO_UV = {
 
 def uv_environment() -> dict[str, str]:
     """The environment for uv: never download a Python; pip's index/cert settings passed on."""
-    env = child_environment({"UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"})
+    # copy, never hard-link from uv's cache: a file changed in one environment would change
+    # uv's cache and every environment linked to it.
+    env = child_environment(
+        {"UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1", "UV_LINK_MODE": "copy"}
+    )
     for pip_name, uv_name in _PIP_TO_UV.items():
         if env.get(pip_name) and not env.get(uv_name):
             env[uv_name] = env[pip_name]
