@@ -38,6 +38,9 @@ def check_model(model_dir: Path, *, need_input_example: bool = True) -> Model:
     pyfunc = model.get_flavor("python_function")
     if not pyfunc.get("loader_module"):
         raise ModelFormatError("python_function flavor has no loader_module")
+    from envkit.models.flavors import check_loader_name, envkit_loader_for
+
+    check_loader_name(envkit_loader_for(str(pyfunc["loader_module"])))
 
     check_recorded_paths(model_dir, model, need_input_example=need_input_example)
     model.signature  # noqa: B018 - parsing it raises ModelFormatError for a broken one
