@@ -105,7 +105,9 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
 
 def _read_yaml_mapping(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        from envkit._parsing import load_yaml
+
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise InvalidRequirementError(f"{path} does not exist") from exc
     except OSError as exc:
