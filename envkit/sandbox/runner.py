@@ -128,6 +128,24 @@ def _load(model_dir: str, mlmodel: dict[str, Any]) -> tuple[Any, str]:
     return load_model(model_dir, suppress_warnings=True), "envkit.pyfunc.load_model"
 
 
+def _write_no_bytecode_under(directory: str) -> None:
+    """Leave the model directory as it was: no ``__pycache__`` for the model's own code
+    (``code/``, a models-from-code file), while the environment's packages still cache theirs
+    (``-B`` would make every run compile them again)."""
+    from importlib.machinery import SourceFileLoader
+
+    root = os.path.join(os.path.realpath(directory), "")
+    name = "_cache_bytecode"  # what SourceLoader calls to write a .pyc (3.4 and later)
+    original = getattr(SourceFileLoader, name)
+
+    def cache_bytecode(self: Any, source_path: str, *args: Any, **kwargs: Any) -> Any:
+        if os.path.realpath(source_path).startswith(root):
+            return None
+        return original(self, source_path, *args, **kwargs)
+
+    setattr(SourceFileLoader, name, cache_bytecode)
+
+
 # --- input ---------------------------------------------------------------------------------------
 
 
@@ -402,6 +420,7 @@ def _is_streamable(mlmodel: dict[str, Any], model: Any) -> bool:
 
 def _body(run: _Run, request: dict[str, Any]) -> None:
     model_dir = request["model_dir"]
+    _write_no_bytecode_under(model_dir)
     run.stage("load")
     start = time.perf_counter()
     mlmodel = _read_mlmodel(model_dir)
