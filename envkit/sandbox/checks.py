@@ -100,6 +100,8 @@ def check_input_file(input_path: str | os.PathLike[str] | None) -> Path | None:
     if input_path is None:
         return None
     path = Path(input_path).expanduser().absolute()
+    if path.is_dir():
+        raise UsageError(f"--input {input_path} is a directory; give a file (or - for stdin)")
     if not path.is_file():
         raise UsageError(f"--input {input_path}: no such file")
     return path

@@ -347,3 +347,36 @@ def test_validate_writes_nothing_into_the_model_directory(tmp_path, home):
     )
     assert cli.returncode == 0, cli.stdout + cli.stderr
     assert tree_state(model) == before
+
+
+# --- 8: messages that say what is wrong ----------------------------------------------------------
+
+
+def test_input_that_is_a_directory_says_so(model, home):
+    for command in ("validate", "predict"):
+        cli = envkit_cli(
+            command, str(model), "--env-manager", "local", "--input", str(model), home=home
+        )
+        assert_exit(cli, EXIT_BAD_INPUT, words="is a directory")
+
+
+def test_a_model_file_that_is_a_directory_says_so(model, home):
+    (model / "python_model.pkl").unlink()
+    (model / "python_model.pkl").mkdir()
+    with pytest.raises(ModelFormatError, match="is a directory, not a file"):
+        envkit.pyfunc.load_model(model, suppress_warnings=True)
+    assert_exit(validate_local(model, home), EXIT_BAD_INPUT, words="is a directory, not a file")
+
+
+def test_an_unquoted_python_version_read_as_a_float_says_to_quote_it(model, home):
+    text = (model / "python_env.yaml").read_text()
+    (model / "python_env.yaml").write_text(
+        "\n".join(
+            "python: 3.10" if line.startswith("python:") else line for line in text.split("\n")
+        )
+    )
+    for command in (("validate", "--env-manager", "local"), ("deps",)):
+        cli = envkit_cli(command[0], str(model), *command[1:], home=home)
+        assert_exit(
+            cli, EXIT_BAD_INPUT, words='read as the float 3.1; quote the version: python: "3.10"'
+        )
