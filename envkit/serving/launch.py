@@ -29,6 +29,7 @@ from envkit.serving.server import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     check_port_free,
+    resolve_body_timeout,
     resolve_max_body_bytes,
 )
 
@@ -89,9 +90,10 @@ def _server_args(
     workers: int,
     max_body_bytes: int,
     access_log: bool,
+    body_timeout: float,
 ) -> list[str]:
     args = [model, "--host", host, "--port", str(port), "--workers", str(workers)]
-    args += ["--max-body-size", str(max_body_bytes)]
+    args += ["--max-body-size", str(max_body_bytes), "--body-timeout", f"{body_timeout:g}"]
     if access_log:
         args.append("--access-log")
     return args
@@ -106,6 +108,7 @@ def prepare_server(
     env_manager: str = "uv",
     max_body_bytes: int | str | None = None,
     access_log: bool = False,
+    body_timeout: float | str | None = None,
     python: str | None = None,
     base_image: str | None = None,
     ca_bundle: str | None = "auto",
@@ -114,7 +117,9 @@ def prepare_server(
 ) -> PreparedServer:
     """The process that serves the model in its environment.
 
-    ``max_body_bytes`` defaults to ``$ENVKIT_SERVE_MAX_BODY_BYTES``, else 50 MB. Checks that
+    ``max_body_bytes`` defaults to ``$ENVKIT_SERVE_MAX_BODY_BYTES``, else 50 MB,
+    ``body_timeout`` (seconds for request headers and body) to ``$ENVKIT_SERVE_BODY_TIMEOUT``,
+    else 30. Checks that
     the port is free and builds (or takes from the cache) the environment first; raises
     :class:`~envkit.errors.EnvkitError` when it cannot be built.
     """
@@ -125,6 +130,7 @@ def prepare_server(
     if not 0 <= port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {port}")
     limit = resolve_max_body_bytes(max_body_bytes)
+    timeout = resolve_body_timeout(body_timeout)
     model_dir = resolve_model_uri(model_uri)
     check_port_free(host, port)  # before a build that may take minutes
     if env_manager == "docker":
@@ -135,6 +141,7 @@ def prepare_server(
             workers=workers,
             max_body_bytes=limit,
             access_log=access_log,
+            body_timeout=timeout,
             python=python,
             base_image=base_image,
             ca_bundle=ca_bundle,
@@ -147,6 +154,7 @@ def prepare_server(
         workers=workers,
         max_body_bytes=limit,
         access_log=access_log,
+        body_timeout=timeout,
     )
     if env_manager == "local":
         return PreparedServer([sys.executable, "-m", "envkit.serving", *args])
@@ -204,6 +212,7 @@ def _docker_command(
     workers: int,
     max_body_bytes: int,
     access_log: bool,
+    body_timeout: float,
     python: str | None,
     base_image: str | None,
     ca_bundle: str | None,
@@ -230,6 +239,7 @@ def _docker_command(
         workers=workers,
         max_body_bytes=max_body_bytes,
         access_log=access_log,
+        body_timeout=body_timeout,
     )[1:]
     container = _ServerContainer(
         tag,

@@ -380,3 +380,117 @@ def test_an_unquoted_python_version_read_as_a_float_says_to_quote_it(model, home
         assert_exit(
             cli, EXIT_BAD_INPUT, words='read as the float 3.1; quote the version: python: "3.10"'
         )
+
+
+# --- 6: slow and vanishing clients: a 408 or one log line each, never a traceback --------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(model, tmp_path):
+    """``python -m envkit.serving`` on 127.0.0.1 with a 1 s body timeout: (port, its log)."""
+    pytest.importorskip("uvicorn")
+    import socket
+    import time
+
+    port = free_port()
+    log = tmp_path / "server.log"
+    with log.open("w") as handle:
+        argv = [sys.executable, "-m", "envkit.serving", str(model), "--port", str(port)]
+        process = subprocess.Popen(
+            [*argv, "--body-timeout", "1"],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert process.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+        yield port, log
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _connect(port: int):
+    import socket
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return sock
+
+
+def _read_all(sock) -> bytes:
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+HEAD = (
+    b"POST /invocations HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+    b"content-length: 100\r\n\r\n"
+)
+
+
+def test_clients_that_disconnect_mid_body_are_one_log_line_each(server):
+    import time
+
+    port, log = server
+    clients = 20
+    for _ in range(clients):
+        sock = _connect(port)
+        sock.sendall(HEAD + b'{"inputs": [')
+        time.sleep(0.05)
+        sock.close()
+    time.sleep(1.5)
+    text = log.read_text()
+    assert "Traceback" not in text, text
+    lines = [line for line in text.splitlines() if "disconnected before sending" in line]
+    assert len(lines) == clients, text
+
+
+def test_a_slow_body_gets_a_408(server):
+    port, log = server
+    sock = _connect(port)
+    sock.sendall(HEAD + b'{"inputs": [')
+    answer = _read_all(sock)
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b"did not arrive within 1 seconds" in answer
+    text = log.read_text()
+    assert "Traceback" not in text
+    assert len([line for line in text.splitlines() if "no complete request body" in line]) == 1
+
+
+def test_slow_headers_get_a_408(server):
+    port, log = server
+    sock = _connect(port)
+    sock.sendall(b"POST /invocations HTTP/1.1\r\nhost: 127.0.0.1\r\n")
+    answer = _read_all(sock)
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    text = log.read_text()
+    assert "Traceback" not in text
+    assert len([line for line in text.splitlines() if "no complete request headers" in line]) == 1
+    ok = _connect(port)  # the server still serves
+    ok.sendall(
+        b"POST /invocations HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b'content-length: 15\r\nconnection: close\r\n\r\n{"inputs": [1]}'
+    )
+    assert _read_all(ok).startswith(b"HTTP/1.1 200")
+    ok.close()
