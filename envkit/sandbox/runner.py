@@ -105,10 +105,10 @@ def _error_kind(exc: BaseException, stage: str) -> str:
 
 
 def _read_mlmodel(model_dir: str) -> dict[str, Any]:
-    import yaml
+    from envkit._parsing import load_yaml
 
     with open(os.path.join(model_dir, "MLmodel"), encoding="utf-8") as handle:
-        data = yaml.safe_load(handle)
+        data = load_yaml(handle.read())
     return data if isinstance(data, dict) else {}
 
 
