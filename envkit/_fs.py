@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -104,7 +105,14 @@ def resolve_inside(root: str | os.PathLike[str], relative: str) -> Path:
             f"the model refers to an absolute path {relative!r}; model files must be relative "
             "to the model directory"
         )
-    candidate = (root_path / relative).resolve()
+    try:
+        candidate = (root_path / relative).resolve()
+    except (RuntimeError, OSError) as exc:  # a symlink loop (RuntimeError before Python 3.13)
+        loop = isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == errno.ELOOP
+        why = "it is a symlink loop" if loop else getattr(exc, "strerror", None) or str(exc)
+        raise UnsafePathError(
+            f"the model refers to {relative!r}, which cannot be resolved: {why}"
+        ) from None
     if candidate != root_path and root_path not in candidate.parents:
         raise UnsafePathError(
             f"the model refers to {relative!r}, which resolves outside the model directory "

@@ -46,10 +46,6 @@ class UnknownFlavorError(ModelFormatError):
     """The model has no flavor envkit (or an installed plugin) knows how to load."""
 
 
-class LoaderImportError(ModelFormatError):
-    """The ``loader_module`` named by the model cannot be imported."""
-
-
 class UnsafePathError(ModelFormatError):
     """A path recorded in the model escapes the model directory (``..`` or a symlink)."""
 
@@ -115,6 +111,12 @@ class MissingModuleError(ModelFailedError):
     def __init__(self, message: str, *, module: str | None = None, detail: str | None = None):
         super().__init__(message, detail=detail)
         self.module = module
+
+
+class LoaderImportError(MissingModuleError):
+    """The ``loader_module`` named by the model (or a module it imports) is not installed in
+    the model's environment: the model failed (exit 1), its requirements miss a package.
+    A ``loader_module`` that is not a module name at all is a :class:`ModelFormatError`."""
 
 
 class ModelTimeoutError(ModelFailedError):

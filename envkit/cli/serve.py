@@ -43,6 +43,13 @@ def register(subparsers: Any) -> None:
         help="largest request body accepted (413 above it), e.g. 512k, 50MB (default: "
         "$ENVKIT_SERVE_MAX_BODY_BYTES, else 50MB)",
     )
+    parser.add_argument(
+        "--body-timeout",
+        metavar="S",
+        default=None,
+        help="seconds a client may take to send its request headers, and its body (408 after; "
+        "default: $ENVKIT_SERVE_BODY_TIMEOUT, else 30)",
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request")
     parser.add_argument("--python", metavar="X.Y", help="serve on this Python version")
     parser.add_argument(
@@ -80,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
             env_manager=args.env_manager,
             max_body_bytes=args.max_body_size,
             access_log=args.access_log,
+            body_timeout=args.body_timeout,
             python=args.python,
             base_image=args.base_image,
             ca_bundle=args.ca_bundle,

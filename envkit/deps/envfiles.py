@@ -88,6 +88,8 @@ class PythonEnv:
         python = data.get("python")
         if not python:
             raise InvalidRequirementError(f"{path} does not say which Python to use ('python:')")
+        if isinstance(python, float):
+            raise InvalidRequirementError(_unquoted_python(Path(path), python))
         return cls(
             python=str(python),
             build_dependencies=[str(d) for d in data.get("build_dependencies") or []],
@@ -103,9 +105,24 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
     return f"{where}: {first_line(str(problem))}"
 
 
+def _unquoted_python(path: Path, value: float) -> str:
+    """What to say when YAML read ``python: 3.10`` as the float 3.1."""
+    try:
+        found = re.search(r"^python:\s*([0-9][0-9.]*)\s*$", path.read_text("utf-8"), re.M)
+    except (OSError, UnicodeDecodeError):
+        found = None
+    written = found.group(1) if found else str(value)
+    return (
+        f"{path}: 'python: {written}' was read as the float {value!r}; quote the version: "
+        f'python: "{written}"'
+    )
+
+
 def _read_yaml_mapping(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        from envkit._parsing import load_yaml
+
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise InvalidRequirementError(f"{path} does not exist") from exc
     except OSError as exc:

@@ -247,10 +247,11 @@ def _updated_conda(
     changes: list[tuple[str | None, str]],
     missing: list[str] | None = None,
 ) -> str:
+    from envkit._parsing import load_yaml
     from envkit.deps.envfiles import yaml_problem
 
     try:
-        data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data: Any = load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise ModelFormatError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
     except yaml.YAMLError as exc:

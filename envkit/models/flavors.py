@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import functools
 import importlib
+import re
 import sys
 from importlib import metadata as importlib_metadata
 from types import ModuleType
 from typing import Any
 
-from envkit.errors import LoaderImportError
+from envkit.errors import LoaderImportError, ModelFormatError
 
 FLAVOR_ENTRY_POINT_GROUP = "envkit.flavors"
 
@@ -63,24 +64,55 @@ def envkit_loader_for(loader_module: str) -> str:
 
 
 def import_loader(loader_module: str) -> ModuleType:
-    """Import the module envkit uses to load a model whose loader is ``loader_module``."""
+    """Import the module envkit uses to load a model whose loader is ``loader_module``.
+
+    Raises :class:`~envkit.errors.ModelFormatError` for a name that is not an absolute module
+    name or a module that is no loader (exit 2), :class:`~envkit.errors.LoaderImportError` when
+    the module, or one it imports, is not installed (exit 1: the model's requirements miss it).
+    """
     name = envkit_loader_for(loader_module)
+    check_loader_name(name)
     try:
         module = importlib.import_module(name)
     except ImportError as exc:
-        hint = (
-            "install MLflow (pip install mlflow) to load it"
-            if name.startswith("mlflow")
-            else "install the package that provides it"
-        )
-        raise LoaderImportError(
-            f"the model's loader module {name!r} cannot be imported ({exc}); {hint}"
-        ) from exc
+        raise _loader_import_error(name, exc) from exc
     if not hasattr(module, "_load_pyfunc"):
-        raise LoaderImportError(
+        raise ModelFormatError(
             f"the model's loader module {name!r} has no _load_pyfunc(path, model_config=None)"
         )
     return module
+
+
+def check_loader_name(name: str) -> None:
+    """Raise :class:`~envkit.errors.ModelFormatError` unless ``name`` is an absolute module
+    name (a relative ``.sklearn`` cannot be imported from an MLmodel)."""
+    if not _MODULE_NAME.fullmatch(name):
+        raise ModelFormatError(
+            f"the model's loader_module {name!r} is not an absolute module name "
+            "(like 'envkit.sklearn'); fix python_function.loader_module in its MLmodel"
+        )
+
+
+_MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def _loader_import_error(name: str, exc: ImportError) -> LoaderImportError:
+    """The loader ``name`` (or what it imports) is missing: which module, and what to add."""
+    missing = exc.name if isinstance(exc, ModuleNotFoundError) and exc.name else None
+    if name.startswith("mlflow"):
+        hint = "add mlflow to the requirements (pip install mlflow) to load it"
+    else:
+        hint = "add it to the requirements"
+    if missing is not None and (name == missing or name.startswith(missing + ".")):
+        message = f"the loader module {name!r} is not installed in the model's environment: {hint}"
+    elif missing is not None:
+        message = (
+            f"the loader module {name!r} imports {missing!r}, which is not installed in the "
+            "model's environment: add it to the requirements"
+        )
+    else:
+        message = f"the loader module {name!r} cannot be imported ({exc}); {hint}"
+    return LoaderImportError(message, module=missing or name)
 
 
 def mlflow_if_importable() -> ModuleType | None:

@@ -286,9 +286,11 @@ def _read_json(model_dir: Path, relative: Any, what: str) -> Any:
 
     if not isinstance(relative, str) or not relative:
         raise ModelFormatError(f"saved_input_example_info has no valid {what} path")
+    from envkit._parsing import load_json
+
     path = resolve_inside(model_dir, relative)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return load_json(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ModelFormatError(
             f"the model's {what} {relative} is missing from {model_dir}"

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from envkit.models.signature import ModelSignature
 
 MLMODEL_FILE_NAME = "MLmodel"
+# An MLmodel larger than this is refused (it holds metadata; MLflow's are a few kB).
+MAX_MLMODEL_BYTES = 4 * 1024 * 1024
+MAX_MLMODEL_BYTES_VAR = "ENVKIT_MAX_MLMODEL_BYTES"
 METADATA_DIR = "metadata"
 
 # Fields with a meaning to envkit; anything else in an MLmodel file is carried through as-is.
@@ -249,16 +252,25 @@ class Model:
 
     @classmethod
     def _read(cls, mlmodel_path: Path) -> Model:
+        from envkit._parsing import load_yaml
+
         if not mlmodel_path.is_file():
             raise ModelFormatError(
                 f"no MLmodel file at {mlmodel_path}; is {mlmodel_path.parent} a model directory?"
             )
         try:
+            size = mlmodel_path.stat().st_size
+            limit = max_mlmodel_bytes()
+            if size > limit:
+                raise ModelFormatError(
+                    f"{mlmodel_path} is {size:,} bytes, more than the {limit:,} an MLmodel may "
+                    f"have; set {MAX_MLMODEL_BYTES_VAR} to read a larger one"
+                )
             text = mlmodel_path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise ModelFormatError(f"cannot read {mlmodel_path}: {exc}") from exc
         try:
-            parsed = yaml.safe_load(text)
+            parsed = load_yaml(text)
         except yaml.YAMLError as exc:
             where = getattr(exc, "problem_mark", None)
             line = f" (line {where.line + 1})" if where is not None else ""
@@ -402,3 +414,19 @@ def check_recorded_paths(
     if isinstance(info, Mapping):
         inside(info.get("serving_input_path"), "serving input example", must_exist=False)
         inside(info.get("artifact_path"), "input example", must_exist=need_input_example)
+
+
+def max_mlmodel_bytes() -> int:
+    """The largest MLmodel envkit reads: ``$ENVKIT_MAX_MLMODEL_BYTES``, else 4 MiB."""
+    raw = os.environ.get(MAX_MLMODEL_BYTES_VAR, "").strip()
+    if not raw:
+        return MAX_MLMODEL_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        from envkit.errors import UsageError
+
+        raise UsageError(f"{MAX_MLMODEL_BYTES_VAR}={raw!r} is not a positive number of bytes")
+    return value

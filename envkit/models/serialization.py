@@ -13,6 +13,10 @@ def load_model_file(path: Path, loader: Callable[[Any], Any], *, what: str = "mo
     """``loader(open file)`` on ``path``; a missing file, a missing module or a corrupt pickle
     becomes one :class:`ModelFormatError` naming the file.
     """
+    if path.is_dir():
+        raise ModelFormatError(
+            f"the {what} file {path.name} in the model is a directory, not a file"
+        )
     if not path.is_file():
         raise ModelFormatError(f"the {what} file {path.name} is missing from the model")
     with open(path, "rb") as handle:

@@ -80,8 +80,34 @@ def parse_serving_input(
     model whose signature comes from its type hints (``signature_from_type_hint``) the
     ``inputs`` value is passed through as JSON. A malformed payload raises
     :class:`~envkit.errors.ServingInputError`; values that do not fit the schema raise
-    :class:`~envkit.errors.SchemaEnforcementError`.
+    :class:`~envkit.errors.SchemaEnforcementError`; a payload nested too deeply to convert
+    raises :class:`~envkit.errors.MalformedPayloadError` (MLflow's MALFORMED_REQUEST).
     """
+    try:
+        return _parse_serving_input(
+            payload,
+            content_type,
+            schema,
+            params_schema=params_schema,
+            signature_from_type_hint=signature_from_type_hint,
+        )
+    except RecursionError:
+        raise MalformedPayloadError(_TOO_DEEP) from None
+
+
+_TOO_DEEP = (
+    "the payload is not valid JSON for envkit: it nests arrays or objects too deeply to be read"
+)
+
+
+def _parse_serving_input(
+    payload: str | bytes | dict[str, Any],
+    content_type: str,
+    schema: Schema | None,
+    *,
+    params_schema: ParamSchema | None,
+    signature_from_type_hint: bool,
+) -> tuple[Any, dict[str, Any] | None]:
     mime = _check_content_type(content_type)
     if mime == CONTENT_TYPE_CSV:
         _require_pandas("a text/csv payload")
@@ -188,10 +214,7 @@ def _decode_json(payload: Any) -> dict[str, Any]:
         snippet = text if len(text) <= 80 else text[:77] + "..."
         raise MalformedPayloadError(f"the payload is not valid JSON ({exc}): {snippet!r}") from None
     except RecursionError:
-        raise MalformedPayloadError(
-            "the payload is not valid JSON for envkit: it nests arrays or objects too deeply "
-            "to be read"
-        ) from None
+        raise MalformedPayloadError(_TOO_DEEP) from None
     if not isinstance(decoded, dict):
         raise ServingInputError(f"{_FORMAT_HELP}; got {_json_kind(decoded)}")
     return decoded

@@ -31,7 +31,8 @@ def _load_pyfunc(path: str, model_config: dict[str, Any] | None = None) -> Any:
         raise LoaderImportError(
             f"this model is {kind}: it can only be loaded with MLflow's classes, and MLflow is "
             f"not installed. Install it (pip install mlflow=={version}) and envkit will delegate "
-            "to MLflow's loader"
+            "to MLflow's loader",
+            module="mlflow",
         )
     module = importlib.import_module(loader)
     if model_config:

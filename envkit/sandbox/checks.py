@@ -44,6 +44,9 @@ def check_model(
     pyfunc = model.get_flavor("python_function")
     if not pyfunc.get("loader_module"):
         raise ModelFormatError("python_function flavor has no loader_module")
+    from envkit.models.flavors import check_loader_name, envkit_loader_for
+
+    check_loader_name(envkit_loader_for(str(pyfunc["loader_module"])))
 
     check_recorded_paths(model_dir, model, need_input_example=need_input_example)
     model.signature  # noqa: B018 - parsing it raises ModelFormatError for a broken one
@@ -104,6 +107,8 @@ def check_input_file(input_path: str | os.PathLike[str] | None) -> Path | None:
     if input_path is None:
         return None
     path = Path(input_path).expanduser().absolute()
+    if path.is_dir():
+        raise UsageError(f"--input {input_path} is a directory; give a file (or - for stdin)")
     if not path.is_file():
         raise UsageError(f"--input {input_path}: no such file")
     return path

@@ -119,10 +119,10 @@ def _error_kind(exc: BaseException, stage: str) -> str:
 
 
 def _read_mlmodel(model_dir: str) -> dict[str, Any]:
-    import yaml
+    from envkit._parsing import load_yaml
 
     with open(os.path.join(model_dir, "MLmodel"), encoding="utf-8") as handle:
-        data = yaml.safe_load(handle)
+        data = load_yaml(handle.read())
     return data if isinstance(data, dict) else {}
 
 
@@ -140,6 +140,24 @@ def _load(model_dir: str, mlmodel: dict[str, Any]) -> tuple[Any, str]:
     # No load-time mismatch warning: the runner compares the environment with the requirements
     # it was built from itself (requirement_mismatches), and the report shows that once.
     return load_model(model_dir, suppress_warnings=True), "envkit.pyfunc.load_model"
+
+
+def _write_no_bytecode_under(directory: str) -> None:
+    """Leave the model directory as it was: no ``__pycache__`` for the model's own code
+    (``code/``, a models-from-code file), while the environment's packages still cache theirs
+    (``-B`` would make every run compile them again)."""
+    from importlib.machinery import SourceFileLoader
+
+    root = os.path.join(os.path.realpath(directory), "")
+    name = "_cache_bytecode"  # what SourceLoader calls to write a .pyc (3.4 and later)
+    original = getattr(SourceFileLoader, name)
+
+    def cache_bytecode(self: Any, source_path: str, *args: Any, **kwargs: Any) -> Any:
+        if os.path.realpath(source_path).startswith(root):
+            return None
+        return original(self, source_path, *args, **kwargs)
+
+    setattr(SourceFileLoader, name, cache_bytecode)
 
 
 # --- input ---------------------------------------------------------------------------------------
@@ -416,6 +434,7 @@ def _is_streamable(mlmodel: dict[str, Any], model: Any) -> bool:
 
 def _body(run: _Run, request: dict[str, Any]) -> None:
     model_dir = request["model_dir"]
+    _write_no_bytecode_under(model_dir)
     run.stage("load")
     start = time.perf_counter()
     mlmodel = _read_mlmodel(model_dir)

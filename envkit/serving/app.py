@@ -6,7 +6,8 @@ Routes: ``GET /ping`` and ``GET /health`` (200 while the model is loaded), ``GET
 or ``text/csv``) answered with ``{"predictions": ...}``.
 
 Every failure of a request is a JSON body ``{"error_code": ..., "message": ...}``: 400 for a
-payload that cannot be read or does not match the signature, 413 for a body over the limit,
+payload that cannot be read or does not match the signature, 408 for a body that does not
+arrive within the body timeout, 413 for a body over the limit,
 415 for an unsupported content type, 500 when the model raises. The process keeps serving.
 Payloads are parsed by :func:`envkit.models.serving_input.parse_serving_input`, the parser
 ``envkit validate --input`` and :func:`envkit.models.validate_serving_input` use.
@@ -28,9 +29,17 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "ScoringError", "create_app", "predictions_to_json"]
+__all__ = [
+    "DEFAULT_BODY_TIMEOUT",
+    "DEFAULT_MAX_BODY_BYTES",
+    "ScoringError",
+    "create_app",
+    "predictions_to_json",
+]
 
 DEFAULT_MAX_BODY_BYTES = 50 * 1024 * 1024
+# Seconds a client may take to send a request body (and, in the server, its headers): 408 after.
+DEFAULT_BODY_TIMEOUT = 30.0
 
 # MLflow's error codes (databricks_pb2.ErrorCode names), so that MLflow clients understand them.
 BAD_REQUEST = "BAD_REQUEST"
@@ -179,8 +188,42 @@ def _content_type(request: Request) -> str:
     return header
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refusing (413) one over ``limit`` bytes before reading all of it."""
+async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The whole body, refusing (413) one over ``limit`` bytes before reading all of it, and
+    (408) one that takes longer than ``timeout`` seconds; a client that disconnects mid-body
+    is one log line (there is nobody to answer)."""
+    import anyio
+    from starlette.requests import ClientDisconnect
+
+    try:
+        with anyio.fail_after(timeout):
+            body = await _receive_body(request, limit)
+    except TimeoutError:
+        logger.warning(
+            "%s sent no complete request body within %gs: 408", _client(request), timeout
+        )
+        raise ScoringError(
+            408, BAD_REQUEST, f"the request body did not arrive within {timeout:g} seconds"
+        ) from None
+    except ClientDisconnect:
+        logger.warning("%s disconnected before sending the whole request body", _client(request))
+        raise ScoringError(400, BAD_REQUEST, "the client disconnected mid-body") from None
+    if not body.strip():
+        raise ScoringError(
+            400,
+            BAD_REQUEST,
+            "the request body is empty; send a JSON payload such as "
+            '{"dataframe_split": {"columns": [...], "data": [[...]]}} or CSV',
+        )
+    return body
+
+
+def _client(request: Request) -> str:
+    client = request.client
+    return f"{client.host}:{client.port}" if client else "a client"
+
+
+async def _receive_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -206,19 +249,17 @@ async def _read_body(request: Request, limit: int) -> bytes:
                 "--max-body-size)",
             )
         chunks.append(chunk)
-    body = b"".join(chunks)
-    if not body.strip():
-        raise ScoringError(
-            400,
-            BAD_REQUEST,
-            "the request body is empty; send a JSON payload such as "
-            '{"dataframe_split": {"columns": [...], "data": [[...]]}} or CSV',
-        )
-    return body
+    return b"".join(chunks)
 
 
-def create_app(model: Any, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Starlette:
-    """The scoring server for a loaded pyfunc ``model`` (anything with ``predict``)."""
+def create_app(
+    model: Any,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
+) -> Starlette:
+    """The scoring server for a loaded pyfunc ``model`` (anything with ``predict``);
+    ``body_timeout``: seconds a client may take to send a request body (408 after)."""
     import anyio
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
@@ -227,6 +268,8 @@ def create_app(model: Any, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> S
 
     if max_body_bytes <= 0:
         raise ValueError("max_body_bytes must be positive")
+    if body_timeout <= 0:
+        raise ValueError("body_timeout must be positive")
     scorer = _Scorer(model)
 
     def json_response(body: bytes | str, status: int = 200) -> Response:
@@ -241,7 +284,7 @@ def create_app(model: Any, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> S
     async def invocations(request: Request) -> Response:
         try:
             content_type = _content_type(request)
-            body = await _read_body(request, max_body_bytes)
+            body = await _read_body(request, max_body_bytes, body_timeout)
             result = await anyio.to_thread.run_sync(scorer.score, body, content_type)
         except ScoringError as exc:
             return json_response(_error_body(exc.error_code, exc.message), exc.status)

@@ -30,6 +30,7 @@ from envkit.serving.server import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     check_port_free,
+    resolve_body_timeout,
     resolve_max_body_bytes,
 )
 
@@ -90,9 +91,10 @@ def _server_args(
     workers: int,
     max_body_bytes: int,
     access_log: bool,
+    body_timeout: float,
 ) -> list[str]:
     args = [model, "--host", host, "--port", str(port), "--workers", str(workers)]
-    args += ["--max-body-size", str(max_body_bytes)]
+    args += ["--max-body-size", str(max_body_bytes), "--body-timeout", f"{body_timeout:g}"]
     if access_log:
         args.append("--access-log")
     return args
@@ -107,6 +109,7 @@ def prepare_server(
     env_manager: str = "uv",
     max_body_bytes: int | str | None = None,
     access_log: bool = False,
+    body_timeout: float | str | None = None,
     python: str | None = None,
     base_image: str | None = None,
     ca_bundle: str | None = "auto",
@@ -117,10 +120,12 @@ def prepare_server(
 ) -> PreparedServer:
     """The process that serves the model in its environment.
 
-    ``max_body_bytes`` defaults to ``$ENVKIT_SERVE_MAX_BODY_BYTES``, else 50 MB. Scans the
-    model's pickles on the host (:class:`~envkit.errors.UnsafeModelError` for a dangerous one,
-    unless ``trust_model`` or its globals are in ``trusted_types``), checks that the port is
-    free and builds (or takes from the cache) the environment first; raises
+    ``max_body_bytes`` defaults to ``$ENVKIT_SERVE_MAX_BODY_BYTES``, else 50 MB,
+    ``body_timeout`` (seconds for request headers and body) to ``$ENVKIT_SERVE_BODY_TIMEOUT``,
+    else 30. Scans the model's pickles on the host
+    (:class:`~envkit.errors.UnsafeModelError` for a dangerous one, unless ``trust_model`` or its
+    globals are in ``trusted_types``), checks that the port is free and builds (or takes from
+    the cache) the environment first; raises
     :class:`~envkit.errors.EnvkitError` when it cannot be built.
     """
     from envkit.models.uri import resolve_model_uri
@@ -130,6 +135,7 @@ def prepare_server(
     if not 0 <= port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {port}")
     limit = resolve_max_body_bytes(max_body_bytes)
+    timeout = resolve_body_timeout(body_timeout)
     model_dir = resolve_model_uri(model_uri)
     trust = ModelTrust.of(trust_model, trusted_types)
     ensure_safe(model_dir, trust)  # on the host, before anything is built or loaded
@@ -143,6 +149,7 @@ def prepare_server(
             workers=workers,
             max_body_bytes=limit,
             access_log=access_log,
+            body_timeout=timeout,
             python=python,
             base_image=base_image,
             ca_bundle=ca_bundle,
@@ -155,6 +162,7 @@ def prepare_server(
         workers=workers,
         max_body_bytes=limit,
         access_log=access_log,
+        body_timeout=timeout,
     )
     if env_manager == "local":
         local_env = {**os.environ, **trust.environment()} if trust.environment() else None
@@ -221,6 +229,7 @@ def _docker_command(
     workers: int,
     max_body_bytes: int,
     access_log: bool,
+    body_timeout: float,
     python: str | None,
     base_image: str | None,
     ca_bundle: str | None,
@@ -249,6 +258,7 @@ def _docker_command(
         workers=workers,
         max_body_bytes=max_body_bytes,
         access_log=access_log,
+        body_timeout=body_timeout,
     )[1:]
     container = _ServerContainer(
         tag,

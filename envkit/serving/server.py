@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from envkit.errors import EnvkitError, ModelFailedError, UsageError
-from envkit.serving.app import DEFAULT_MAX_BODY_BYTES
+from envkit.serving.app import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -30,6 +30,7 @@ DEFAULT_PORT = 5000
 # Read by the worker processes uvicorn spawns for --workers N (they build the app themselves).
 ENV_MODEL = "ENVKIT_SERVE_MODEL"
 ENV_MAX_BODY = "ENVKIT_SERVE_MAX_BODY_BYTES"
+ENV_BODY_TIMEOUT = "ENVKIT_SERVE_BODY_TIMEOUT"
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -60,6 +61,31 @@ def resolve_max_body_bytes(option: str | int | None = None) -> int:
     if from_env:
         return parse_size(from_env, ENV_MAX_BODY)
     return DEFAULT_MAX_BODY_BYTES
+
+
+def resolve_body_timeout(option: str | float | None = None) -> float:
+    """Seconds a client may take to send its request headers, and its body: ``option``, else
+    ``$ENVKIT_SERVE_BODY_TIMEOUT``, else 30."""
+    where, value = "--body-timeout", option
+    if value is None or value == "":
+        where, value = ENV_BODY_TIMEOUT, os.environ.get(ENV_BODY_TIMEOUT, "").strip() or None
+    if value is None:
+        return DEFAULT_BODY_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise UsageError(f"{where} must be a number of seconds > 0, got {value!r}")
+    return seconds
+
+
+def _use_body_timeout(seconds: float) -> Any:
+    """The uvicorn protocol class that times out slow request headers after ``seconds``."""
+    from envkit.serving import _protocol
+
+    _protocol.HEADER_TIMEOUT = seconds
+    return _protocol.HeaderTimeoutProtocol
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -124,7 +150,13 @@ def app_from_environment() -> Starlette:
 
     model_uri = os.environ[ENV_MODEL]
     _stop_when_orphaned()
-    return create_app(load_scoring_model(model_uri), max_body_bytes=resolve_max_body_bytes())
+    timeout = resolve_body_timeout()
+    _use_body_timeout(timeout)
+    return create_app(
+        load_scoring_model(model_uri),
+        max_body_bytes=resolve_max_body_bytes(),
+        body_timeout=timeout,
+    )
 
 
 def _stop_when_orphaned(interval: float = 1.0) -> None:
@@ -154,11 +186,14 @@ def run_server(
     max_body_bytes: int | str | None = None,
     access_log: bool = False,
     log_level: str = "info",
+    body_timeout: float | str | None = None,
 ) -> None:
     """Load the model and serve it until interrupted (SIGINT/SIGTERM stop it gracefully).
 
     ``max_body_bytes`` (bytes, or a size such as ``50MB``) defaults to
-    ``$ENVKIT_SERVE_MAX_BODY_BYTES``, else 50 MB.
+    ``$ENVKIT_SERVE_MAX_BODY_BYTES``, else 50 MB. ``body_timeout`` (seconds a client may take
+    to send its request headers, and its body; 408 after) defaults to
+    ``$ENVKIT_SERVE_BODY_TIMEOUT``, else 30.
     """
     try:
         import uvicorn
@@ -173,6 +208,7 @@ def run_server(
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
     limit = resolve_max_body_bytes(max_body_bytes)
+    timeout = resolve_body_timeout(body_timeout)
     if not 0 <= port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {port}")
     check_port_free(host, port)
@@ -194,13 +230,16 @@ def run_server(
         "access_log": access_log,
         "server_header": False,
         "timeout_graceful_shutdown": 10,
+        "timeout_keep_alive": 5,  # idle keep-alive connections
+        "http": _use_body_timeout(timeout),  # request headers
     }
     if workers == 1:
-        uvicorn.run(create_app(model, max_body_bytes=limit), **common)
+        uvicorn.run(create_app(model, max_body_bytes=limit, body_timeout=timeout), **common)
         return
     del model
     os.environ[ENV_MODEL] = str(model_dir)
     os.environ[ENV_MAX_BODY] = str(limit)
+    os.environ[ENV_BODY_TIMEOUT] = str(timeout)
     uvicorn.run(
         "envkit.serving.server:app_from_environment", factory=True, workers=workers, **common
     )
@@ -219,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-body-size",
         default=None,
         help=f"largest request body (default: ${ENV_MAX_BODY}, else 50MB)",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        default=None,
+        help=f"seconds a client may take to send request headers and body (408 after; "
+        f"default: ${ENV_BODY_TIMEOUT}, else 30)",
     )
     parser.add_argument("--access-log", action="store_true")
     parser.add_argument(
@@ -254,6 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_body_bytes=resolve_max_body_bytes(args.max_body_size),
             access_log=args.access_log,
             log_level=args.log_level,
+            body_timeout=args.body_timeout,
         )
     except EnvkitError as exc:
         print(f"error: {exc.message}", file=sys.stderr)

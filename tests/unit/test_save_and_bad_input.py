@@ -90,7 +90,7 @@ def test_unknown_flavor_without_python_function(tmp_path):
 
 def test_loader_module_that_cannot_be_imported(tmp_path):
     path = _echo_with_pyfunc_conf(tmp_path, loader_module="no_such_pkg.loader")
-    with pytest.raises(LoaderImportError, match="'no_such_pkg.loader' cannot be imported"):
+    with pytest.raises(LoaderImportError, match="'no_such_pkg.loader' is not installed"):
         envkit.pyfunc.load_model(path)
 
 

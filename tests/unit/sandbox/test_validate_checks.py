@@ -224,23 +224,24 @@ def test_a_python_too_old_for_envkit_says_so(model, home):
 # --- B2: errors raised inside the sandbox keep their class and exit code -----------------------
 
 
-def test_a_loader_that_cannot_be_imported_keeps_its_class_and_exit_2(model, home, tmp_path):
+def test_a_loader_that_cannot_be_imported_keeps_its_class_and_exit_1(model, home, tmp_path):
+    """A loader module missing from the environment is the model failing (README: exit 1)."""
     edit_mlmodel(
         model, lambda d: d["flavors"]["python_function"].update(loader_module="no_such_module_xyz")
     )
     report = validate(model, env_manager="local", cache_dir=home)
-    assert report.status == "bad_input" and report.exit_code == 2
+    assert report.status == "model_failed" and report.exit_code == 1
     assert report.error["class"] == "LoaderImportError"
     assert "no_such_module_xyz" in report.error["message"]
     error = report.to_error()
-    assert isinstance(error, LoaderImportError) and error.exit_code == 2
+    assert isinstance(error, LoaderImportError) and error.exit_code == 1
     with pytest.raises(LoaderImportError):
         report.raise_for_error()
     junit = render(report, "junit")
-    assert 'errors="1"' in junit and 'failures="0"' in junit
+    assert 'errors="0"' in junit and 'failures="1"' in junit
 
     cli = envkit_cli("validate", str(model), "--env-manager", "local", home=home)
-    assert cli.returncode == 2, cli.stdout + cli.stderr
+    assert cli.returncode == 1, cli.stdout + cli.stderr
     assert cli.stdout.startswith("FAILED: loading the model failed: LoaderImportError")
 
 
