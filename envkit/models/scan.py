@@ -381,7 +381,7 @@ def ensure_safe(model_dir: str | os.PathLike[str], trust: ModelTrust) -> ModelSc
         # Not a pickle: the loader's own error says so (a disassembler and pickle.load read the
         # same opcodes in the same order, so nothing unpickles before the point where both stop).
         if f.error is not None:
-            logger.info("%s cannot be scanned: %s", f.path, f.error)
+            logger.debug("%s cannot be scanned: %s", f.path, f.error)
         if f.unknown:
             logger.info("%s references globals outside envkit's safe list: %s", f.path, f.unknown)
     return scan

@@ -114,7 +114,6 @@ class CacheUse:
     path: str | None = None
     root: str | None = None
     waited: float = 0.0
-    seeded_bytecode: int | None = None
 
     def to_dict(self) -> dict[str, object]:
         data: dict[str, object] = {"used": self.used, "hit": self.hit, "reason": self.reason}
@@ -124,8 +123,6 @@ class CacheUse:
                 data[name] = value
         if self.used and self.path is not None:
             data["waited"] = round(self.waited, 3)
-        if self.seeded_bytecode is not None:
-            data["seeded_bytecode"] = self.seeded_bytecode
         return data
 
 
@@ -418,17 +415,6 @@ class _Builder:
             plan=ready.plan.install,
             timeout=options.build_timeout,
         )
-        if ready.python.interpreter is not None and options.use_cache:
-            from envkit.sandbox.bytecode import seed_bytecode
-
-            started = time.perf_counter()
-            donors = [
-                r.path
-                for r in self.cache.records()
-                if r.python == ready.python.version and r.path != directory
-            ][:3]
-            info.extra["seeded_bytecode"] = seed_bytecode(directory, donors)
-            info.timings["seed_bytecode"] = time.perf_counter() - started
         from envkit.sandbox.manifest import record_manifest
 
         record_manifest(directory)  # what a cache hit checks the environment against
@@ -471,7 +457,6 @@ class _Builder:
             path=str(record.path),
             root=str(self.cache.root),
             waited=waited,
-            seeded_bytecode=None if hit else record.extra.get("seeded_bytecode"),
         )
         ready.tools = dict(record.tools)
         self._built_python(record.python)
