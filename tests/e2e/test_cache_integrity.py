@@ -93,3 +93,33 @@ def test_env_verify_finds_a_modified_file_and_fix_removes_the_environment(double
     assert _cli(cache_root, "env", "verify", "--fix").returncode == 1
     assert not Path(report["cache"]["path"]).exists()
     assert _cli(cache_root, "env", "verify").returncode == 0  # nothing left to check
+
+
+def test_a_killed_build_leaves_its_installer_temporary_files_where_prune_removes_them(
+    double_model, cache_root
+):
+    """pip's temporary directories (tens of MB) go into the build's own directory, not the
+    host's /tmp: a build killed mid-install leaves them where the cache finds them."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "envkit", "validate", str(double_model), "--env-manager",
+         "virtualenv"],
+        env={**os.environ, "ENVKIT_HOME": str(cache_root)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    scratch: list[Path] = []
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            scratch = [p for p in cache_root.rglob(".envkit-tmp") if any(p.iterdir())]
+            if scratch:
+                break
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    assert scratch, "the installer never wrote temporary files into the build directory"
+    assert _cli(cache_root, "env", "prune").returncode == 0
+    assert not any(p.exists() for p in scratch)
