@@ -286,7 +286,7 @@ def dataframe_from_parsed_json(
 
 def cast_dataframe(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     """Convert parsed JSON/CSV columns to the schema's types (base64 binary, ISO datetimes)."""
-    from envkit.models import enforcement as enf
+    from envkit.models import coerce
 
     actual = list(df.columns)
     if schema.has_input_names():
@@ -301,7 +301,7 @@ def cast_dataframe(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
         column = df[name]
         try:
             df[name] = _cast_column(column, spec)
-        except enf._Violation as exc:
+        except coerce.Violation as exc:
             raise SchemaEnforcementError(
                 f"column {name!r}: expected {_spec_type_name(spec)}, {exc}"
             ) from None
@@ -314,18 +314,18 @@ def cast_dataframe(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
 
 
 def _spec_type_name(spec: Any) -> str:
-    from envkit.models.enforcement import _type_name
+    from envkit.models.coerce import type_name
 
     if isinstance(spec, TensorSpec):
         return f"{spec.type.name} tensor"
-    return _type_name(spec.type)
+    return type_name(spec.type)
 
 
 def _cast_column(column: pd.Series, spec: Any) -> Any:
     import numpy as np
     import pandas as pd
 
-    from envkit.models import enforcement as enf
+    from envkit.models import coerce
 
     t = spec.type
     required = spec.required
@@ -338,17 +338,17 @@ def _cast_column(column: pd.Series, spec: Any) -> Any:
     if isinstance(t, AnyType):
         return column
     if isinstance(t, Array):
-        return column.map(lambda x: enf._enforce_array(x, t, required))
+        return column.map(lambda x: coerce.enforce_array(x, t, required))
     if isinstance(t, Object):
-        return column.map(lambda x: enf._enforce_object(x, t, required))
+        return column.map(lambda x: coerce.enforce_object(x, t, required))
     if isinstance(t, Map):
-        return column.map(lambda x: enf._enforce_map(x, t, required))
+        return column.map(lambda x: coerce.enforce_map(x, t, required))
     if t is DataType.binary:
         return column.map(
             lambda x: base64.decodebytes(bytes(x, "utf8")) if isinstance(x, str) else x
         )
     if t is DataType.datetime:
-        return enf._to_datetime(column)
+        return coerce.to_datetime(column)
     if t is DataType.string:
         if isinstance(column.dtype, pd.StringDtype):
             return column
@@ -357,7 +357,7 @@ def _cast_column(column: pd.Series, spec: Any) -> Any:
         return column.astype(object)
     has_missing = bool(column.isna().any())
     if has_missing and t in (DataType.boolean, DataType.integer, DataType.long):
-        return column.astype(enf._NULLABLE[t])
+        return column.astype(coerce.NULLABLE[t])
     return column.astype(t.to_numpy())
 
 
@@ -479,7 +479,7 @@ def _convert(data: Any, spec: Any, name: str | None) -> Any:
     """One JSON value converted to a ColSpec/TensorSpec (numpy arrays, like MLflow)."""
     import numpy as np
 
-    from envkit.models import enforcement as enf
+    from envkit.models import coerce
 
     label = f"input {name!r}" if name is not None else "the input"
     try:
@@ -494,16 +494,16 @@ def _convert(data: Any, spec: Any, name: str | None) -> Any:
                     return np.array(data, dtype=t.to_numpy())
                 return np.array([data], dtype=t.to_numpy())[0]
             if isinstance(t, Array):
-                return np.array(enf._enforce_array(data, t, spec.required))
+                return np.array(coerce.enforce_array(data, t, spec.required))
             if isinstance(t, Object):
-                return enf._enforce_object(data, t, spec.required)
+                return coerce.enforce_object(data, t, spec.required)
             if isinstance(t, Map):
-                return enf._enforce_map(data, t, spec.required)
+                return coerce.enforce_map(data, t, spec.required)
             return data
-    except enf._Violation as exc:
+    except coerce.Violation as exc:
         raise SchemaEnforcementError(f"{label}: expected {_spec_type_name(spec)}, {exc}") from None
     except (ValueError, TypeError, OverflowError) as exc:
         raise SchemaEnforcementError(
-            f"{label}: expected {_spec_type_name(spec)}, got {enf._describe_value(data)} ({exc})"
+            f"{label}: expected {_spec_type_name(spec)}, got {coerce.describe_value(data)} ({exc})"
         ) from None
     raise ServingInputError(f"{label}: unsupported schema entry {spec!r}")

@@ -18,12 +18,29 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 from envkit.errors import ModelExistsError, UsageError
 
-if TYPE_CHECKING:
-    from envkit.models.model import Model, ModelInfo
+
+class _HasModelUri(Protocol):
+    model_uri: str
+
+
+InfoT = TypeVar("InfoT", bound=_HasModelUri, covariant=True)
+
+
+class _SavedModel(Protocol[InfoT]):
+    def get_model_info(self, local_path: Path | None) -> InfoT: ...
+
+
+class ModelClass(Protocol[InfoT]):
+    """What logging needs of a model class (``envkit.models.Model``): build one, load one."""
+
+    def __call__(self, *, artifact_path: str, run_id: str) -> object: ...
+
+    def load(self, path: Path) -> _SavedModel[InfoT]: ...
+
 
 _tracking_dir: Path | None = None
 _active: list[Run] = []
@@ -146,8 +163,8 @@ def _check_artifact_name(name: str) -> str:
 
 
 def log_model_directory(
-    model_cls: type[Model], name: str, flavor: Any, save_kwargs: dict[str, Any]
-) -> ModelInfo:
+    model_cls: ModelClass[InfoT], name: str, flavor: Any, save_kwargs: dict[str, Any]
+) -> InfoT:
     """Save a model with ``flavor.save_model`` and put it into the active run's artifacts."""
     name = _check_artifact_name(name)
     mlflow_run = _active_mlflow_run()

@@ -21,6 +21,7 @@ from typing import Any, Callable, NamedTuple, TypeVar, Union, get_args, get_orig
 
 from envkit.errors import SchemaEnforcementError, SignatureError
 from envkit.models.schema import AnyType, Array, ColSpec, DataType, Map, Object, Property, Schema
+from envkit.models.types import is_union
 
 __all__ = [
     "TypeFromExample",
@@ -61,15 +62,6 @@ class TypeHints(NamedTuple):
 
 class _UnsupportedHint(Exception):
     """A hint envkit cannot turn into a schema (a warning, not an error, at save time)."""
-
-
-def is_union(hint: Any) -> bool:
-    """Whether ``hint`` is ``Union[...]``/``Optional[...]`` or ``X | Y``."""
-    origin = get_origin(hint)
-    if origin is Union:
-        return True
-    union_type = getattr(__import__("types"), "UnionType", None)
-    return union_type is not None and origin is union_type
 
 
 def is_type_from_example(hint: Any) -> bool:

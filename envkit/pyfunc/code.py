@@ -25,14 +25,13 @@ _state = threading.local()
 
 def set_model(model: Any) -> None:
     """Declare the model defined by a models-from-code file (a ``PythonModel`` or a callable)."""
-    from envkit.pyfunc.model import PythonModel
-
     if isinstance(model, (str, os.PathLike)):
         raise UsageError(
             "set_model() takes the model object itself (a PythonModel instance or a callable), "
             "not a path"
         )
-    if not (isinstance(model, PythonModel) or callable(model)):
+    # A PythonModel (or any object with a predict method, as MLflow accepts) or a callable.
+    if not (callable(getattr(model, "predict", None)) or callable(model)):
         raise UsageError(
             f"set_model() takes a PythonModel instance or a callable, got {type(model).__name__}"
         )
