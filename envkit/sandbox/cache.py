@@ -296,7 +296,7 @@ class EnvCache:
         removed, one line each.
         """
         if not self.envs.is_dir():
-            return []
+            return self._remove_bytecode() if remove_all else []
         from filelock import FileLock, Timeout
 
         removed: list[str] = []
@@ -326,7 +326,18 @@ class EnvCache:
                     )
             finally:
                 lock.release()
+        if remove_all:
+            removed.extend(self._remove_bytecode())
         return removed
+
+    def _remove_bytecode(self) -> list[str]:
+        """``--all`` also empties the bytecode store (:mod:`envkit.sandbox.bytecode`)."""
+        store = self.root / "bytecode"
+        if not store.is_dir():
+            return []
+        count = sum(1 for p in store.rglob("*") if p.is_file())
+        _remove_tree(store)
+        return [f"bytecode store ({count} files)"]
 
 
 def _spec_distance(a: EnvSpec, b: EnvSpec) -> tuple[int, int]:

@@ -24,14 +24,17 @@ def scan(root: Path) -> dict[str, tuple[int, int]]:
     """``relative path -> (size, mtime_ns)`` of every file and symlink under ``root``."""
     found: dict[str, tuple[int, int]] = {}
     skip = str(MANIFEST)
-    for directory, _dirs, files in os.walk(root):
-        for name in files:
-            path = os.path.join(directory, name)
-            relative = os.path.relpath(path, root)
-            if relative == skip:
-                continue
-            stat = os.lstat(path)
-            found[relative] = (stat.st_size, stat.st_mtime_ns)
+    pending = [("", os.fspath(root))]
+    while pending:
+        prefix, directory = pending.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                relative = prefix + entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append((relative + os.sep, entry.path))
+                elif relative != skip:
+                    stat = entry.stat(follow_symlinks=False)
+                    found[relative] = (stat.st_size, stat.st_mtime_ns)
     return found
 
 

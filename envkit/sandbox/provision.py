@@ -141,6 +141,7 @@ class ProvisionedEnvironment:
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     scratch: Path | None = None
+    bytecode_store: Path | None = None  # shared compiled code (cached environments only)
     _builder: _Builder | None = field(default=None, repr=False)
 
     @property
@@ -187,27 +188,18 @@ class ProvisionedEnvironment:
         bytecode yet) with the environment's own Python, outside any model process; returns
         the seconds it took. The model's own runs never write bytecode into the environment
         (it is read-only to them), so a later run imports what envkit compiled, not what a
-        model could have planted."""
-        import importlib.util
-
-        from envkit._subprocess import run as run_process
-
+        model could have planted (:mod:`envkit.sandbox.bytecode`)."""
         root = os.path.join(str(self.environment.path), "")
-        todo = [
-            s
-            for s in sources
-            if s.startswith(root) and not os.path.exists(importlib.util.cache_from_source(s))
-        ]
-        if not todo or not self.compiles_bytecode:
+        todo = [s for s in sources if s.startswith(root)]
+        if not todo or not self.compiles_bytecode or self.bytecode_store is None:
             return 0.0
-        argv = [str(self.environment.python), "-I", "-m", "compileall", "-q", "-j", "0", "-i", "-"]
-        outcome = run_process(argv, input="\n".join(todo) + "\n", timeout=600)
-        if not outcome.ok:
-            logger.info("compiling the imported sources failed: %s", outcome.stderr[-500:])
+        from envkit.sandbox.bytecode import compile_sources
         from envkit.sandbox.manifest import record_manifest
 
-        record_manifest(self.environment.path)  # envkit's own change: the manifest follows
-        return outcome.duration
+        result = compile_sources(self.environment.python, self.bytecode_store, todo)
+        if result.counts.get("compiled") or result.counts.get("seeded"):
+            record_manifest(self.environment.path)  # envkit's own change: the manifest follows
+        return result.seconds
 
     def build(self) -> None:
         """Build the environment (or take it from the cache); a backend without a cache
@@ -415,6 +407,11 @@ class _Builder:
             plan=ready.plan.install,
             timeout=options.build_timeout,
         )
+        if ready.compiles_bytecode and self.options.use_cache:
+            from envkit.sandbox.bytecode import seed, store_root
+
+            seeded = seed(ready.backend.open(directory).python, store_root(self.cache.root))
+            info.timings["bytecode"] = round(seeded.seconds, 3)
         from envkit.sandbox.manifest import record_manifest
 
         record_manifest(directory)  # what a cache hit checks the environment against
@@ -459,11 +456,15 @@ class _Builder:
             waited=waited,
         )
         ready.tools = dict(record.tools)
+        from envkit.sandbox.bytecode import store_root
+
+        ready.bytecode_store = store_root(self.cache.root)
         self._built_python(record.python)
         ready.timings["install"] = 0.0 if hit else time.perf_counter() - started
         if not hit:
             ready.timings["build_create"] = record.timings.get("create", 0.0)
             ready.timings["build_install"] = record.timings.get("install", 0.0)
+            ready.timings["build_bytecode"] = record.timings.get("bytecode", 0.0)
         built = "cache hit" if hit else f"built in {ready.timings['install']:.1f}s"
         self.options.progress("environment", f"environment {ready.spec.key}: {built} ({reason})")
         logger.info(
