@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -63,8 +64,21 @@ def add_trust_type_option(parser: argparse.ArgumentParser) -> None:
         help="accept this global in the model's pickles (module.name, or module.* for a "
         "package; repeatable), e.g. mypkg.MyClass",
     )
+    parser.add_argument(
+        "--strict-scan",
+        action="store_true",
+        help="refuse every global in the model's pickles that is neither on envkit's safe "
+        "list nor named by --trust-type (the model's own classes included); the same as "
+        "ENVKIT_STRICT_SCAN=1",
+    )
 
 
 def trust_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The library's keywords for :func:`add_trust_options`' options."""
+    """The library's keywords for :func:`add_trust_options`' options. ``--strict-scan`` is
+    this command's ``ENVKIT_STRICT_SCAN``: every scan it makes, and the model's process
+    (through :meth:`~envkit.models.scan.ModelTrust.environment`), reads it there."""
+    if args.strict_scan:
+        from envkit.models.scan import ENV_STRICT_SCAN
+
+        os.environ[ENV_STRICT_SCAN] = "1"
     return {"trust_model": bool(args.trust_model), "trusted_types": tuple(args.trust_type)}

@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
 
     info = describe_model(args.model)  # (reads the MLmodel; loads no pickle)
     scan = ensure_safe(
-        resolve_model_uri(args.model), ModelTrust(args.trust_model, tuple(args.trust_type))
+        resolve_model_uri(args.model),
+        ModelTrust.of(args.trust_model, tuple(args.trust_type), args.strict_scan or None),
     )
     info["scan"] = scan.to_dict() if scan is not None else {"verdict": "not scanned (trusted)"}
     if args.format == "json":

@@ -23,8 +23,9 @@ def register(subparsers: Any) -> None:
             "List, per pickle-based file of the model (pickle, cloudpickle, joblib), the "
             "globals it calls when unpickled, without loading it: safe, dangerous (commands, "
             "code, files, network: os.system, builtins.eval, subprocess...) or unknown (not on "
-            "envkit's safe list, such as the model's own classes; loading allows them). Exit "
-            "codes: 0 safe; 1 a dangerous global; 2 unreadable model or pickle."
+            "envkit's safe list, such as the model's own classes; loading allows them unless "
+            "--strict-scan). Exit codes: 0 safe; 1 a dangerous global (or an unknown one, "
+            "with --strict-scan); 2 unreadable model or pickle."
         ),
     )
     add_format_option(parser)
@@ -32,10 +33,11 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from envkit.models.scan import scan_model
+    from envkit.models.scan import ModelTrust, scan_model
     from envkit.models.uri import resolve_model_uri
 
-    scan = scan_model(resolve_model_uri(args.model), args.trust_type)
+    strict = args.strict_scan or ModelTrust.of(False, (), None).strict
+    scan = scan_model(resolve_model_uri(args.model), args.trust_type, strict=strict)
     if args.format == "json":
         print(json.dumps(scan.to_dict(), indent=2))
     else:

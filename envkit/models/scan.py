@@ -33,6 +33,7 @@ from envkit.errors import EXIT_BAD_INPUT, EXIT_MODEL_FAILED, EXIT_OK, ModelForma
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "ENV_STRICT_SCAN",
     "ENV_TRUSTED_TYPES",
     "ENV_TRUST_MODEL",
     "FileScan",
@@ -46,6 +47,7 @@ __all__ = [
 # the scoring server), which loads the model with envkit.pyfunc.load_model and scans it again.
 ENV_TRUST_MODEL = "ENVKIT_TRUST_MODEL"
 ENV_TRUSTED_TYPES = "ENVKIT_TRUSTED_TYPES"
+ENV_STRICT_SCAN = "ENVKIT_STRICT_SCAN"
 
 PICKLE_SUFFIXES = frozenset(
     {".pkl", ".pickle", ".pck", ".cloudpickle", ".joblib", ".jbl", ".sav", ".dat", ".data"}
@@ -116,17 +118,24 @@ _SAFE_BUILTINS = frozenset(
 @dataclass(frozen=True)
 class ModelTrust:
     """What the caller vouches for: the whole model (no scan), or some globals by name
-    (``"module.name"``; ``"mypkg.*"`` for a whole package)."""
+    (``"module.name"``; ``"mypkg.*"`` for a whole package). ``strict`` refuses every global
+    that is neither on envkit's safe list nor listed (as skops does): a model's own classes
+    then load only when named."""
 
     trust_model: bool = False
     trusted_types: tuple[str, ...] = ()
+    strict: bool = False
 
     @classmethod
     def of(
-        cls, trust_model: bool | None = None, trusted_types: Iterable[str] | None = None
+        cls,
+        trust_model: bool | None = None,
+        trusted_types: Iterable[str] | None = None,
+        strict: bool | None = None,
     ) -> ModelTrust:
         """From the keywords of a public function; ``None`` reads ``ENVKIT_TRUST_MODEL`` /
-        ``ENVKIT_TRUSTED_TYPES`` (comma-separated), set by envkit for the model's process."""
+        ``ENVKIT_TRUSTED_TYPES`` (comma-separated) / ``ENVKIT_STRICT_SCAN``, which envkit
+        sets for the model's process (and ``--strict-scan`` for its own)."""
         if trust_model:
             return cls(True, tuple(trusted_types or ()))
         if trust_model is None:
@@ -136,7 +145,9 @@ class ModelTrust:
             trusted_types = [t for t in (part.strip() for part in raw.split(",")) if t]
         if isinstance(trusted_types, str):
             trusted_types = [trusted_types]
-        return cls(bool(trust_model), tuple(trusted_types))
+        if strict is None:
+            strict = _env_switch(ENV_STRICT_SCAN)
+        return cls(bool(trust_model), tuple(trusted_types), bool(strict))
 
     def environment(self) -> dict[str, str]:
         """The variables that carry this trust to the model's own process."""
@@ -145,6 +156,8 @@ class ModelTrust:
             env[ENV_TRUST_MODEL] = "1"
         if self.trusted_types:
             env[ENV_TRUSTED_TYPES] = ",".join(self.trusted_types)
+        if self.strict:
+            env[ENV_STRICT_SCAN] = "1"
         return env
 
     def trusts(self, qualified: str) -> bool:
@@ -208,6 +221,7 @@ class ModelScan:
     model: str
     files: list[FileScan]
     scanner: str
+    strict: bool = False  # unknown globals count as refused
 
     @property
     def dangerous(self) -> list[FileScan]:
@@ -223,15 +237,18 @@ class ModelScan:
 
     @property
     def exit_code(self) -> int:
-        """0 safe (unknown globals included), 1 dangerous, 2 unreadable."""
-        return {"dangerous": EXIT_MODEL_FAILED, "unreadable": EXIT_BAD_INPUT}.get(
-            self.verdict, EXIT_OK
-        )
+        """0 safe (unknown globals included unless strict), 1 dangerous (or unknown, strict),
+        2 unreadable."""
+        codes = {"dangerous": EXIT_MODEL_FAILED, "unreadable": EXIT_BAD_INPUT}
+        if self.strict:
+            codes["unknown"] = EXIT_MODEL_FAILED
+        return codes.get(self.verdict, EXIT_OK)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model,
             "verdict": self.verdict,
+            "strict": self.strict,
             "scanner": self.scanner,
             "files": [f.to_dict() for f in self.files],
         }
@@ -340,8 +357,11 @@ def _parses(handle: Any) -> None:
         pass
 
 
-def scan_model(model_dir: str | os.PathLike[str], trusted_types: Iterable[str] = ()) -> ModelScan:
-    """Scan every pickle-based file of the model at ``model_dir`` without loading any."""
+def scan_model(
+    model_dir: str | os.PathLike[str], trusted_types: Iterable[str] = (), *, strict: bool = False
+) -> ModelScan:
+    """Scan every pickle-based file of the model at ``model_dir`` without loading any
+    (``strict``: a global neither safe nor listed makes the verdict a refusal)."""
     from importlib.metadata import PackageNotFoundError, version
 
     root = Path(model_dir)
@@ -353,19 +373,34 @@ def scan_model(model_dir: str | os.PathLike[str], trusted_types: Iterable[str] =
     except PackageNotFoundError:
         scanner = "picklescan"
     files = [scan_file(p, p.relative_to(root).as_posix(), trust) for p in pickle_files(root)]
-    return ModelScan(str(root), files, scanner)
+    return ModelScan(str(root), files, scanner, strict)
 
 
 def ensure_safe(model_dir: str | os.PathLike[str], trust: ModelTrust) -> ModelScan | None:
     """Scan the model unless ``trust.trust_model``; refuse it when a file references a
     dangerous global (:class:`~envkit.errors.UnsafeModelError`, exit 1). Returns the scan
     (None: trusted)."""
-    from envkit.errors import UnsafeModelError
 
     if trust.trust_model:
         logger.info("%s: not scanned (the model is trusted)", model_dir)
         return None
-    scan = scan_model(model_dir, trust.trusted_types)
+    scan = scan_model(model_dir, trust.trusted_types, strict=trust.strict)
+    _refuse_dangerous(scan)
+    if trust.strict:
+        _refuse_unknown(scan)
+    for f in scan.files:
+        # Not a pickle: the loader's own error says so (a disassembler and pickle.load read the
+        # same opcodes in the same order, so nothing unpickles before the point where both stop).
+        if f.error is not None:
+            logger.debug("%s cannot be scanned: %s", f.path, f.error)
+        if f.unknown:
+            logger.info("%s references globals outside envkit's safe list: %s", f.path, f.unknown)
+    return scan
+
+
+def _refuse_dangerous(scan: ModelScan) -> None:
+    from envkit.errors import UnsafeModelError
+
     bad = scan.dangerous
     if bad:
         first = bad[0]
@@ -377,11 +412,18 @@ def ensure_safe(model_dir: str | os.PathLike[str], trust: ModelTrust) -> ModelSc
             path=first.path,
             globals=first.dangerous,
         )
-    for f in scan.files:
-        # Not a pickle: the loader's own error says so (a disassembler and pickle.load read the
-        # same opcodes in the same order, so nothing unpickles before the point where both stop).
-        if f.error is not None:
-            logger.debug("%s cannot be scanned: %s", f.path, f.error)
-        if f.unknown:
-            logger.info("%s references globals outside envkit's safe list: %s", f.path, f.unknown)
-    return scan
+
+
+def _refuse_unknown(scan: ModelScan) -> None:
+    from envkit.errors import UnsafeModelError
+
+    unknown = [f for f in scan.files if f.unknown]
+    if unknown:
+        first = unknown[0]
+        raise UnsafeModelError(
+            f"refusing to load {first.path}: it references {', '.join(first.unknown)}, which "
+            "is not on envkit's safe list (strict scan); name each global you vouch for with "
+            "--trust-type NAME (trusted_types=[...]), or pass --trust-model",
+            path=first.path,
+            globals=first.unknown,
+        )

@@ -257,3 +257,54 @@ def test_import_envkit_does_not_import_the_scanner():
     code = "import sys, envkit, envkit.pyfunc, envkit.sklearn; print('picklescan' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.fixture
+def own_class_model(tmp_path):
+    """A pyfunc model whose artifact pickles a class of the model's own (by reference)."""
+    artifact = tmp_path / "own.pkl"
+    with open(artifact, "wb") as handle:
+        pickle.dump(_Own(), handle)
+
+    class Echo(envkit.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            return model_input
+
+    path = tmp_path / "own_model"
+    envkit.pyfunc.save_model(path, python_model=Echo(), artifacts={"own": str(artifact)})
+    return path, f"{_Own.__module__}._Own"
+
+
+def test_strict_scan_refuses_a_models_own_class_unless_it_is_listed(monkeypatch, own_class_model):
+    path, own = own_class_model
+    assert ensure_safe(path, ModelTrust()) is not None  # default: reported, loaded
+    with pytest.raises(UnsafeModelError, match=rf"{own}.*strict scan.*--trust-type") as caught:
+        ensure_safe(path, ModelTrust(strict=True))
+    assert caught.value.exit_code == 1
+    assert ensure_safe(path, ModelTrust(trusted_types=(own,), strict=True)) is not None
+    assert ensure_safe(path, ModelTrust(True, strict=True)) is None  # --trust-model: no scan
+    scan = scan_model(path, strict=True)
+    assert scan.verdict == "unknown" and scan.exit_code == 1 and scan.to_dict()["strict"]
+    assert scan_model(path).exit_code == 0
+
+    # The variable is how a model's own process (and load_model) learns it.
+    assert ModelTrust(strict=True).environment() == {"ENVKIT_STRICT_SCAN": "1"}
+    envkit.pyfunc.load_model(path)
+    monkeypatch.setenv("ENVKIT_STRICT_SCAN", "1")
+    with pytest.raises(UnsafeModelError, match=own):
+        envkit.pyfunc.load_model(path)
+    envkit.pyfunc.load_model(path, trusted_types=[own])
+
+
+def test_strict_scan_on_the_command_line(own_class_model):
+    path, own = own_class_model
+    assert envkit_cli("scan", str(path)).returncode == 0
+    proc = envkit_cli("scan", str(path), "--strict-scan", "--format", "json")
+    assert proc.returncode == 1 and json.loads(proc.stdout)["verdict"] == "unknown"
+    assert envkit_cli("scan", str(path), "--strict-scan", "--trust-type", own).returncode == 0
+    assert envkit_cli("info", str(path), "--strict-scan").returncode == 1
+    # validate refuses on the host, before building anything: one line, exit 1.
+    proc = envkit_cli("validate", str(path), "--strict-scan")
+    assert proc.returncode == 1, proc.stderr
+    assert own in proc.stderr and "strict scan" in proc.stderr
+    assert len([line for line in proc.stderr.splitlines() if line.strip()]) == 1
