@@ -9,7 +9,11 @@ turns its argv and environment into a contained one, with what Linux allows here
 - **filesystem**: the model, the input and the environment bind-mounted read-only in a private
   mount namespace; the run's work directory is the only place it writes;
 - **limits**: address space, CPU time, file size and processes (``setrlimit``);
-- **user**: when envkit runs as root, the model runs as ``nobody`` where it can reach its files.
+- **home**: the home directory (and, as root, any other directory that keeps ``nobody`` from
+  the model's files) is hidden behind an empty file system, with only the paths the run needs
+  (the model, its input, the environment, the interpreter) mounted back: no ``~/.aws``,
+  ``~/.ssh`` or ``~/.netrc`` to read;
+- **user**: when envkit runs as root, the model runs as ``nobody``.
 
 Each measure is tried and recorded as held or not, with the reason (:class:`Containment`):
 the report says what held on this machine. ``--no-contain`` runs the model as before.
@@ -95,20 +99,22 @@ def contained_command(
     """``argv`` wrapped to run contained (see the module doc), its environment, and what held."""
     containment = Containment()
     env = _reduced_environment(env_root, env_bin, scratch, extra_env, policy, containment)
-    paths = [p for p in (*read_only, env_root) if p.exists()]
-    wrapped = list(argv)
     # (the environment's python links to its base interpreter, which nobody must reach too)
-    user = _user_measure([*paths, (env_bin / "python").resolve()])
+    needed = [p for p in (*read_only, env_root, _installation(env_bin)) if p.exists()]
+    namespace = _namespace_support()
+    hiding = _plan_hiding(needed, Path(writable[0]), namespaced=namespace is None)
+    containment.measures["home"] = hiding.measure
+    wrapped = list(argv)
+    user = _user_measure(needed, hiding)
     setpriv = _setpriv()
     if user.held and os.geteuid() == 0 and setpriv is not None:
         wrapped = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *wrapped]
         for path in (*writable, scratch):
             _hand_to_nobody(path)
     containment.measures["user"] = user
-    namespace = _namespace_support()
     if namespace is None:
         probe = env_root / ".envkit-read-only-probe"
-        wrapped = _namespaced(wrapped, Path(writable[0]), probe)
+        wrapped = _namespaced(wrapped, Path(writable[0]), probe, hiding)
         containment.measures["network"] = Measure(True, "a new network namespace (loopback only)")
         containment.measures["filesystem"] = Measure(
             True, "every file system read-only (the model, its input, the cached environments, "
@@ -176,6 +182,33 @@ def _namespace_support() -> str | None:
 # fails stops the run: the model never runs believing it is contained when it is not.
 _READ_ONLY_SCRIPT = r"""
 set -e
+if [ -n "$ENVKIT_HIDE" ]; then
+    # Hide each directory behind an empty tmpfs, the paths the run needs mounted back
+    # (the lists are newline-separated: split on newlines only, and expand no pattern).
+    IFS='
+'
+    set -f
+    stage="$ENVKIT_WRITABLE/.envkit-stage"
+    mkdir -p "$stage"
+    i=0
+    for keep in $ENVKIT_KEEP; do
+        i=$((i + 1))
+        if [ -d "$keep" ]; then mkdir "$stage/$i"; else : > "$stage/$i"; fi
+        mount --rbind "$keep" "$stage/$i"
+    done
+    for hide in $ENVKIT_HIDE; do
+        mount -t tmpfs -o mode=0755,size=1m,nosuid,nodev envkit-hidden "$hide"
+    done
+    i=0
+    for keep in $ENVKIT_KEEP; do
+        i=$((i + 1))
+        if [ -d "$stage/$i" ]; then mkdir -p "$keep"
+        else mkdir -p "$(dirname "$keep")"; : > "$keep"; fi
+        mount --move "$stage/$i" "$keep"
+        rmdir "$stage/$i" 2>/dev/null || rm -f "$stage/$i"
+    done
+    rmdir "$stage"
+fi
 mount --bind "$ENVKIT_WRITABLE" "$ENVKIT_WRITABLE"
 for point in $(awk '{print $5}' /proc/self/mountinfo | sort -u); do
     case "$point" in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*|"$ENVKIT_WRITABLE") continue;; esac
@@ -185,30 +218,84 @@ if touch "$ENVKIT_PROBE" 2>/dev/null; then
     echo "envkit: the file system could not be made read-only here (use --no-contain)" >&2
     exit 97
 fi
-unset ENVKIT_WRITABLE ENVKIT_PROBE
+unset ENVKIT_WRITABLE ENVKIT_PROBE ENVKIT_HIDE ENVKIT_KEEP IFS
 exec "$@"
 """
 
 
-def _namespaced(argv: list[str], writable: Path, probe: Path) -> list[str]:
+def _namespaced(argv: list[str], writable: Path, probe: Path, hiding: Hiding) -> list[str]:
     """``argv`` in new network and mount namespaces where everything but ``writable`` is
-    read-only (``probe``, a path the model must not be able to create, checks it held)."""
+    read-only (``probe``, a path the model must not be able to create, checks it held), and
+    the directories ``hiding`` names are hidden."""
     prefix = [shutil.which("unshare") or "unshare", "--net", "--mount", "--propagation", "private"]
     if os.geteuid() != 0:
         prefix.insert(1, "--map-root-user")
     env = ["env", f"ENVKIT_WRITABLE={writable}", f"ENVKIT_PROBE={probe}"]
+    if hiding.hide:
+        # (newline-separated, and the script splits on newlines only: paths keep their spaces)
+        env += [
+            "ENVKIT_HIDE=" + "\n".join(map(str, hiding.hide)),
+            "ENVKIT_KEEP=" + "\n".join(map(str, hiding.keep)),
+        ]
     return [*prefix, *env, "/bin/sh", "-c", _READ_ONLY_SCRIPT, "sh", *argv]
 
 
-def _user_measure(paths: Sequence[Path]) -> Measure:
+def _installation(env_bin: Path) -> Path:
+    """The installation of the environment's base interpreter (``<prefix>/bin/python3.X``)."""
+    return (env_bin / "python").resolve().parent.parent
+
+
+@dataclass
+class Hiding:
+    """Directories hidden from the model (``hide``) and the paths in them it keeps (``keep``)."""
+
+    hide: list[Path]
+    keep: list[Path]
+    measure: Measure
+    blocked: list[Path] = field(default_factory=list)  # hidden dirs that kept nobody out
+
+
+def _plan_hiding(needed: Sequence[Path], work: Path, *, namespaced: bool) -> Hiding:
+    """Hide the home directory, and as root each directory that keeps ``nobody`` from a
+    needed path, keeping the needed paths inside them; a directory that cannot be hidden
+    (a needed path is that directory, or the run's work directory is in it) stays."""
+    if not namespaced:
+        return Hiding([], [], Measure(False, "no mount namespace here"))
+    candidates = {Path.home().resolve()}
+    blocked = {b for b in (_first_blocked(p) for p in needed) if b is not None}
+    if os.geteuid() == 0:
+        candidates |= blocked
+    # Both the path as the run names it and where it leads (a symlink on the way).
+    forms = {q for p in needed for q in (Path(os.path.abspath(p)), p.resolve())}
+    eligible = [
+        d
+        for d in sorted(candidates)
+        if d != Path("/")
+        and d.is_dir()
+        and not any(d == p or d.is_relative_to(p) for p in forms)
+        and not work.resolve().is_relative_to(d)
+        and not Path(os.path.abspath(work)).is_relative_to(d)
+    ]
+    hide = [d for d in eligible if not any(d != o and d.is_relative_to(o) for o in eligible)]
+    keep = sorted({p for p in forms if any(p.is_relative_to(d) for d in hide)})
+    keep = [p for p in keep if not any(p != o and p.is_relative_to(o) for o in keep)]
+    if not hide:
+        return Hiding([], [], Measure(False, f"{Path.home()} holds the run's own paths"))
+    shown = ", ".join(map(str, hide))
+    measure = Measure(True, f"{shown} hidden (only the model's own paths in it are visible)")
+    return Hiding(hide, keep, measure, [b for b in blocked if b in hide])
+
+
+def _user_measure(paths: Sequence[Path], hiding: Hiding) -> Measure:
     """Whether the model can run as ``nobody``: only as root, and only where nobody can read
-    the model and the environment (a 0700 directory on the way keeps it out)."""
+    the model and the environment (a 0700 directory on the way keeps it out, unless it is
+    hidden and the needed paths mounted back into an open one)."""
     if os.geteuid() != 0:
         return Measure(True, f"runs as this user (uid {os.geteuid()}), not root")
     if _setpriv() is None:
         return Measure(False, "runs as root: setpriv (util-linux) is not installed")
     for path in paths:
-        blocked = _unreadable_for_others(path)
+        blocked = _unreadable_for_others(path, opened=hiding.blocked)
         if blocked is not None:
             return Measure(
                 False, f"runs as root: {blocked} is not readable by an unprivileged user"
@@ -216,10 +303,22 @@ def _user_measure(paths: Sequence[Path]) -> Measure:
     return Measure(True, f"runs as nobody (uid {NOBODY}), not root")
 
 
-def _unreadable_for_others(path: Path) -> Path | None:
-    """The first directory on ``path``'s way (or ``path``) others cannot enter or read."""
+def _first_blocked(path: Path) -> Path | None:
+    """The first directory on ``path``'s way that others cannot enter (``path`` excluded)."""
+    for part in reversed(path.resolve().parents):
+        if part.stat().st_mode & 0o001 != 0o001:
+            return part
+    return None
+
+
+def _unreadable_for_others(path: Path, opened: Sequence[Path] = ()) -> Path | None:
+    """The first directory on ``path``'s way (or ``path``) others cannot enter or read; the
+    ``opened`` directories (hidden, rebuilt open) and what lies between them and ``path``
+    do not count."""
     current = path.resolve()
     for part in [*reversed(current.parents), current]:
+        if part != current and any(part.is_relative_to(o) for o in opened):
+            continue
         mode = part.stat().st_mode
         needed = 0o005 if part.is_dir() else 0o004
         if mode & needed != needed:

@@ -31,6 +31,14 @@ def can_write(directory):
         return False
 
 
+def readable(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
 def can_connect():
     try:
         socket.create_connection(("127.0.0.1", int(os.environ.get("PROBE_PORT", "9"))), 2)
@@ -57,6 +65,9 @@ class Probe(envkit.pyfunc.PythonModel):
             "etc_writable": os.access("/etc", os.W_OK),
             "cwd_writable": can_write(os.getcwd()),
             "memory_limit": resource.getrlimit(resource.RLIMIT_AS)[0],
+            "uid": os.getuid(),
+            "host_home": sorted(os.listdir(HOST_HOME)) if os.path.isdir(HOST_HOME) else None,
+            "host_secret": readable(os.path.join(HOST_HOME, SECRET_NAME)),
         })]
 
 
@@ -64,16 +75,26 @@ envkit.models.set_model(Probe())
 """
 
 
+SECRET_NAME = f".envkit-probe-secret-{os.getpid()}"
+
+
 @pytest.fixture(scope="module")
 def probe_model(tmp_path_factory) -> Path:
+    """The probe model, and a file in this user's home that the model must not see."""
     import envkit.pyfunc
 
     root = tmp_path_factory.mktemp("containment")
     code = root / "probe_code.py"
-    code.write_text(textwrap.dedent(PROBE))
+    constants = f"HOST_HOME = {str(Path.home())!r}\nSECRET_NAME = {SECRET_NAME!r}\n"
+    code.write_text(constants + textwrap.dedent(PROBE))
     envkit.pyfunc.save_model(root / "probe", python_model=str(code), pip_requirements=[])
     (root / "payload.json").write_text('{"inputs": [1]}')
-    return root
+    secret = Path.home() / SECRET_NAME
+    secret.write_text("aws_secret_access_key = planted")
+    try:
+        yield root
+    finally:
+        secret.unlink()
 
 
 def _predict(probe_model: Path, home: Path, *flags: str) -> dict:
@@ -97,6 +118,11 @@ def test_the_model_sees_no_secret_no_network_and_cannot_write_its_inputs(probe_m
     assert seen["cwd_writable"] is True  # its private work directory
     assert 0 < seen["memory_limit"] < 2**62
     assert not (probe_model / "probe" / "written-by-the-model").exists()
+    # The home directory is hidden: only the run's own paths in it (the cache, the
+    # interpreter) are there, and no file of the user's; as root the model runs as nobody.
+    assert seen["host_secret"] is None
+    assert SECRET_NAME not in (seen["host_home"] or [])
+    assert seen["uid"] == (65534 if os.geteuid() == 0 else os.geteuid())
 
 
 def test_a_variable_passed_by_name_reaches_the_model(probe_model, shared_cache):
@@ -108,14 +134,16 @@ def test_a_variable_passed_by_name_reaches_the_model(probe_model, shared_cache):
 def test_no_contain_opts_out_and_the_report_says_what_held(probe_model, shared_cache):
     seen = _predict(probe_model, shared_cache, "--no-contain")
     assert seen["secret"] == hashlib.sha256(b"s3cr3t-v4lue-42").hexdigest()
+    assert seen["host_secret"] == "aws_secret_access_key = planted"  # opted out: all of it
     assert len(seen["interfaces"]) > 1
     env = {**os.environ, "ENVKIT_HOME": str(shared_cache)}
     argv = [sys.executable, "-m", "envkit", "validate", str(probe_model / "probe"), "--input",
             str(probe_model / "payload.json"), "--format", "json"]  # fmt: skip
     report = json.loads(subprocess.run(argv, capture_output=True, text=True, env=env).stdout)
     held = report["containment"]
-    assert {"environment", "network", "filesystem", "limits", "user"} <= set(held)
+    assert {"environment", "network", "filesystem", "limits", "user", "home"} <= set(held)
     assert held["network"]["held"] and held["filesystem"]["held"] and held["environment"]["held"]
+    assert held["home"]["held"] and held["user"]["held"], held
     argv.append("--no-contain")
     report = json.loads(subprocess.run(argv, capture_output=True, text=True, env=env).stdout)
     assert report["containment"] == {"contained": {"held": False, "detail": "--no-contain"}}
