@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import venv
 from pathlib import Path
 
 import pytest
@@ -21,9 +20,10 @@ pytestmark = pytest.mark.timeout(120)
 SOURCE = "VALUE = 'from the source'\n"
 
 
-def _env(root: Path, source: str = SOURCE) -> tuple[Path, Path]:
-    """(python, the module file) of a fresh virtual environment holding ``ekbc_mod.py``."""
-    venv.create(root, with_pip=False, symlinks=True)
+def _env(root: Path, source: str = SOURCE, base: str = sys.executable) -> tuple[Path, Path]:
+    """(python, the module file) of a fresh virtual environment of ``base`` holding
+    ``ekbc_mod.py``."""
+    subprocess.run([base, "-m", "venv", "--without-pip", str(root)], check=True, timeout=60)
     python = root / "bin" / "python"
     site = subprocess.run(
         [str(python), "-I", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
@@ -120,20 +120,7 @@ def test_the_child_runs_under_the_oldest_supported_python(tmp_path: Path) -> Non
     py39 = sorted(Path.home().glob(".pyenv/versions/3.9*/bin/python3.9"))
     if not py39:
         pytest.skip("no Python 3.9 under ~/.pyenv on this machine")
-    root = tmp_path / "old"
-    subprocess.run(
-        [str(py39[-1]), "-m", "venv", "--without-pip", str(root)], check=True, timeout=60
-    )
-    python = root / "bin" / "python"
-    site = subprocess.run(
-        [str(python), "-I", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout.strip()
-    module = Path(site) / "ekbc_mod.py"
-    module.write_text(SOURCE, encoding="utf-8")
+    python, module = _env(tmp_path / "old", base=str(py39[-1]))
     result = compile_sources(python, tmp_path / "store", [str(module)])
     assert result.ok and result.counts == {"compiled": 1}
     assert (module.parent / "__pycache__" / "ekbc_mod.cpython-39.pyc").is_file()
