@@ -49,6 +49,7 @@ from envkit.deps.provenance import (
     SOURCE_ENVKIT,
     SOURCE_FLAVOR,
     SOURCE_INFERRED,
+    SOURCE_STATIC,
     SOURCE_USER,
     CaptureRecord,
     IndexConfig,
@@ -643,11 +644,12 @@ def decide_requirements(
             ) from None
         failures.append(
             f"capturing the model's requirements failed: {exc.reason}. The model was saved with "
-            f"the flavor's default requirements only ({', '.join(default_requirements)}); fix "
-            "the failure, or pass pip_requirements/extra_pip_requirements"
+            f"the flavor's default requirements ({', '.join(default_requirements)}) and what "
+            "its code and pickles reference; fix the failure, or pass "
+            "pip_requirements/extra_pip_requirements"
         )
         messages.append(failures[-1])
-        capture = CaptureRecord("failed", reason=exc.reason)
+        capture = CaptureRecord(STATUS_PARTIAL, reason=exc.reason)
     warmer.join()
     builder = _Builder(index_config)
     builder.messages = messages
@@ -656,35 +658,23 @@ def decide_requirements(
     for line in default_requirements:
         builder.line(line, SOURCE_FLAVOR, user=False)
     if captured is not None:
-        capture = CaptureRecord(
-            "ok", seconds=round(captured.seconds, 3), predicted=captured.predicted
-        )
-        if captured.predict_error:
-            reason = (
-                f"the model failed to predict on its input example in the capture process: "
-                f"{captured.predict_error}; requirements imported only while predicting may be "
-                "missing"
-            )
-            if strict:
-                raise CaptureError(reason + strict_label)
-            capture.reason = reason
-            messages.append(reason)
-            failures.append(reason)
-        needed = needed_distributions(captured, builder.index, model_dir=model_dir)
-        for name, modules in needed.distributions.items():
-            builder.pinned(name, SOURCE_INFERRED, modules)
-        unresolved = needed.unresolved
-        if unresolved:
-            logger.warning(
-                "the model imports %s, which no installed distribution provides and which is "
-                "not part of the model; it must be importable where the model runs (ship it "
-                "with code_paths)",
-                ", ".join(unresolved),
-            )
-        if needed.optional:
-            logger.debug("optional imports not recorded: %s", ", ".join(sorted(needed.optional)))
+        capture = _captured_record(captured, strict=strict, strict_label=strict_label)
+        if capture.reason:
+            messages.append(capture.reason)
+            failures.append(capture.reason)
+        unresolved = _add_inferred(builder, needed_distributions(captured, builder.index, model_dir=model_dir))
         if record_env:
             env_vars = allowlisted(captured.env_vars)
+    if captured is None or not captured.predicted:
+        # Nothing ran the model's predict: what its code and pickles reference fills the gap.
+        unresolved = _add_static(builder, model_dir, unresolved, capture)
+    if unresolved:
+        logger.warning(
+            "the model imports %s, which no installed distribution provides and which is "
+            "not part of the model; it must be importable where the model runs (install it, "
+            "or ship it with code_paths)",
+            ", ".join(unresolved),
+        )
     for line in user.requirements:
         builder.line(line, SOURCE_USER, user=True)
     if has_signature:
@@ -699,6 +689,62 @@ def decide_requirements(
         index_config=index_config,
         capture_failures=failures,
     )
+
+
+# The capture could not run everything: the reason says what is missing.
+STATUS_OK = "ok"
+STATUS_PARTIAL = "partial"
+
+
+def _captured_record(captured: Any, *, strict: bool, strict_label: str) -> CaptureRecord:
+    """The capture record of a capture process that ran (``partial`` when predict failed)."""
+    record = CaptureRecord(
+        STATUS_OK, seconds=round(captured.seconds, 3), predicted=captured.predicted
+    )
+    if captured.predict_error:
+        reason = (
+            f"the model failed to predict on its input example in the capture process: "
+            f"{captured.predict_error}; requirements imported only while predicting may be "
+            "missing"
+        )
+        if strict:
+            raise CaptureError(reason + strict_label)
+        record.status = STATUS_PARTIAL
+        record.reason = reason
+    return record
+
+
+def _add_inferred(builder: _Builder, needed: Any) -> list[str]:
+    """Add what the capture process saw imported; returns the unresolved modules."""
+    for name, modules in needed.distributions.items():
+        builder.pinned(name, SOURCE_INFERRED, modules)
+    if needed.optional:
+        logger.debug("optional imports not recorded: %s", ", ".join(sorted(needed.optional)))
+    return list(needed.unresolved)
+
+
+def _add_static(
+    builder: _Builder,
+    model_dir: str | os.PathLike[str],
+    unresolved: list[str],
+    capture: CaptureRecord,
+) -> list[str]:
+    """The static pass (:mod:`envkit.deps.static`): add the installed distributions the model's
+    code and pickles reference that the capture did not record; returns the unresolved modules
+    of both passes."""
+    from envkit.deps.imports import is_excluded
+    from envkit.deps.static import needed_statically, read_model
+
+    found = needed_statically(read_model(model_dir), builder.index, model_dir)
+    added = []
+    for name, modules in sorted(found.distributions.items()):
+        if is_excluded(name) or builder.index.version(name) is None:
+            continue
+        if name not in builder.entries:
+            added.append(name)
+        builder.pinned(name, SOURCE_STATIC, modules)
+    capture.static = sorted(added)
+    return sorted(set(unresolved) | set(found.unresolved))
 
 
 def emit_warnings(decision: Decision, *, stacklevel: int = 2) -> None:
