@@ -185,7 +185,12 @@ def test_a_models_from_code_file(tmp_path):
         )
     )
     envkit.pyfunc.save_model(tmp_path / "m", python_model=str(code))
-    assert names(tmp_path / "m") == {"envkit", "pyyaml"}
+    # pyyaml imported when the file runs; pillow, imported only in predict, which nothing ran
+    # (no input example), read from the file by the static pass
+    assert names(tmp_path / "m") == {"envkit", "pyyaml", "pillow"}
+    provenance = json.loads((tmp_path / "m" / "requirements.provenance.json").read_text())
+    sources = {r["name"]: r["source"] for r in provenance["requirements"]}
+    assert sources["pyyaml"] == "inferred" and sources["pillow"] == "static"
 
 
 def test_an_optional_import_that_is_absent_is_not_a_requirement(tmp_path):
