@@ -102,9 +102,7 @@ def _capture_lines(capture: dict[str, Any]) -> list[str]:
         lines = [f"capture: {status}" + (f" ({reason})" if reason else "")]
     static = capture.get("static") or []
     if static:
-        lines.append(
-            "read from the model's code and pickles (source static): " + ", ".join(static)
-        )
+        lines.append("read from the model's code and pickles (source static): " + ", ".join(static))
     return lines
 
 

@@ -662,7 +662,9 @@ def decide_requirements(
         if capture.reason:
             messages.append(capture.reason)
             failures.append(capture.reason)
-        unresolved = _add_inferred(builder, needed_distributions(captured, builder.index, model_dir=model_dir))
+        unresolved = _add_inferred(
+            builder, needed_distributions(captured, builder.index, model_dir=model_dir)
+        )
         if record_env:
             env_vars = allowlisted(captured.env_vars)
     if captured is None or not captured.predicted:

@@ -7,7 +7,9 @@ fails, an import made only while predicting is never seen. This pass reads
   calls) of every Python file the model ships: the models-from-code file and its
   ``code_paths`` copy (the AST; nothing is executed);
 * the globals every pickle of the model references (read from the pickle's opcodes by the same
-  scan that guards loading, :mod:`envkit.models.scan`; nothing is unpickled).
+  scan that guards loading, :mod:`envkit.models.scan`; nothing is unpickled), and, for code that
+  cloudpickle pickled by value (a class defined in a notebook or a script), the modules its
+  bytecode imports (this interpreter's opcodes: the pickle is the saver's).
 
 Each module is then located as a load of the model would find it (the model's code directory
 first on the search path, then this interpreter's), without importing it, and mapped to the
@@ -23,8 +25,10 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 from importlib.machinery import ModuleSpec, PathFinder
 from pathlib import Path
+from typing import Callable
 
 from envkit.deps.distributions import DIST, LOCAL, DistributionIndex
 
@@ -35,6 +39,7 @@ _OPTIONAL_HANDLERS = frozenset({"ImportError", "ModuleNotFoundError", "Exception
 _NOT_MODEL_CODE = frozenset({"metadata", "__pycache__"})
 # Never a requirement of the static pass: envkit (the flavor adds it, pinned), the script.
 _NEVER = frozenset({"envkit", "__main__"})
+_CLOUDPICKLE = ("cloudpickle.", "types.CodeType")
 
 
 @dataclass
@@ -80,10 +85,11 @@ class _ImportVisitor(ast.NodeVisitor):
     def visit_Try(self, node: ast.Try) -> None:
         optional = any(_handler_names(h) & _OPTIONAL_HANDLERS for h in node.handlers)
         self.optional_depth += optional
-        for child in node.body:
-            self.visit(child)
+        for statement in node.body:
+            self.visit(statement)
         self.optional_depth -= optional
-        for child in [*node.handlers, *node.orelse, *node.finalbody]:
+        rest: list[ast.AST] = [*node.handlers, *node.orelse, *node.finalbody]
+        for child in rest:
             self.visit(child)
 
     visit_TryStar = visit_Try
@@ -143,10 +149,228 @@ def pickle_globals(model_dir: Path, found: StaticImports) -> None:
         logger.info("static pass: the model's pickles were not read: %s", exc.message)
         return
     for file in scan.files:
-        for qualified in (*file.safe, *file.unknown, *file.dangerous):
+        referenced = (*file.safe, *file.unknown, *file.dangerous)
+        for qualified in referenced:
             # "module.name": the module is all but the last part (a nested class's qualified
             # name has more: only a module that is found counts, see _locate)
             found.add(qualified.rpartition(".")[0], optional=False, where=file.path)
+        if any(q.startswith(_CLOUDPICKLE) for q in referenced):
+            # (bytecode does not say which imports a try/except guards: one that is missing
+            # is taken as optional, not listed as unresolved)
+            for module in pickled_code_imports(model_dir / file.path):
+                found.add(module, optional=True, where=file.path)
+
+
+# -- code pickled by value ------------------------------------------------------------------------
+# cloudpickle pickles a class or function that is not importable by name *by value*: its code
+# objects are rebuilt with ``types.CodeType(*args)`` and the modules its globals name with
+# ``subimport("name")``. Both are read here from the opcodes, on a stack of inert values:
+# nothing is ever called, built or imported.
+
+
+@dataclass(frozen=True)
+class _Global:
+    module: str
+    name: str
+
+
+@dataclass
+class _Call:
+    func: object
+    args: object
+
+
+_MARK = object()
+_OPAQUE = object()
+_CONSTANTS = frozenset(
+    {"NONE", "NEWTRUE", "NEWFALSE", "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1",
+     "LONG4", "FLOAT", "BINFLOAT", "STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE",
+     "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8", "BINBYTES", "SHORT_BINBYTES",
+     "BINBYTES8", "BYTEARRAY8"}
+)  # fmt: skip
+_TUPLES = {"EMPTY_TUPLE": 0, "TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3}
+_OPAQUE_PUSH = ("PERSID", "EXT1", "EXT2", "EXT4", "NEXT_BUFFER")
+_SUBIMPORT = frozenset({"subimport", "dynamic_subimport"})
+_IMPORT_CALLS = frozenset({"import_module", "__import__"})
+
+
+class _InertUnpickler:
+    """Follows a pickle's opcodes with inert values; records every call it would make."""
+
+    def __init__(self) -> None:
+        self.stack: list[object] = []
+        self.memo: dict[object, object] = {}
+        self.calls: list[_Call] = []
+
+    def _pop_mark(self) -> list[object]:
+        items: list[object] = []
+        while True:
+            item = self.stack.pop()
+            if item is _MARK:
+                items.reverse()
+                return items
+            items.append(item)
+
+    def step(self, name: str, arg: object) -> None:
+        """Apply one opcode (``ValueError`` for one that is not followed: INST, OBJ)."""
+        if name in _CONSTANTS:
+            self.stack.append(arg)
+            return
+        handler = _HANDLERS.get(name)
+        if handler is None:
+            raise ValueError(f"opcode {name} is not followed")
+        handler(self, arg)
+
+    def _tuple(self, count: int) -> None:
+        items = self.stack[len(self.stack) - count :] if count else []
+        del self.stack[len(self.stack) - count :]
+        self.stack.append(tuple(items))
+
+    def _from_mark(self, as_list: bool) -> None:
+        items = self._pop_mark()
+        self.stack.append(items if as_list else tuple(items))
+
+    def _append(self, count: int) -> None:
+        items = [self.stack.pop() for _ in range(count)]
+        self._extend(self.stack[-1], items[::-1])
+
+    def _appends(self) -> None:
+        items = self._pop_mark()
+        self._extend(self.stack[-1], items)
+
+    def _global(self, arg: object) -> None:
+        module, _, attr = str(arg).partition(" ")
+        self.stack.append(_Global(module, attr))
+
+    def _stack_global(self) -> None:
+        attr, module = self.stack.pop(), self.stack.pop()
+        self.stack.append(_Global(str(module), str(attr)))
+
+    def _reduce(self, with_kwargs: bool) -> None:
+        if with_kwargs:
+            self.stack.pop()
+        args, func = self.stack.pop(), self.stack.pop()
+        self._call(func, args)
+
+    def _memoize(self, key: object) -> None:
+        self.memo[len(self.memo) if key is None else key] = self.stack[-1]
+
+    @staticmethod
+    def _extend(target: object, items: list[object]) -> None:
+        if isinstance(target, list):
+            target.extend(items)
+
+    def _call(self, func: object, args: object) -> None:
+        call = _Call(func, args)
+        self.calls.append(call)
+        self.stack.append(call)
+
+
+_Step = Callable[[_InertUnpickler, object], object]
+
+
+def _tuple_step(reader: _InertUnpickler, arg: object, count: int) -> None:
+    reader._tuple(count)
+
+
+_HANDLERS: dict[str, _Step] = {
+    **{name: partial(_tuple_step, count=n) for name, n in _TUPLES.items()},
+    "TUPLE": lambda r, a: r._from_mark(False),
+    "FROZENSET": lambda r, a: r._from_mark(False),
+    "DICT": lambda r, a: r._from_mark(False),
+    "LIST": lambda r, a: r._from_mark(True),
+    "EMPTY_LIST": lambda r, a: r.stack.append([]),
+    "EMPTY_DICT": lambda r, a: r.stack.append([]),
+    "EMPTY_SET": lambda r, a: r.stack.append([]),
+    "MARK": lambda r, a: r.stack.append(_MARK),
+    "APPEND": lambda r, a: r._append(1),
+    "SETITEM": lambda r, a: r._append(2),
+    "APPENDS": lambda r, a: r._appends(),
+    "SETITEMS": lambda r, a: r._appends(),
+    "ADDITEMS": lambda r, a: r._appends(),
+    "GLOBAL": lambda r, a: r._global(a),
+    "STACK_GLOBAL": lambda r, a: r._stack_global(),
+    "REDUCE": lambda r, a: r._reduce(False),
+    "NEWOBJ": lambda r, a: r._reduce(False),
+    "NEWOBJ_EX": lambda r, a: r._reduce(True),
+    "BUILD": lambda r, a: r.stack.pop(),
+    "PUT": lambda r, a: r._memoize(a),
+    "BINPUT": lambda r, a: r._memoize(a),
+    "LONG_BINPUT": lambda r, a: r._memoize(a),
+    "MEMOIZE": lambda r, a: r._memoize(None),
+    "GET": lambda r, a: r.stack.append(r.memo[a]),
+    "BINGET": lambda r, a: r.stack.append(r.memo[a]),
+    "LONG_BINGET": lambda r, a: r.stack.append(r.memo[a]),
+    "POP": lambda r, a: r.stack.pop(),
+    "POP_MARK": lambda r, a: r._pop_mark(),
+    "DUP": lambda r, a: r.stack.append(r.stack[-1]),
+    **{name: (lambda r, a: r.stack.append(_OPAQUE)) for name in _OPAQUE_PUSH},
+    "BINPERSID": lambda r, a: r.stack.__setitem__(-1, _OPAQUE),
+    **{name: (lambda r, a: None) for name in ("PROTO", "FRAME", "STOP", "READONLY_BUFFER")},
+}
+
+
+def _code_imports(args: tuple[object, ...]) -> list[str]:
+    """The modules a code object built from ``args`` (``types.CodeType``'s, as cloudpickle
+    passes them: the bytecode at 6, constants at 7, names at 8) imports by statement, and the
+    literal names it passes to ``import_module``/``__import__``."""
+    import dis
+
+    if len(args) < 9 or not isinstance(args[6], bytes) or not isinstance(args[8], tuple):
+        return []
+    code, consts, names = args[6], args[7], args[8]
+    import_name, extended = dis.opmap["IMPORT_NAME"], dis.EXTENDED_ARG
+    found: list[str] = []
+    high = 0
+    for offset in range(0, len(code) - 1, 2):
+        op, oparg = code[offset], code[offset + 1] | high
+        high = oparg << 8 if op == extended else 0
+        if op == import_name and oparg < len(names) and isinstance(names[oparg], str):
+            found.append(names[oparg])
+    if _IMPORT_CALLS & {n for n in names if isinstance(n, str)} and isinstance(consts, tuple):
+        found.extend(c for c in consts if isinstance(c, str) and _is_module_name(c))
+    return found
+
+
+def _is_module_name(text: str) -> bool:
+    return bool(text) and all(part.isidentifier() for part in text.split("."))
+
+
+def pickled_code_imports(path: Path) -> list[str]:
+    """The modules the code pickled by value in ``path`` imports (see above); never loads it.
+    A pickle the reader cannot follow gives what was found up to that point."""
+    import pickletools
+
+    reader = _InertUnpickler()
+    try:
+        with open(path, "rb") as handle:
+            for opcode, arg, _ in pickletools.genops(handle):
+                reader.step(opcode.name, arg)
+    except Exception as exc:  # malformed, truncated, or an opcode not followed: stop there
+        logger.debug("static pass: stopped reading %s: %s", path, exc)
+    found: list[str] = []
+    for call in reader.calls:
+        func, args = call.func, call.args
+        if not isinstance(args, tuple):
+            continue
+        if isinstance(func, _Global) and func.name in _SUBIMPORT and args:
+            if isinstance(args[0], str) and _is_module_name(args[0]):
+                found.append(args[0])
+        elif _is_code_type(func):
+            found.extend(_code_imports(args))
+    return found
+
+
+def _is_code_type(func: object) -> bool:
+    if isinstance(func, _Global):
+        return (func.module, func.name) == ("types", "CodeType")
+    # cloudpickle: _builtin_type("CodeType")
+    return (
+        isinstance(func, _Call)
+        and isinstance(func.func, _Global)
+        and func.func.name == "_builtin_type"
+        and func.args == ("CodeType",)
+    )
 
 
 def read_model(model_dir: str | os.PathLike[str]) -> StaticImports:

@@ -25,7 +25,11 @@ HELPER = "import ekleaf\n\ndef fmt(x):\n    return f'{x}@{ekleaf.VERSION}'\n"
 # way of passing code -> (what to write under src/, the code_paths entry, the import statement)
 WAYS = {
     "file": ({"fmt_helper.py": HELPER}, "fmt_helper.py", "from fmt_helper import fmt"),
-    "directory": ({"helpers/fmt_helper.py": HELPER}, "helpers", "from helpers.fmt_helper import fmt"),
+    "directory": (
+        {"helpers/fmt_helper.py": HELPER},
+        "helpers",
+        "from helpers.fmt_helper import fmt",
+    ),
     "package": (
         {"fmtpkg/__init__.py": "from fmtpkg.impl import fmt\n", "fmtpkg/impl.py": HELPER},
         "fmtpkg",
@@ -128,10 +132,12 @@ def save(flavor: str, tmp_path: Path, way: str) -> Path:
             code_paths=[code_path],
         )
         return target
-    model = models_from_code(tmp_path, import_line) if flavor == "code" else pickled_model(
-        import_line
+    model = (
+        models_from_code(tmp_path, import_line) if flavor == "code" else pickled_model(import_line)
     )
-    envkit.pyfunc.save_model(target, python_model=model, input_example=example, code_paths=[code_path])
+    envkit.pyfunc.save_model(
+        target, python_model=model, input_example=example, code_paths=[code_path]
+    )
     return target
 
 

@@ -79,7 +79,9 @@ def test_code_paths_files_and_dynamic_imports_are_read_too(tmp_path, local_index
     monkeypatch.syspath_prepend(str(site))
     helpers = tmp_path / "src" / "helpers"
     helpers.mkdir(parents=True)
-    (helpers / "one.py").write_text("def f():\n    import importlib\n    importlib.import_module('ektop')\n")
+    (helpers / "one.py").write_text(
+        "def f():\n    import importlib\n    importlib.import_module('ektop')\n"
+    )
     (helpers / "two.py").write_text("from helpers.one import f\nfrom . import one\n")
     code = code_file(tmp_path, "from helpers import two\nreturn model_input")
     envkit.pyfunc.save_model(tmp_path / "m", python_model=code, code_paths=[str(helpers)])
@@ -94,9 +96,7 @@ def test_code_paths_files_and_dynamic_imports_are_read_too(tmp_path, local_index
 def test_a_pickle_the_model_loads_lazily_is_read_from_its_opcodes(tmp_path, fake_site):
     """An artifact pickled with a class of an installed distribution, loaded only in predict:
     the pickle's globals name it, read without unpickling."""
-    fake_site.install(
-        "ektest-shapes", "3.1.0", {"ekshapes/__init__.py": "class Box:\n    pass\n"}
-    )
+    fake_site.install("ektest-shapes", "3.1.0", {"ekshapes/__init__.py": "class Box:\n    pass\n"})
     import ekshapes
 
     artifact = tmp_path / "box.pkl"
@@ -112,14 +112,14 @@ def test_a_pickle_the_model_loads_lazily_is_read_from_its_opcodes(tmp_path, fake
     )
     envkit.pyfunc.save_model(tmp_path / "m", python_model=code, artifacts={"box": str(artifact)})
     assert "ektest-shapes==3.1.0" in (tmp_path / "m" / "requirements.txt").read_text().splitlines()
-    shapes = next(r for r in provenance(tmp_path / "m")["requirements"] if r["name"] == "ektest-shapes")
+    shapes = next(
+        r for r in provenance(tmp_path / "m")["requirements"] if r["name"] == "ektest-shapes"
+    )
     assert shapes["source"] == "static"
 
 
 @pytest.mark.timeout(60)
-def test_a_failing_example_is_a_partial_capture_that_deps_shows(
-    tmp_path, ekleaf_installed, capsys
-):
+def test_a_failing_example_is_a_partial_capture_that_deps_shows(tmp_path, ekleaf_installed, capsys):
     import pandas as pd
 
     code = code_file(tmp_path, "import ekleaf\nreturn model_input['missing']")
@@ -129,8 +129,9 @@ def test_a_failing_example_is_a_partial_capture_that_deps_shows(
         )
     data = provenance(tmp_path / "m")
     assert data["capture"]["status"] == "partial"
-    assert "input example failed to predict when saving (KeyError: 'missing')" in (
-        data["capture"]["reason"]
+    assert (
+        "input example failed to predict when saving (KeyError: 'missing')"
+        in (data["capture"]["reason"])
     )
     assert "ektest-leaf" in requirement_names(tmp_path / "m")  # the static pass filled the gap
 
@@ -183,3 +184,50 @@ def test_strict_capture_makes_a_capture_that_fails_an_error(tmp_path, monkeypatc
     with pytest.raises(CaptureError, match="timed out.*strict mode"):
         envkit.pyfunc.save_model(tmp_path / "m", python_model=code)
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.timeout(60)
+def test_code_pickled_by_value_is_read_from_its_bytecode(tmp_path, local_index, monkeypatch):
+    """A PythonModel defined in a script or notebook (pickled by value) without an example:
+    its predict's imports are read from the pickled bytecode, never by unpickling it."""
+    site = local_index.install(tmp_path / "site", "ektest-top==1.0.0", "ektest-leaf==1.0.0")
+    monkeypatch.syspath_prepend(str(site))
+    namespace = {"__name__": "envkit_test_by_value_model"}
+    exec(
+        "import envkit.pyfunc\n"
+        "class M(envkit.pyfunc.PythonModel):\n"
+        "    def predict(self, context, model_input, params=None):\n"
+        "        import ektop\n"
+        "        try:\n"
+        "            import envkit_optional_not_installed_zz\n"
+        "        except ImportError:\n"
+        "            pass\n"
+        "        return model_input\n",
+        namespace,
+    )
+    envkit.pyfunc.save_model(tmp_path / "m", python_model=namespace["M"]())
+    assert requirement_names(tmp_path / "m") == {"envkit", "cloudpickle", "ektest-top"}
+    data = provenance(tmp_path / "m")
+    assert data["capture"]["static"] == ["ektest-top"]
+    # the bytecode does not say what a try guards: a missing module there is not listed
+    assert data["unresolved_modules"] == []
+
+
+def test_the_pickle_reader_never_calls_what_it_reads(tmp_path):
+    """A pickle that would run a command when loaded: read, nothing runs, its imports listed."""
+    import os
+
+    from envkit.deps.static import pickled_code_imports
+
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps(Evil()))
+    assert pickled_code_imports(path) == []
+    assert not marker.exists()
+    path.write_bytes(b"\x80\x04not a pickle at all")
+    assert pickled_code_imports(path) == []  # unreadable: nothing found, no error
