@@ -4,9 +4,10 @@ A corpus of small custom models, each with the distributions it must record (imp
 distribution name, namespace packages, lazy imports in predict and in load_context, dynamic
 ``importlib`` imports, imports in threads, code_paths helpers (a file, a directory, a package),
 artifacts loaded with joblib, models without an example, a failing example, optional imports
-guarded by try/except, a distribution without ``top_level.txt``, an editable install, a local
-``+cpu`` version). Each model is saved by ``envkit.pyfunc.save_model`` here and by
-``mlflow.pyfunc.save_model`` in MLflow's own virtualenv (the test suite's pinned MLflow), from
+guarded by try/except, a library's own optional import of a distribution it does not declare,
+a distribution without ``top_level.txt``, an editable install, a local ``+cpu`` version).
+Each model is saved by ``envkit.pyfunc.save_model`` here and by ``mlflow.pyfunc.save_model``
+in MLflow's own virtualenv (the test suite's pinned MLflow), from
 the same source, and what each wrote to ``requirements.txt`` is compared with what it must
 record:
 
@@ -63,6 +64,13 @@ WHEELS: dict[tuple[str, str], tuple[dict[str, str], tuple[str, ...], tuple[str, 
     ("ektest-opt", "1.0.0"): ({"ekopt/__init__.py": LEAF}, (), ("ekopt",)),
     ("ektest-noex", "1.0.0"): ({"eknoex/__init__.py": LEAF}, (), ("eknoex",)),
     ("ektest-fail", "1.0.0"): ({"ekfail/__init__.py": LEAF}, (), ("ekfail",)),
+    # a library that imports an undeclared distribution when it happens to be installed
+    ("ektest-lib", "1.0.0"): (
+        {"eklib/__init__.py": "try:\n    import ekextra\nexcept ImportError:\n    pass\n"},
+        (),
+        ("eklib",),
+    ),
+    ("ektest-extra", "1.0.0"): ({"ekextra/__init__.py": LEAF}, (), ("ekextra",)),
     ("ektest-cpu", "1.0.0+cpu"): ({"ekcpu/__init__.py": LEAF}, (), ("ekcpu",)),
     ("ektest-pickled", "1.0.0"): (
         {"ekpickled/__init__.py": "class Box:\n    def __init__(self, n=1):\n        self.n = n\n"},
@@ -212,6 +220,8 @@ CORPUS = [
     Case("optional-present", "optional import guarded by try/except, installed",
          _predict("try:\n    import ekopt\nexcept ImportError:\n    ekopt = None"),
          ["ektest-opt", *PICKLE, *FRAME], example=DATAFRAME),
+    Case("library-optional-import", "a library's own optional import of an undeclared one",
+         _load("import eklib") + PASS, ["ektest-lib", *PICKLE]),
     Case("no-top-level", "a distribution without top_level.txt",
          _load("import ekleaf") + PASS, ["ektest-leaf", *PICKLE]),
     Case("declared-dependency", "a distribution that imports the one it declares",
