@@ -122,9 +122,11 @@ def test_import_only_inside_predict_is_seen_with_an_example(tmp_path):
     assert PYFUNC | {"pyyaml"} <= found
     assert_pandas_stack(found)
     assert found - PYFUNC - {"pyyaml"} - pandas_stack() == set()
-    # Without an example nothing calls predict, so its import cannot be seen.
+    # Without an example nothing calls predict: its import is read from the pickled bytecode.
     envkit.pyfunc.save_model(tmp_path / "without", python_model=model)
-    assert names(tmp_path / "without") == PYFUNC
+    assert names(tmp_path / "without") == PYFUNC | {"pyyaml"}
+    provenance = json.loads((tmp_path / "without" / "requirements.provenance.json").read_text())
+    assert {r["name"]: r["source"] for r in provenance["requirements"]}["pyyaml"] == "static"
 
 
 @pytest.mark.parametrize(
