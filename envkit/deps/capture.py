@@ -41,6 +41,9 @@ from typing import Any
 from envkit.deps.envfiles import write_environment_files
 from envkit.deps.envvars import allowlisted, recording_enabled, write_env_vars_file
 from envkit.deps.provenance import (
+    CAPTURE_OK,
+    CAPTURE_PARTIAL,
+    CAPTURE_SKIPPED,
     INSTALL_ARCHIVE,
     INSTALL_EDITABLE,
     INSTALL_INDEX,
@@ -609,7 +612,7 @@ def decide_requirements(
             has_signature=has_signature,
             index_config=index_config,
             capture=CaptureRecord(
-                "skipped", reason=off_reason or "pip_requirements replaces inference"
+                CAPTURE_SKIPPED, reason=off_reason or "pip_requirements replaces inference"
             ),
         )
         if off_reason is None and input_example_info and record_env:
@@ -649,7 +652,7 @@ def decide_requirements(
             "pip_requirements/extra_pip_requirements"
         )
         messages.append(failures[-1])
-        capture = CaptureRecord(STATUS_PARTIAL, reason=exc.reason)
+        capture = CaptureRecord(CAPTURE_PARTIAL, reason=exc.reason)
     warmer.join()
     builder = _Builder(index_config)
     builder.messages = messages
@@ -693,15 +696,10 @@ def decide_requirements(
     )
 
 
-# The capture could not run everything: the reason says what is missing.
-STATUS_OK = "ok"
-STATUS_PARTIAL = "partial"
-
-
 def _captured_record(captured: Any, *, strict: bool, strict_label: str) -> CaptureRecord:
     """The capture record of a capture process that ran (``partial`` when predict failed)."""
     record = CaptureRecord(
-        STATUS_OK, seconds=round(captured.seconds, 3), predicted=captured.predicted
+        CAPTURE_OK, seconds=round(captured.seconds, 3), predicted=captured.predicted
     )
     if captured.predict_error:
         reason = (
@@ -711,7 +709,7 @@ def _captured_record(captured: Any, *, strict: bool, strict_label: str) -> Captu
         )
         if strict:
             raise CaptureError(reason + strict_label)
-        record.status = STATUS_PARTIAL
+        record.status = CAPTURE_PARTIAL
         record.reason = reason
     return record
 

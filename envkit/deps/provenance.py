@@ -36,6 +36,11 @@ SOURCE_INFERRED = "inferred"  # imported while the model loaded / predicted
 SOURCE_FLAVOR = "flavor"  # what the flavor needs to load (always included)
 SOURCE_USER = "user"  # pip_requirements / extra_pip_requirements / update_model_requirements
 SOURCE_ENVKIT = "envkit"  # what envkit itself needs at predict (pandas/numpy for a signature)
+# The capture's status: it ran all the way, it could not (see the reason), or it did not run.
+CAPTURE_OK = "ok"
+CAPTURE_PARTIAL = "partial"
+CAPTURE_SKIPPED = "skipped"
+
 SOURCE_STATIC = "static"  # referenced by the model's code or pickles, read without running them
 
 
@@ -285,7 +290,7 @@ def partial_capture_note(model_dir: str | os.PathLike[str]) -> str | None:
         provenance = read_provenance(model_dir)
     except ModelFormatError:
         return None
-    if provenance is None or provenance.capture.status != "partial":
+    if provenance is None or provenance.capture.status != CAPTURE_PARTIAL:
         return None
     reason = provenance.capture.reason or "the capture did not say why"
     return f"the model's requirements were captured without a prediction: {reason}"

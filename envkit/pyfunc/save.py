@@ -131,11 +131,13 @@ def save_model_directory(
 
 def _example_failed_in_capture(capture: Any, failure: str) -> None:
     """The capture record of a model whose input example failed when saving: ``partial``."""
-    if capture.status == "skipped":
+    from envkit.deps.provenance import CAPTURE_PARTIAL, CAPTURE_SKIPPED
+
+    if capture.status == CAPTURE_SKIPPED:
         return  # the requirements are the user's: nothing was captured
     reason = f"the input example failed to predict when saving ({failure}); {EXAMPLE_NOT_CAPTURED}"
     capture.reason = f"{capture.reason}; {reason}" if capture.reason else reason
-    capture.status = "partial"
+    capture.status = CAPTURE_PARTIAL
 
 
 def _check_signature_argument(signature: Any) -> None:
