@@ -19,9 +19,14 @@ adds ``mlflow``; a flavor library the list lacks (``scikit-learn``) is a warning
 model with a signature always gets ``pandas`` and ``numpy`` too (source ``envkit``): envkit's
 schema enforcement imports them when the model predicts.
 
-When the capture fails (the model does not load in a fresh process, a timeout) the save still
-succeeds with the flavor's defaults and a :class:`CaptureWarning` saying why, unless
-``strict=True`` / ``ENVKIT_STRICT_CAPTURE=1`` makes it a :class:`~envkit.errors.CaptureError`.
+When nothing predicted (no input example, the example failed, the capture failed), a static
+pass (:mod:`envkit.deps.static`) adds the installed distributions the model's code and pickles
+reference, with source ``static``.
+
+When the capture fails (the model does not load in a fresh process, a timeout) or its example
+fails, the save still succeeds, its capture status ``partial`` with the reason, and a
+:class:`CaptureWarning` saying why, unless ``strict=True`` / ``ENVKIT_STRICT_CAPTURE=1`` makes it
+a :class:`~envkit.errors.CaptureError`.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envkit.deps.envfiles import write_environment_files
 from envkit.deps.envvars import allowlisted, recording_enabled, write_env_vars_file
@@ -69,6 +74,9 @@ from envkit.deps.requirements import (
 )
 from envkit.errors import CaptureError, InvalidRequirementError
 from envkit.models.model import Model
+
+if TYPE_CHECKING:
+    from envkit.deps.imports import CapturedImports, NeededDistributions
 
 logger = logging.getLogger(__name__)
 
@@ -594,7 +602,6 @@ def decide_requirements(
     """
     from envkit.deps.distributions import warm_in_background
     from envkit.deps.imports import (
-        CapturedImports,
         CaptureFailed,
         capture_imports,
         needed_distributions,
@@ -696,7 +703,9 @@ def decide_requirements(
     )
 
 
-def _captured_record(captured: Any, *, strict: bool, strict_label: str) -> CaptureRecord:
+def _captured_record(
+    captured: CapturedImports, *, strict: bool, strict_label: str
+) -> CaptureRecord:
     """The capture record of a capture process that ran (``partial`` when predict failed)."""
     record = CaptureRecord(
         CAPTURE_OK, seconds=round(captured.seconds, 3), predicted=captured.predicted
@@ -714,7 +723,7 @@ def _captured_record(captured: Any, *, strict: bool, strict_label: str) -> Captu
     return record
 
 
-def _add_inferred(builder: _Builder, needed: Any) -> list[str]:
+def _add_inferred(builder: _Builder, needed: NeededDistributions) -> list[str]:
     """Add what the capture process saw imported; returns the unresolved modules."""
     for name, modules in needed.distributions.items():
         builder.pinned(name, SOURCE_INFERRED, modules)
