@@ -92,6 +92,20 @@ def run_deps(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _capture_lines(capture: dict[str, Any]) -> list[str]:
+    """How the requirements were captured: ``partial`` says what is missing and why."""
+    status = capture.get("status")
+    reason = capture.get("reason")
+    if status == "partial":
+        lines = [f"capture: partial: requirements were captured without a prediction ({reason})"]
+    else:
+        lines = [f"capture: {status}" + (f" ({reason})" if reason else "")]
+    static = capture.get("static") or []
+    if static:
+        lines.append("read from the model's code and pickles (source static): " + ", ".join(static))
+    return lines
+
+
 def render_deps(report: Any) -> str:
     from envkit._subprocess import redact_url
     from envkit.deps.provenance import origin
@@ -100,9 +114,7 @@ def render_deps(report: Any) -> str:
     python = report.python_recorded or "not recorded"
     lines.append(f"python: {python} (this interpreter: {report.python_current})")
     if report.capture:
-        status = report.capture.get("status")
-        reason = report.capture.get("reason")
-        lines.append(f"capture: {status}" + (f" ({reason})" if reason else ""))
+        lines.extend(_capture_lines(report.capture))
     if report.index_url:
         lines.append(f"index: {report.index_url}")
     lines.append("requirements:")

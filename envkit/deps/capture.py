@@ -19,9 +19,14 @@ adds ``mlflow``; a flavor library the list lacks (``scikit-learn``) is a warning
 model with a signature always gets ``pandas`` and ``numpy`` too (source ``envkit``): envkit's
 schema enforcement imports them when the model predicts.
 
-When the capture fails (the model does not load in a fresh process, a timeout) the save still
-succeeds with the flavor's defaults and a :class:`CaptureWarning` saying why, unless
-``strict=True`` / ``ENVKIT_STRICT_CAPTURE=1`` makes it a :class:`~envkit.errors.CaptureError`.
+When nothing predicted (no input example, the example failed, the capture failed), a static
+pass (:mod:`envkit.deps.static`) adds the installed distributions the model's code and pickles
+reference, with source ``static``.
+
+When the capture fails (the model does not load in a fresh process, a timeout) or its example
+fails, the save still succeeds, its capture status ``partial`` with the reason, and a
+:class:`CaptureWarning` saying why, unless ``strict=True`` / ``ENVKIT_STRICT_CAPTURE=1`` makes it
+a :class:`~envkit.errors.CaptureError`.
 """
 
 from __future__ import annotations
@@ -36,11 +41,14 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envkit.deps.envfiles import write_environment_files
 from envkit.deps.envvars import allowlisted, recording_enabled, write_env_vars_file
 from envkit.deps.provenance import (
+    CAPTURE_OK,
+    CAPTURE_PARTIAL,
+    CAPTURE_SKIPPED,
     INSTALL_ARCHIVE,
     INSTALL_EDITABLE,
     INSTALL_INDEX,
@@ -49,6 +57,7 @@ from envkit.deps.provenance import (
     SOURCE_ENVKIT,
     SOURCE_FLAVOR,
     SOURCE_INFERRED,
+    SOURCE_STATIC,
     SOURCE_USER,
     CaptureRecord,
     IndexConfig,
@@ -65,6 +74,9 @@ from envkit.deps.requirements import (
 )
 from envkit.errors import CaptureError, InvalidRequirementError
 from envkit.models.model import Model
+
+if TYPE_CHECKING:
+    from envkit.deps.imports import CapturedImports, NeededDistributions
 
 logger = logging.getLogger(__name__)
 
@@ -590,7 +602,6 @@ def decide_requirements(
     """
     from envkit.deps.distributions import warm_in_background
     from envkit.deps.imports import (
-        CapturedImports,
         CaptureFailed,
         capture_imports,
         needed_distributions,
@@ -608,7 +619,7 @@ def decide_requirements(
             has_signature=has_signature,
             index_config=index_config,
             capture=CaptureRecord(
-                "skipped", reason=off_reason or "pip_requirements replaces inference"
+                CAPTURE_SKIPPED, reason=off_reason or "pip_requirements replaces inference"
             ),
         )
         if off_reason is None and input_example_info and record_env:
@@ -643,11 +654,12 @@ def decide_requirements(
             ) from None
         failures.append(
             f"capturing the model's requirements failed: {exc.reason}. The model was saved with "
-            f"the flavor's default requirements only ({', '.join(default_requirements)}); fix "
-            "the failure, or pass pip_requirements/extra_pip_requirements"
+            f"the flavor's default requirements ({', '.join(default_requirements)}) and what "
+            "its code and pickles reference; fix the failure, or pass "
+            "pip_requirements/extra_pip_requirements"
         )
         messages.append(failures[-1])
-        capture = CaptureRecord("failed", reason=exc.reason)
+        capture = CaptureRecord(CAPTURE_PARTIAL, reason=exc.reason)
     warmer.join()
     builder = _Builder(index_config)
     builder.messages = messages
@@ -656,35 +668,25 @@ def decide_requirements(
     for line in default_requirements:
         builder.line(line, SOURCE_FLAVOR, user=False)
     if captured is not None:
-        capture = CaptureRecord(
-            "ok", seconds=round(captured.seconds, 3), predicted=captured.predicted
+        capture = _captured_record(captured, strict=strict, strict_label=strict_label)
+        if capture.reason:
+            messages.append(capture.reason)
+            failures.append(capture.reason)
+        unresolved = _add_inferred(
+            builder, needed_distributions(captured, builder.index, model_dir=model_dir)
         )
-        if captured.predict_error:
-            reason = (
-                f"the model failed to predict on its input example in the capture process: "
-                f"{captured.predict_error}; requirements imported only while predicting may be "
-                "missing"
-            )
-            if strict:
-                raise CaptureError(reason + strict_label)
-            capture.reason = reason
-            messages.append(reason)
-            failures.append(reason)
-        needed = needed_distributions(captured, builder.index, model_dir=model_dir)
-        for name, modules in needed.distributions.items():
-            builder.pinned(name, SOURCE_INFERRED, modules)
-        unresolved = needed.unresolved
-        if unresolved:
-            logger.warning(
-                "the model imports %s, which no installed distribution provides and which is "
-                "not part of the model; it must be importable where the model runs (ship it "
-                "with code_paths)",
-                ", ".join(unresolved),
-            )
-        if needed.optional:
-            logger.debug("optional imports not recorded: %s", ", ".join(sorted(needed.optional)))
         if record_env:
             env_vars = allowlisted(captured.env_vars)
+    if captured is None or not captured.predicted:
+        # Nothing ran the model's predict: what its code and pickles reference fills the gap.
+        unresolved = _add_static(builder, model_dir, unresolved, capture)
+    if unresolved:
+        logger.warning(
+            "the model imports %s, which no installed distribution provides and which is "
+            "not part of the model; it must be importable where the model runs (install it, "
+            "or ship it with code_paths)",
+            ", ".join(unresolved),
+        )
     for line in user.requirements:
         builder.line(line, SOURCE_USER, user=True)
     if has_signature:
@@ -699,6 +701,59 @@ def decide_requirements(
         index_config=index_config,
         capture_failures=failures,
     )
+
+
+def _captured_record(
+    captured: CapturedImports, *, strict: bool, strict_label: str
+) -> CaptureRecord:
+    """The capture record of a capture process that ran (``partial`` when predict failed)."""
+    record = CaptureRecord(
+        CAPTURE_OK, seconds=round(captured.seconds, 3), predicted=captured.predicted
+    )
+    if captured.predict_error:
+        reason = (
+            f"the model failed to predict on its input example in the capture process: "
+            f"{captured.predict_error}; requirements imported only while predicting may be "
+            "missing"
+        )
+        if strict:
+            raise CaptureError(reason + strict_label)
+        record.status = CAPTURE_PARTIAL
+        record.reason = reason
+    return record
+
+
+def _add_inferred(builder: _Builder, needed: NeededDistributions) -> list[str]:
+    """Add what the capture process saw imported; returns the unresolved modules."""
+    for name, modules in needed.distributions.items():
+        builder.pinned(name, SOURCE_INFERRED, modules)
+    if needed.optional:
+        logger.debug("optional imports not recorded: %s", ", ".join(sorted(needed.optional)))
+    return list(needed.unresolved)
+
+
+def _add_static(
+    builder: _Builder,
+    model_dir: str | os.PathLike[str],
+    unresolved: list[str],
+    capture: CaptureRecord,
+) -> list[str]:
+    """The static pass (:mod:`envkit.deps.static`): add the installed distributions the model's
+    code and pickles reference that the capture did not record; returns the unresolved modules
+    of both passes."""
+    from envkit.deps.imports import is_excluded
+    from envkit.deps.static import needed_statically, read_model
+
+    found = needed_statically(read_model(model_dir), builder.index, model_dir)
+    added = []
+    for name, modules in sorted(found.distributions.items()):
+        if is_excluded(name) or builder.index.version(name) is None:
+            continue
+        if name not in builder.entries:
+            added.append(name)
+        builder.pinned(name, SOURCE_STATIC, modules)
+    capture.static = sorted(added)
+    return sorted(set(unresolved) | set(found.unresolved))
 
 
 def emit_warnings(decision: Decision, *, stacklevel: int = 2) -> None:

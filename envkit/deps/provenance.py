@@ -36,6 +36,12 @@ SOURCE_INFERRED = "inferred"  # imported while the model loaded / predicted
 SOURCE_FLAVOR = "flavor"  # what the flavor needs to load (always included)
 SOURCE_USER = "user"  # pip_requirements / extra_pip_requirements / update_model_requirements
 SOURCE_ENVKIT = "envkit"  # what envkit itself needs at predict (pandas/numpy for a signature)
+# The capture's status: it ran all the way, it could not (see the reason), or it did not run.
+CAPTURE_OK = "ok"
+CAPTURE_PARTIAL = "partial"
+CAPTURE_SKIPPED = "skipped"
+
+SOURCE_STATIC = "static"  # referenced by the model's code or pickles, read without running them
 
 
 def strip_credentials(url: str) -> str:
@@ -188,13 +194,15 @@ class RequirementProvenance:
 class CaptureRecord:
     """How the requirements were decided."""
 
-    status: str  # "ok" | "failed" | "skipped"
+    status: str  # "ok" | "partial" (see reason) | "skipped"
     reason: str | None = None
     seconds: float | None = None
     predicted: bool = False
+    # Distributions the static pass added (read from the model's code and pickles).
+    static: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        return {k: v for k, v in asdict(self).items() if v is not None and v != []}
 
 
 @dataclass
@@ -244,6 +252,7 @@ class Provenance:
                 reason=capture.get("reason"),
                 seconds=capture.get("seconds"),
                 predicted=bool(capture.get("predicted", False)),
+                static=[str(n) for n in capture.get("static") or []],
             ),
             python=str(data.get("python") or ""),
             envkit_version=str(data.get("envkit_version") or ""),
@@ -272,6 +281,19 @@ def read_provenance(model_dir: str | os.PathLike[str]) -> Provenance | None:
     if not isinstance(data, dict):
         raise ModelFormatError(f"{path} must hold a JSON object")
     return Provenance.from_dict(data)
+
+
+def partial_capture_note(model_dir: str | os.PathLike[str]) -> str | None:
+    """One line when the model's capture was ``partial`` (its input example could not run, or
+    the capture process failed): what ``envkit validate`` reports; None otherwise."""
+    try:
+        provenance = read_provenance(model_dir)
+    except ModelFormatError:
+        return None
+    if provenance is None or provenance.capture.status != CAPTURE_PARTIAL:
+        return None
+    reason = provenance.capture.reason or "the capture did not say why"
+    return f"the model's requirements were captured without a prediction: {reason}"
 
 
 def origin(r: RequirementProvenance) -> str:

@@ -51,6 +51,14 @@ def _writer(
     sources = _artifact_sources(artifacts)
 
     def write(staging: Path, model: Model, code_dir: str | None) -> None:
+        nonlocal instance
+        if code_file is not None:
+            # Executed once now, to check that the file defines a model: with the model's
+            # code_paths on sys.path, as a load runs it.
+            from envkit.pyfunc.code import load_model_from_code
+
+            instance = pm.as_python_model(load_model_from_code(code_file, model_config))
+            writer.python_model = instance
         conf: dict[str, Any] = {
             "loader_module": pm.LOADER_MODULE,
             "code": code_dir,
@@ -82,18 +90,20 @@ def _writer(
         instance.load_context(context)
         return pm._PythonModelPyfuncWrapper(instance, context)
 
-    return FlavorWriter(
+    writer = FlavorWriter(
         write=write,
         default_requirements=default_requirements,
         python_model=instance,
         pyfunc_impl=pyfunc_impl,
     )
+    return writer
 
 
 def _python_model_instance(
     python_model: Any, model_config: dict[str, Any] | None
 ) -> tuple[Any, Path | None]:
-    """The PythonModel to save, and the ``.py`` file it comes from (models from code)."""
+    """The PythonModel to save, and the ``.py`` file it comes from (models from code: no
+    instance yet, the file runs when the model is written, its code_paths in place)."""
     from envkit.errors import UsageError
     from envkit.pyfunc import model as pm
 
@@ -104,10 +114,7 @@ def _python_model_instance(
                 f"python_model={python_model!r}: a path must name an existing .py file that "
                 "calls envkit.models.set_model(...)"
             )
-        from envkit.pyfunc.code import load_model_from_code
-
-        # Executed once now, to check that the file defines a model.
-        return pm.as_python_model(load_model_from_code(code_file, model_config)), code_file
+        return None, code_file
     if python_model is None:
         raise UsageError("save_model needs python_model: a PythonModel, a callable or a .py path")
     return pm.as_python_model(python_model), None

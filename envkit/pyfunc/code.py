@@ -53,6 +53,49 @@ def _loading(config: dict[str, Any] | None) -> Iterator[None]:
         _state.model, _state.config = previous
 
 
+def code_directory(model_dir: str | os.PathLike[str], code: Any) -> Path | None:
+    """The directory a model's ``code`` flavor key names (its ``code_paths`` copy), which a load
+    puts first on ``sys.path``; None when the model has none. The one place both load and the
+    save-time example check take it from, so that both import the model's code the same way."""
+    if not code:
+        return None
+    from envkit._fs import resolve_inside
+
+    return resolve_inside(Path(model_dir), str(code))
+
+
+@contextlib.contextmanager
+def model_code_on_path(model_dir: str | os.PathLike[str], code: Any) -> Iterator[None]:
+    """``sys.path`` as a load of the model at ``model_dir`` gives it, for the duration.
+
+    For the saving process: the staged model's code directory goes first on ``sys.path``, as
+    :func:`envkit.pyfunc.load_model` puts it, while the model is built and its input example
+    checked. Afterwards it is removed again, and so are the modules imported from the staged
+    model (the staging directory is renamed when the save completes: a later import of the same
+    name must find the loaded model's copy, not a stale one).
+    """
+    directory = code_directory(model_dir, code)
+    if directory is None:
+        yield
+        return
+    entry = str(directory)
+    sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(entry)
+        _forget_modules_under(Path(model_dir))
+
+
+def _forget_modules_under(root: Path) -> None:
+    prefix = os.path.join(os.path.abspath(root), "")
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if isinstance(file, str) and os.path.abspath(file).startswith(prefix):
+            sys.modules.pop(name, None)
+
+
 def load_model_from_code(code_path: str | os.PathLike[str], config: dict[str, Any] | None) -> Any:
     """Execute ``code_path`` and return the object it passed to :func:`set_model`."""
     path = Path(code_path)

@@ -224,10 +224,12 @@ def merge_model_config(
 
 
 def _add_code_to_path(model_dir: Path, conf: dict[str, Any]) -> None:
+    from envkit.pyfunc.code import code_directory
+
     code = conf.get("code")
-    if not code:
+    code_dir = code_directory(model_dir, code)
+    if code_dir is None:
         return
-    code_dir = resolve_inside(model_dir, str(code))
     if not code_dir.is_dir():
         raise ModelFormatError(f"the model's code directory {code!r} is missing")
     if str(code_dir) not in sys.path:

@@ -69,6 +69,7 @@ def save_model_directory(
 ) -> Model:
     """Write a complete model directory at ``path`` atomically and return its :class:`Model`."""
     from envkit.deps.capture import capture_environment, check_user_requirements
+    from envkit.pyfunc.code import model_code_on_path
 
     strict = strict_mode(strict)
     if pip_requirements is not None and extra_pip_requirements is not None:
@@ -87,24 +88,26 @@ def save_model_directory(
             code_dir = CODE_DIR
             for code_path in code_paths:
                 copy_into(code_path, staging / CODE_DIR)
-        writer.write(staging, model, code_dir)
-        pyfunc_conf = model.flavors.get("python_function")
-        if pyfunc_conf is not None:
-            pyfunc_conf.setdefault("python_version", platform.python_version())
-        example_info = None
-        if input_example is not None:
-            from envkit.models.input_example import save_input_example
+        # The model is built and its example checked with sys.path as a load will give it.
+        with model_code_on_path(staging, code_dir):
+            writer.write(staging, model, code_dir)
+            pyfunc_conf = model.flavors.get("python_function")
+            if pyfunc_conf is not None:
+                pyfunc_conf.setdefault("python_version", platform.python_version())
+            example_info = None
+            if input_example is not None:
+                from envkit.models.input_example import save_input_example
 
-            example_info = save_input_example(staging, input_example)
-            model.saved_input_example_info = example_info
-        if signature is not None and signature is not False:
-            model.signature = signature
-        model.save(staging)
-        example_ok = True
-        if pyfunc_conf is not None:
-            example_ok = _check_example_and_signature(
-                staging, model, writer, input_example, signature, strict
-            )
+                example_info = save_input_example(staging, input_example)
+                model.saved_input_example_info = example_info
+            if signature is not None and signature is not False:
+                model.signature = signature
+            model.save(staging)
+            example_failure = None
+            if pyfunc_conf is not None:
+                example_failure = _check_example_and_signature(
+                    staging, model, writer, input_example, signature, strict
+                )
         model.model_size_bytes = directory_size(staging) - (staging / "MLmodel").stat().st_size
         env = capture_environment(
             staging,
@@ -113,19 +116,28 @@ def save_model_directory(
             user_requirements=user_reqs,
             code_dir=code_dir,
             # A failing example was reported already; capture only what loading imports.
-            has_input_example=example_info is not None and example_ok,
+            has_input_example=example_info is not None and example_failure is None,
             strict=strict,
         )
-        if example_info is not None and not example_ok and env.provenance is not None:
-            env.provenance.capture.reason = (
-                f"the input example failed to predict when saving; {EXAMPLE_NOT_CAPTURED}"
-            )
+        if example_failure is not None and env.provenance is not None:
+            _example_failed_in_capture(env.provenance.capture, example_failure)
         env.write(staging, model)
         model.save(staging)
         from envkit.deps.envfiles import copy_metadata
 
         copy_metadata(staging)
     return model
+
+
+def _example_failed_in_capture(capture: Any, failure: str) -> None:
+    """The capture record of a model whose input example failed when saving: ``partial``."""
+    from envkit.deps.provenance import CAPTURE_PARTIAL, CAPTURE_SKIPPED
+
+    if capture.status == CAPTURE_SKIPPED:
+        return  # the requirements are the user's: nothing was captured
+    reason = f"the input example failed to predict when saving ({failure}); {EXAMPLE_NOT_CAPTURED}"
+    capture.reason = f"{capture.reason}; {reason}" if capture.reason else reason
+    capture.status = CAPTURE_PARTIAL
 
 
 def _check_signature_argument(signature: Any) -> None:
@@ -147,13 +159,14 @@ def _check_example_and_signature(
     input_example: Any,
     signature: Any,
     strict: bool,
-) -> bool:
+) -> str | None:
     """Predict on the input example (it must work) and infer a missing signature.
 
     As MLflow does: the signature comes from the caller, else from the ``predict`` type hints,
     else from the in-memory example (inputs, params) and from what the model returns for it,
     the example going through the same conversion and enforcement as ``PyFuncModel.predict``.
-    ``signature=False`` means: write no signature. Returns whether the example predicted.
+    ``signature=False`` means: write no signature. Returns why the example failed to predict
+    (None: it predicted, or there is none).
     """
     import copy
 
@@ -163,7 +176,7 @@ def _check_example_and_signature(
         staging, model, writer.python_model, input_example, signature
     )
     if input_example is None:
-        return True
+        return None
     data, example_params = split_input_example(input_example)
     inferring = signature is None
     if inferring:
@@ -172,7 +185,7 @@ def _check_example_and_signature(
     elif signature is False:
         model.signature = None
     output = None
-    ok = True
+    failure: str | None = None
     predictor = None
     try:
         predictor = _example_predictor(staging, model, writer)
@@ -190,19 +203,19 @@ def _check_example_and_signature(
                 UserWarning,
                 stacklevel=4,
             )
-            failure = _predict_failure(staging, model, writer, predictor, data, example_params)
-            return True if failure is None else _example_failed(failure, strict)
+            again = _predict_failure(staging, model, writer, predictor, data, example_params)
+            return None if again is None else _example_failed(again, strict)
         if signature is not False:
             raise UsageError(
                 f"the input example does not match the model signature: {exc.message}"
             ) from exc
-        ok = _example_failed(exc, strict)
+        failure = _example_failed(exc, strict)
     except Exception as exc:
-        ok = _example_failed(exc, strict)
+        failure = _example_failed(exc, strict)
     if inferring:
-        _infer_full_signature(model, data, output, example_params, ok)
+        _infer_full_signature(model, data, output, example_params, failure is None)
     model.save(staging)
-    return ok
+    return failure
 
 
 def _signature_from_type_hints(
@@ -296,7 +309,8 @@ def _example_predictor(staging: Path, model: Model, writer: FlavorWriter) -> Any
     )
 
 
-def _example_failed(exc: BaseException, strict: bool) -> bool:
+def _example_failed(exc: BaseException, strict: bool) -> str:
+    """Warn (strict: raise) that the example failed to predict; returns the reason."""
     from envkit.deps.envvars import redact_values
 
     reason = exc.message if isinstance(exc, EnvkitError) else f"{type(exc).__name__}: {exc}"
@@ -310,8 +324,11 @@ def _example_failed(exc: BaseException, strict: bool) -> bool:
         UserWarning,
         stacklevel=5,
     )
-    return False
+    return redact_values(reason)
 
 
 # Recorded in requirements.provenance.json when the example failed in the saving process.
-EXAMPLE_NOT_CAPTURED = "the capture recorded only what loading the model imports"
+EXAMPLE_NOT_CAPTURED = (
+    "the capture recorded what loading the model imports and what its code and pickles "
+    "reference, not what predicting imports"
+)

@@ -152,6 +152,11 @@ class _Session:
             trust=options.provision.trust,
         )
         self.report = ValidationReport(model=str(self.model_dir))
+        from envkit.deps.provenance import partial_capture_note
+
+        capture_note = partial_capture_note(self.model_dir)
+        if capture_note is not None:
+            self.report.warnings.append(capture_note)
         # Created just before the model runs, so that a build killed halfway leaves no
         # temporary directory behind.
         self.workdir: Path | None = None

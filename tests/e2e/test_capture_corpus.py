@@ -122,9 +122,11 @@ def test_import_only_inside_predict_is_seen_with_an_example(tmp_path):
     assert PYFUNC | {"pyyaml"} <= found
     assert_pandas_stack(found)
     assert found - PYFUNC - {"pyyaml"} - pandas_stack() == set()
-    # Without an example nothing calls predict, so its import cannot be seen.
+    # Without an example nothing calls predict: its import is read from the pickled bytecode.
     envkit.pyfunc.save_model(tmp_path / "without", python_model=model)
-    assert names(tmp_path / "without") == PYFUNC
+    assert names(tmp_path / "without") == PYFUNC | {"pyyaml"}
+    provenance = json.loads((tmp_path / "without" / "requirements.provenance.json").read_text())
+    assert {r["name"]: r["source"] for r in provenance["requirements"]}["pyyaml"] == "static"
 
 
 @pytest.mark.parametrize(
@@ -185,7 +187,12 @@ def test_a_models_from_code_file(tmp_path):
         )
     )
     envkit.pyfunc.save_model(tmp_path / "m", python_model=str(code))
-    assert names(tmp_path / "m") == {"envkit", "pyyaml"}
+    # pyyaml imported when the file runs; pillow, imported only in predict, which nothing ran
+    # (no input example), read from the file by the static pass
+    assert names(tmp_path / "m") == {"envkit", "pyyaml", "pillow"}
+    provenance = json.loads((tmp_path / "m" / "requirements.provenance.json").read_text())
+    sources = {r["name"]: r["source"] for r in provenance["requirements"]}
+    assert sources["pyyaml"] == "inferred" and sources["pillow"] == "static"
 
 
 def test_an_optional_import_that_is_absent_is_not_a_requirement(tmp_path):
