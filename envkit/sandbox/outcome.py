@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from envkit.errors import EnvkitError
     from envkit.sandbox.report import ValidationReport
 
 # Terminal colour and cursor sequences (CSI, OSC and two-byte escapes): never copied into a
@@ -104,3 +105,27 @@ def _ran_with(report: ValidationReport, running: str) -> None:
 def strip_ansi(text: str) -> str:
     """``text`` without terminal colour and cursor sequences."""
     return _ANSI.sub("", text) if "\x1b" in text else text
+
+
+def with_hint(exc: EnvkitError, message: str) -> str:
+    """``message`` with what to do next, chosen on the installer step that failed and why
+    (data the backend attached), never on the message's wording."""
+    from envkit.errors import SubprocessError
+    from envkit.sandbox.backends.base import CAUSE_HASH_MISMATCH, STEP_BUILD_DEPENDENCIES
+
+    if not isinstance(exc, SubprocessError) or exc.step is None:
+        return message
+    if exc.step == STEP_BUILD_DEPENDENCIES:
+        return message.rstrip(".") + (
+            "; the build dependencies python_env.yaml records cannot be installed for this "
+            "Python (try another --python)"
+        )
+    if exc.cause == CAUSE_HASH_MISMATCH:
+        what, _, why = message.partition(" failed: ")
+        why = why if len(why) <= 120 else why[:117] + "..."
+        return (
+            f"{what} failed: a downloaded file does not match its hash in requirements.lock "
+            "(if the package was re-published legitimately, lock again: envkit lock MODEL; "
+            f"otherwise find out why before deploying): {why}"
+        )
+    return message.rstrip(".") + "; check the requirement names and versions, or try --override REQ"

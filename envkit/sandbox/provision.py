@@ -53,7 +53,7 @@ DEFAULT_BUILD_TIMEOUT = 1800.0
 ProgressCallback = Callable[[str, str], None]
 
 
-def _quiet(_event: str, _message: str) -> None:
+def quiet(_event: str, _message: str) -> None:
     """The progress callback of a caller that wants none."""
 
 
@@ -73,7 +73,7 @@ class ProvisionOptions:
     cache_dir: str | os.PathLike[str] | None = None
     backend_options: Mapping[str, object] = field(default_factory=dict)
     envkit_extras: tuple[str, ...] = ()
-    progress: ProgressCallback = _quiet
+    progress: ProgressCallback = quiet
     # What the caller vouches for in the model's pickles (scanned before anything is built).
     trust: ModelTrust = field(default_factory=ModelTrust)
 

@@ -15,8 +15,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,15 +31,11 @@ from envkit.errors import (
     UsageError,
     tail,
 )
-from envkit.models.scan import ModelTrust
 from envkit.sandbox.contain import ContainmentPolicy
+from envkit.sandbox.options import DEFAULT_TIMEOUT, ProgressCallback, ValidateOptions
 from envkit.sandbox.outcome import STAGE_WORDS as _STAGE_WORDS
-from envkit.sandbox.outcome import strip_ansi
-from envkit.sandbox.provision import (
-    DEFAULT_BUILD_TIMEOUT,
-    ProvisionedEnvironment,
-    ProvisionOptions,
-)
+from envkit.sandbox.outcome import strip_ansi, with_hint
+from envkit.sandbox.provision import DEFAULT_BUILD_TIMEOUT, ProvisionedEnvironment
 from envkit.sandbox.report import ValidationReport
 
 if TYPE_CHECKING:
@@ -50,77 +45,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_TIMEOUT", "ValidateOptions", "ValidationReport", "predict", "validate"]
 
-DEFAULT_TIMEOUT = 300.0
-ProgressCallback = Callable[[str, str], None]
-
 
 # --- the pipeline --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ValidateOptions:
-    """:func:`validate`'s and :func:`predict`'s options, built once from their keywords: how to
-    provision the environment, and how to run the model in it."""
-
-    provision: ProvisionOptions = field(default_factory=ProvisionOptions)
-    timeout: float | None = DEFAULT_TIMEOUT
-    extra_env: Mapping[str, str] = field(default_factory=dict)
-    contain: ContainmentPolicy = field(default_factory=ContainmentPolicy)
-
-    @classmethod
-    def from_keywords(
-        cls,
-        *,
-        env_manager: str | None,
-        python: str | None,
-        overrides: Sequence[str] | None,
-        pip_requirements_override: Sequence[str] | None,
-        timeout: float | None,
-        build_timeout: float | None,
-        use_cache: bool,
-        cache_dir: str | os.PathLike[str] | None,
-        extra_env: Mapping[str, str] | None,
-        extra_envs: Mapping[str, str] | None,
-        progress: ProgressCallback | None,
-        base_image: str | None,
-        ca_bundle: str | None,
-        contain: bool = True,
-        pass_env: Sequence[str] = (),
-        trust_model: bool = False,
-        trusted_types: Sequence[str] = (),
-    ) -> ValidateOptions:
-        """The options from the public keywords (MLflow's aliases ``pip_requirements_override``
-        and ``extra_envs`` resolved; each checked: a bad one is a UsageError)."""
-        from envkit._subprocess import check_timeout
-
-        overrides = _one_of(
-            "overrides", overrides, "pip_requirements_override", pip_requirements_override
-        )
-        if isinstance(overrides, str):
-            raise UsageError("overrides must be a list of requirements, not a string")
-        provision_options = ProvisionOptions(
-            env_manager=env_manager or "uv",
-            python=python,
-            overrides=tuple(overrides or ()),
-            build_timeout=build_timeout,
-            use_cache=use_cache,
-            cache_dir=cache_dir,
-            backend_options={"base_image": base_image, "ca_bundle": ca_bundle},
-            progress=progress or _quiet,
-            trust=ModelTrust.of(trust_model, trusted_types),
-        )
-        extra = _one_of("extra_env", extra_env, "extra_envs", extra_envs)
-        if isinstance(pass_env, str):
-            raise UsageError("pass_env must be a list of variable names, not a string")
-        policy = ContainmentPolicy(enabled=contain, pass_env=tuple(pass_env))
-        timeout = check_timeout(timeout, "--timeout")
-        # The model's process loads (and scans) the model again: it gets the same trust.
-        extra = {**dict(extra or {}), **provision_options.trust.environment()}
-        return cls(provision_options, timeout, extra, policy)
-
-
-def _quiet(_event: str, _message: str) -> None:
-    """The progress callback of a caller that wants none."""
 
 
 class _Session:
@@ -325,7 +251,7 @@ class _Session:
         report = self.report
         report.status = "env_failed"
         report.exit_code = EXIT_ENV_FAILED
-        message = _with_hint(exc, strip_ansi(exc.message))
+        message = with_hint(exc, strip_ansi(exc.message))
         kind = type(exc).__name__
         report.error = {
             "kind": kind,
@@ -382,29 +308,6 @@ def _runner_request(
     }
 
 
-def _with_hint(exc: EnvkitError, message: str) -> str:
-    """``message`` with what to do next, chosen on the installer step that failed and why
-    (data the backend attached), never on the message's wording."""
-    from envkit.sandbox.backends.base import CAUSE_HASH_MISMATCH, STEP_BUILD_DEPENDENCIES
-
-    if not isinstance(exc, SubprocessError) or exc.step is None:
-        return message
-    if exc.step == STEP_BUILD_DEPENDENCIES:
-        return message.rstrip(".") + (
-            "; the build dependencies python_env.yaml records cannot be installed for this "
-            "Python (try another --python)"
-        )
-    if exc.cause == CAUSE_HASH_MISMATCH:
-        what, _, why = message.partition(" failed: ")
-        why = why if len(why) <= 120 else why[:117] + "..."
-        return (
-            f"{what} failed: a downloaded file does not match its hash in requirements.lock "
-            "(if the package was re-published legitimately, lock again: envkit lock MODEL; "
-            f"otherwise find out why before deploying): {why}"
-        )
-    return message.rstrip(".") + "; check the requirement names and versions, or try --override REQ"
-
-
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -421,13 +324,6 @@ def _last_line(text: str) -> str:
 
 def _log_tail(text: str) -> str | None:
     return ("model output (tail):\n" + tail(text)) if text.strip() else None
-
-
-def _one_of(name: str, value: Any, alias: str, alias_value: Any) -> Any:
-    """``value`` or ``alias_value`` (one option under envkit's name and MLflow's)."""
-    if value and alias_value:
-        raise UsageError(f"give {name} or {alias}, not both (they are the same option)")
-    return value or alias_value
 
 
 def _run(
