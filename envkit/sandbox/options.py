@@ -30,6 +30,15 @@ class ValidateOptions:
     contain: ContainmentPolicy = field(default_factory=ContainmentPolicy)
 
     @classmethod
+    def from_call(cls, arguments: Mapping[str, Any]) -> ValidateOptions:
+        """The options from the arguments of a call of ``validate``/``predict`` (its
+        ``locals()`` on entry), which take :meth:`from_keywords`' keywords."""
+        import inspect
+
+        names = inspect.signature(cls.from_keywords).parameters
+        return cls.from_keywords(**{name: arguments[name] for name in names if name in arguments})
+
+    @classmethod
     def from_keywords(
         cls,
         *,

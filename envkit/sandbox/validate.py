@@ -433,6 +433,7 @@ def validate(
     input and bad options raise :class:`~envkit.errors.EnvkitError` (exit code 2) before
     anything is built.
     """
+    options = ValidateOptions.from_call(locals())
     session = _run(
         model_uri,
         input_data=input_data,
@@ -441,25 +442,7 @@ def validate(
         output_path=output_path,
         want_predictions=False,
         stream=stream,
-        options=ValidateOptions.from_keywords(
-            env_manager=env_manager,
-            python=python,
-            overrides=overrides,
-            pip_requirements_override=pip_requirements_override,
-            timeout=timeout,
-            build_timeout=build_timeout,
-            use_cache=use_cache,
-            cache_dir=cache_dir,
-            extra_env=extra_env,
-            extra_envs=extra_envs,
-            progress=progress,
-            base_image=base_image,
-            ca_bundle=ca_bundle,
-            contain=contain,
-            pass_env=pass_env,
-            trust_model=trust_model,
-            trusted_types=trusted_types,
-        ),
+        options=options,
     )
     report = session.report
     report.timings["total"] = time.perf_counter() - session.start
@@ -501,6 +484,7 @@ def predict(
     ``extra_env`` is ``extra_envs``). Raises :class:`~envkit.errors.EnvkitError` when the
     input, the environment or the model fails.
     """
+    options = ValidateOptions.from_call(locals())
     if (input_data is None) == (input_path is None):
         raise UsageError("give exactly one of input_data and input_path")
     session = _run(
@@ -511,25 +495,7 @@ def predict(
         output_path=output_path,
         want_predictions=True,
         stream=False,
-        options=ValidateOptions.from_keywords(
-            env_manager=env_manager,
-            python=python,
-            overrides=overrides,
-            pip_requirements_override=pip_requirements_override,
-            timeout=timeout,
-            build_timeout=build_timeout,
-            use_cache=use_cache,
-            cache_dir=cache_dir,
-            extra_env=extra_env,
-            extra_envs=extra_envs,
-            progress=progress,
-            base_image=base_image,
-            ca_bundle=ca_bundle,
-            contain=contain,
-            pass_env=pass_env,
-            trust_model=trust_model,
-            trusted_types=trusted_types,
-        ),
+        options=options,
     )
     session.report.raise_for_error()
     if session.predictions is None:
