@@ -14,13 +14,16 @@ from envkit._version import __version__
 if TYPE_CHECKING:
     from envkit import models, pyfunc, sklearn
     from envkit.models.tracking import active_run, end_run, set_tracking_dir, start_run
+    from envkit.sandbox.matrix import MatrixReport, matrix
     from envkit.sandbox.validate import ValidationReport, validate
 
 __all__ = [
+    "MatrixReport",
     "ValidationReport",
     "__version__",
     "active_run",
     "end_run",
+    "matrix",
     "models",
     "pyfunc",
     "set_tracking_dir",
@@ -38,6 +41,8 @@ __getattr__, __dir__ = lazy_attributes(
         "set_tracking_dir": "envkit.models.tracking",
         "validate": "envkit.sandbox.validate",
         "ValidationReport": "envkit.sandbox.validate",
+        "matrix": "envkit.sandbox.matrix",
+        "MatrixReport": "envkit.sandbox.matrix",
     },
     submodules={"models", "pyfunc", "sklearn", "deps", "sandbox", "serving", "errors"},
 )

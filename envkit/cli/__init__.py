@@ -22,6 +22,7 @@ from envkit.errors import EXIT_BAD_INPUT, EXIT_ENV_FAILED, EXIT_MODEL_FAILED, En
 # Order is the order of `envkit --help`.
 COMMAND_MODULES = [
     "envkit.cli.validate",
+    "envkit.cli.matrix",
     "envkit.cli.predict",
     "envkit.cli.info",
     "envkit.cli.scan",

@@ -8,6 +8,7 @@ minor version (with a warning); else an error listing every version found.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ import platform
 import re
 import shutil
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,8 +222,20 @@ def available_interpreters() -> list[Interpreter]:
     return sorted(result.values(), key=lambda i: parse_version(i.version))
 
 
+_UV_LOCK = threading.Lock()
+
+
 def find_uv() -> str | None:
-    """The uv executable: the one installed with the ``uv`` package, else ``uv`` on PATH."""
+    """The uv executable: the one installed with the ``uv`` package, else ``uv`` on PATH.
+
+    Looked up once per process, under a lock: ``uv.find_uv_bin`` reads ``sysconfig``, whose
+    first use is not thread-safe (concurrent matrix cells saw half-initialised values)."""
+    with _UV_LOCK:
+        return _find_uv()
+
+
+@functools.lru_cache(maxsize=1)
+def _find_uv() -> str | None:
     try:
         from uv import find_uv_bin
 
