@@ -37,6 +37,13 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="exit 1 when this environment does not satisfy the requirements (for CI)",
     )
+    deps.add_argument(
+        "--against",
+        metavar="FILE",
+        help="compare with the environment FILE describes (a requirements or lock file, such "
+        "as the serving image's pip freeze) instead of this interpreter; builds nothing; exit 1 "
+        "when it violates or lacks a requirement",
+    )
     add_format_option(deps)
 
     infer = add_model_command(
@@ -82,6 +89,9 @@ def register(subparsers: Any) -> None:
 def run_deps(args: argparse.Namespace) -> int:
     from envkit.deps.report import dependency_report
 
+    if args.against:
+        return _run_against(args)
+
     report = dependency_report(args.model)
     if args.format == "json":
         print(json.dumps(report.to_dict(), indent=2))
@@ -90,6 +100,18 @@ def run_deps(args: argparse.Namespace) -> int:
     if args.check and not report.ok:
         return EXIT_MODEL_FAILED
     return EXIT_OK
+
+
+def _run_against(args: argparse.Namespace) -> int:
+    from envkit._redact import redact_data
+    from envkit.deps.against import check_against, render_against
+
+    report = check_against(args.model, args.against)
+    if args.format == "json":
+        print(json.dumps(redact_data(report.to_dict()), indent=2))
+    else:
+        print(render_against(report))
+    return EXIT_OK if report.ok else EXIT_MODEL_FAILED
 
 
 def _capture_lines(capture: dict[str, Any]) -> list[str]:
