@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "envkit.cli.serve",
     "envkit.cli.docker",
     "envkit.cli.env",
+    "envkit.cli.hook",
 ]
 
 logger = logging.getLogger("envkit")
