@@ -10,6 +10,7 @@ from typing import Any
 
 
 def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
+    add_quiet_option(parser)
     parser.add_argument(
         "--env-manager",
         metavar="NAME",
@@ -73,24 +74,69 @@ def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_quiet_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="show no progress while it works"
+    )
+
+
+def wants_progress(args: argparse.Namespace) -> bool:
+    """Progress goes to a terminal only: not with ``--quiet``, not for ``--format json`` or
+    ``junit``, not when stdout or stderr is redirected (CI logs get the report alone)."""
+    if getattr(args, "quiet", False) or getattr(args, "format", "text") != "text":
+        return False
+    return sys.stdout.isatty() and sys.stderr.isatty()
+
+
+class ProgressBoard:
+    """Lines on stderr, one per ``key`` (a matrix cell; ``""`` for a single run): a spinner,
+    what that run is doing now, and the time since it started."""
+
+    def __init__(self, progress: Any) -> None:
+        self._progress = progress
+        self._tasks: dict[str, Any] = {}
+
+    def callback(self, key: str = "") -> Callable[[str, str], None]:
+        """The library's progress callback for one run."""
+
+        def update(event: str, message: str) -> None:
+            text = f"{key}: {message}" if key else message
+            task = self._tasks.get(key)
+            if task is None:
+                self._tasks[key] = self._progress.add_task(text)
+            elif event == "done":
+                self._progress.update(task, description=text)
+                self._progress.stop_task(task)
+            else:
+                self._progress.update(task, description=text)
+
+        return update
+
+
 @contextlib.contextmanager
-def progress_display(enabled: bool) -> Iterator[Callable[[str, str], None] | None]:
-    """A rich spinner on stderr (only on a terminal) fed by the library's progress events."""
-    if not enabled or not sys.stderr.isatty():
+def progress_board(enabled: bool) -> Iterator[ProgressBoard | None]:
+    """A :class:`ProgressBoard` while the block runs (``None`` when not ``enabled``); it is
+    cleared when the block ends, before the report is printed."""
+    if not enabled:
         yield None
         return
     from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    console = Console(stderr=True)
-    with console.status("reading the model", spinner="dots") as status:
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        yield ProgressBoard(progress)
 
-        def update(event: str, message: str) -> None:
-            if event == "done":
-                return
-            status.update(message)
-            if event in ("environment", "run"):
-                console.print(f"[dim]{message}[/]", highlight=False)
 
+@contextlib.contextmanager
+def progress_display(enabled: bool) -> Iterator[Callable[[str, str], None] | None]:
+    """The progress callback of a single run (see :func:`progress_board`)."""
+    with progress_board(enabled) as board:
+        if board is None:
+            yield None
+            return
+        update = board.callback()
+        update("start", "reading the model")
         yield update
 
 

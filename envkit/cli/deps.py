@@ -18,6 +18,7 @@ from envkit.cli._common import (
     add_trust_options,
     trust_kwargs,
 )
+from envkit.cli._sandbox_options import add_quiet_option
 from envkit.errors import EXIT_MODEL_FAILED, EXIT_OK
 
 
@@ -84,6 +85,7 @@ def register(subparsers: Any) -> None:
         help="the resolver to use (default: uv when available)",
     )
     add_timeout_option(lock, "seconds resolution may take (default 600)")
+    add_quiet_option(lock)
 
 
 def run_deps(args: argparse.Namespace) -> int:
@@ -242,9 +244,13 @@ def render_infer(result: Any, *, written: bool) -> str:
 
 def run_lock(args: argparse.Namespace) -> int:
     from envkit._subprocess import check_timeout
+    from envkit.cli._sandbox_options import progress_display, wants_progress
     from envkit.deps.lock import lock_model
 
     timeout = check_timeout(args.timeout, "--timeout")
-    result = lock_model(args.model, tool=args.tool, timeout=timeout)
+    with progress_display(wants_progress(args)) as progress:
+        if progress is not None:
+            progress("resolve", f"resolving {args.model}'s requirements ({args.tool or 'uv'})")
+        result = lock_model(args.model, tool=args.tool, timeout=timeout)
     print(f"wrote {result.path} ({result.pinned} pinned requirements, {result.tool})")
     return EXIT_OK

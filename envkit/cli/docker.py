@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from envkit.cli._common import add_trust_options
+from envkit.cli._sandbox_options import add_quiet_option
 
 
 def _add_image_options(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +60,7 @@ def register(subparsers: Any) -> None:
     build.add_argument("-t", "--tag", metavar="TAG", required=True, help="image name[:tag]")
     build.add_argument("--no-cache", action="store_true", help="build every layer afresh")
     build.add_argument("--format", choices=("text", "json"), default="text")
+    add_quiet_option(build)
     add_trust_options(build)
     build.set_defaults(func=run_build)
 
@@ -84,10 +86,10 @@ def run_generate(args: argparse.Namespace) -> int:
 
 def run_build(args: argparse.Namespace) -> int:
     from envkit.cli._common import trust_kwargs
-    from envkit.cli._sandbox_options import progress_display
+    from envkit.cli._sandbox_options import progress_display, wants_progress
     from envkit.docker import build_image
 
-    with progress_display(True) as progress:
+    with progress_display(wants_progress(args)) as progress:
         build = build_image(
             args.model,
             args.tag,

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from envkit.cli._common import add_trust_options, trust_kwargs
+from envkit.cli._sandbox_options import add_quiet_option, progress_board, wants_progress
 
 
 def register(subparsers: Any) -> None:
@@ -58,6 +59,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--env", metavar="NAME", action="append", default=[], dest="pass_env")
     parser.add_argument("--no-contain", action="store_true")
     add_trust_options(parser)
+    add_quiet_option(parser)
     parser.add_argument("--format", choices=("text", "json", "junit"), default="text")
     parser.add_argument("--output", metavar="FILE", help="write the report to FILE")
     parser.set_defaults(func=run)
@@ -65,7 +67,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from envkit.errors import UsageError
-    from envkit.sandbox.matrix import matrix, render
+    from envkit.sandbox.matrix import render
 
     if args.jobs is not None and args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
@@ -73,7 +75,24 @@ def run(args: argparse.Namespace) -> int:
         sets = [shlex.split(text) for text in args.with_sets]
     except ValueError as exc:
         raise UsageError(f"--with: {exc}") from None
-    report = matrix(
+    with progress_board(wants_progress(args)) as board:
+        report = _matrix(args, sets, board.callback if board is not None else None)
+    text = render(report, args.format)
+    if args.output:
+        from envkit.cli._sandbox_options import write_output
+
+        write_output(args.output, text)
+        print(render(report, "text").splitlines()[-1])
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    return report.exit_code
+
+
+def _matrix(args: argparse.Namespace, sets: list[list[str]], progress_for: Any) -> Any:
+    from envkit.sandbox.matrix import matrix
+
+    return matrix(
         args.model,
         pythons=args.python or ["recorded"],
         override_sets=sets,
@@ -85,14 +104,5 @@ def run(args: argparse.Namespace) -> int:
         contain=not args.no_contain,
         pass_env=list(args.pass_env),
         **trust_kwargs(args),
+        progress_for=progress_for,
     )
-    text = render(report, args.format)
-    if args.output:
-        from envkit.cli._sandbox_options import write_output
-
-        write_output(args.output, text)
-        print(render(report, "text").splitlines()[-1])
-    else:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    return report.exit_code

@@ -8,7 +8,12 @@ import sys
 from typing import Any
 
 from envkit.cli._common import add_trust_options, trust_kwargs
-from envkit.cli._sandbox_options import add_sandbox_options, progress_display, sandbox_kwargs
+from envkit.cli._sandbox_options import (
+    add_sandbox_options,
+    progress_display,
+    sandbox_kwargs,
+    wants_progress,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -51,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             input_path = str(tmp / f"input.{content_type}")
             with open(input_path, "w", encoding="utf-8") as handle:
                 handle.write(sys.stdin.read())
-        with progress_display(True) as progress:
+        with progress_display(wants_progress(args)) as progress:
             predictions = predict(
                 args.model,
                 input_path=input_path,

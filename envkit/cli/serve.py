@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from envkit.cli._common import add_trust_options
+from envkit.cli._sandbox_options import add_quiet_option
 
 
 def register(subparsers: Any) -> None:
@@ -23,6 +24,7 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument("model", metavar="MODEL", help="model directory or runs:/<run_id>/<name>")
+    add_quiet_option(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     parser.add_argument("--port", "-p", type=int, default=5000, help="port (default 5000)")
     parser.add_argument(
@@ -75,10 +77,12 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from envkit.cli._common import trust_kwargs
-    from envkit.cli._sandbox_options import progress_display
+    from envkit.cli._sandbox_options import progress_display, wants_progress
     from envkit.serving.launch import prepare_server
 
-    with progress_display(True) as progress:  # the spinner ends before the server prints
+    with progress_display(
+        wants_progress(args)
+    ) as progress:  # the spinner ends before the server prints
         server = prepare_server(
             args.model,
             host=args.host,

@@ -11,6 +11,7 @@ from envkit.cli._sandbox_options import (
     add_sandbox_options,
     progress_display,
     sandbox_kwargs,
+    wants_progress,
     write_output,
 )
 
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from envkit.sandbox.report import render
     from envkit.sandbox.validate import validate
 
-    with progress_display(True) as progress:
+    with progress_display(wants_progress(args)) as progress:
         report = validate(
             args.model,
             input_path=args.input,

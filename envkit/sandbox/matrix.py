@@ -132,12 +132,14 @@ def matrix(
     jobs: int | None = None,
     env_manager: str = "uv",
     strict: bool = False,
+    progress_for: Callable[[str], Callable[[str, str], None]] | None = None,
     **validate_options: Any,
 ) -> MatrixReport:
     """Validate the model in every cell of ``pythons`` x ``override_sets`` (see the module
     doc); ``validate_options`` are :func:`~envkit.sandbox.validate.validate`'s other keywords
-    (``timeout``, ``use_cache``, ``contain``, ``trust_model``...)."""
-    for bad in ("python", "overrides", "pip_requirements_override"):
+    (``timeout``, ``use_cache``, ``contain``, ``trust_model``...). ``progress_for(label)``
+    gives the progress callback of the cell with that label (a line per cell on a terminal)."""
+    for bad in ("python", "overrides", "pip_requirements_override", "progress"):
         if bad in validate_options:
             raise UsageError(f"matrix() takes pythons= and override_sets=, not {bad}=")
     sets = [tuple(s) for s in override_sets] or [()]
@@ -149,7 +151,10 @@ def matrix(
     started = time.perf_counter()
 
     def one(cell: MatrixCell) -> CellResult:
-        return _run_cell(model_uri, cell, env_manager, strict, validate_options)
+        options = dict(validate_options)
+        if progress_for is not None:
+            options["progress"] = progress_for(cell.label)
+        return _run_cell(model_uri, cell, env_manager, strict, options)
 
     with ThreadPoolExecutor(max_workers=min(workers, len(cells))) as pool:
         results = list(pool.map(one, cells))
