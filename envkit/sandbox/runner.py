@@ -75,15 +75,18 @@ class _Run:
 
 
 def _imported_sources() -> list[str]:
-    """The environment's Python source files this run imported (envkit compiles them after
-    the run, outside it: the environment is read-only to the model)."""
+    """The environment's Python source files this run imported that have no bytecode yet
+    (envkit compiles them after the run, outside it: the environment is read-only to the
+    model). A run whose imports all had bytecode reports none, and nothing is compiled."""
+    import importlib.util
+
     prefix = os.path.join(sys.prefix, "")
-    files = []
+    files = set()
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None)
         if isinstance(path, str) and path.endswith(".py") and path.startswith(prefix):
-            files.append(path)
-    return sorted(set(files))
+            files.add(path)
+    return sorted(f for f in files if not os.path.exists(importlib.util.cache_from_source(f)))
 
 
 def _message(exc: BaseException) -> str:
