@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import warnings
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,3 +91,36 @@ def test_conda_env_with_pip_requirements_is_a_clear_error(tmp_path, other, iris_
     with pytest.raises(UsageError, match="Only one of `conda_env`"):
         envkit.sklearn.save_model(iris_pipeline, tmp_path / "s", conda_env=CONDA, **{other: ["x"]})
     assert not (tmp_path / "p").exists() and not (tmp_path / "s").exists()
+
+
+DOC_MLMODEL = """time_created: 2018-05-25T17:28:53.35
+flavors:
+  sklearn:
+    sklearn_version: 0.19.1
+    pickled_model: model.pkl
+  python_function:
+    loader_module: mlflow.sklearn
+"""
+
+
+def _envkit_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "envkit", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_info_shows_the_recorded_time_created_and_invents_no_uuid(tmp_path):
+    # The documentation's abbreviated MLmodel: time_created, no utc_time_created, no uuid.
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "MLmodel").write_text(DOC_MLMODEL)
+    (tmp_path / "m" / "model.pkl").write_bytes(b"")
+    first = _envkit_cli("info", str(tmp_path / "m"), "--trust-model")
+    assert first.returncode == 0, first.stderr
+    assert "created: 2018-05-25T17:28:53.350000 (as recorded in time_created)" in first.stdout
+    assert "uuid: unknown (not recorded)" in first.stdout
+    data = json.loads(_envkit_cli("info", str(tmp_path / "m"), "--format", "json").stdout)
+    assert data["model_uuid"] is None and data["utc_time_created"] is None
+    assert data["time_created"] == "2018-05-25T17:28:53.350000"
+    (tmp_path / "m" / "MLmodel").write_text("flavors:\n  python_function: {}\n")
+    bare = _envkit_cli("info", str(tmp_path / "m"))
+    assert "created: unknown (not recorded)" in bare.stdout, bare.stderr
