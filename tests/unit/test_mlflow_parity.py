@@ -124,3 +124,21 @@ def test_info_shows_the_recorded_time_created_and_invents_no_uuid(tmp_path):
     (tmp_path / "m" / "MLmodel").write_text("flavors:\n  python_function: {}\n")
     bare = _envkit_cli("info", str(tmp_path / "m"))
     assert "created: unknown (not recorded)" in bare.stdout, bare.stderr
+
+
+def test_predict_ignores_an_undeclared_param_with_one_warning(tmp_path, monkeypatch):
+    from envkit.models.enforcement import IgnoredParamsWarning
+    from envkit.models.signature import infer_signature
+
+    monkeypatch.delenv("ENVKIT_STRICT_PARAMS", raising=False)
+    signature = infer_signature(["a"], ["a"], params={"k": 1})
+    envkit.pyfunc.save_model(tmp_path / "m", Echo(), signature=signature)
+    model = envkit.pyfunc.load_model(tmp_path / "m")
+    with pytest.warns(IgnoredParamsWarning, match="'other' are not in the model signature") as w:
+        out = model.predict(["x"], params={"k": 2, "other": 3})
+    assert list(out.iloc[:, 0]) == ["x"]
+    assert len(w) == 1 and w[0].filename == __file__
+    from envkit.errors import SchemaEnforcementError
+
+    with pytest.raises(SchemaEnforcementError, match="'other' is not in the model signature"):
+        model.predict(["x"], params={"other": 3}, strict_params=True)
