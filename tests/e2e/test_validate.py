@@ -178,23 +178,29 @@ flavors:
 @pytest.mark.mlflow
 @pytest.mark.timeout(900)
 def test_the_documentations_abbreviated_mlmodel_validates_with_envkits_loader(
-    tmp_path, shared_cache
+    tmp_path, shared_cache, mlflow_python
 ):
     """MLflow's own loader fails on it (KeyError 'model_path'); envkit's reads it, with the
     model's pinned mlflow installed; the report says which loader ran, also on failure."""
     import pickle
     from importlib.metadata import version
 
-    from conftest import MLFLOW_VERSION
     from sklearn.linear_model import LogisticRegression
 
+    mlflow_version = subprocess.run(
+        [str(mlflow_python), "-c", "import importlib.metadata as m; print(m.version('mlflow'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
     model = tmp_path / "doc"
     model.mkdir()
     fitted = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
     (model / "model.pkl").write_bytes(pickle.dumps(fitted))
     (model / "MLmodel").write_text(DOC_MLMODEL.format(sklearn=version("scikit-learn")))
     (model / "requirements.txt").write_text(
-        f"mlflow=={MLFLOW_VERSION}\nscikit-learn=={version('scikit-learn')}\n"
+        f"mlflow=={mlflow_version}\nscikit-learn=={version('scikit-learn')}\n"
     )
     payload = tmp_path / "input.json"
     payload.write_text('{"inputs": [[0.5], [2.5]]}')
