@@ -60,6 +60,16 @@ def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
         "writable inputs, no limits (the report says so)",
     )
     parser.add_argument(
+        "--loader",
+        choices=("auto", "envkit", "mlflow"),
+        default="auto",
+        help="how the model's process loads the model: auto (default: envkit's loader for the "
+        "flavors envkit knows, mlflow.sklearn and mlflow.pyfunc.model included, even when the "
+        "model pins mlflow, which is installed but not imported; MLflow's for the others), "
+        "envkit, or mlflow (MLflow's own loader, installed as the model records it); the "
+        "report says which ran",
+    )
+    parser.add_argument(
         "--base-image",
         metavar="IMAGE",
         help="--env-manager docker: the Python base image (default: $ENVKIT_DOCKER_BASE_IMAGE, "
@@ -162,4 +172,5 @@ def sandbox_kwargs(args: Any) -> dict[str, Any]:
         "ca_bundle": args.ca_bundle,
         "contain": not args.no_contain,
         "pass_env": list(args.pass_env),
+        "loader": args.loader,
     }

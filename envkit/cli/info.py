@@ -49,14 +49,23 @@ def human_size(size: int) -> str:
     return f"{size} B"
 
 
+def _created(info: dict[str, Any]) -> str:
+    """The creation time the MLmodel records (``time_created``: older MLflow, no time zone)."""
+    if info.get("utc_time_created"):
+        return f"{info['utc_time_created']} UTC"
+    if info.get("time_created"):
+        return f"{info['time_created']} (as recorded in time_created)"
+    return "unknown (not recorded)"
+
+
 def render_text(info: dict[str, Any]) -> str:
     """``describe_model`` output as readable text."""
     lines = [f"model: {info['path']}"]
     made_by = [f"envkit {info['envkit_version']}"] if info.get("envkit_version") else []
     if info.get("mlflow_version"):
         made_by.append(f"MLflow {info['mlflow_version']}")
-    lines.append(f"  created: {info['utc_time_created']} UTC by {', '.join(made_by) or 'unknown'}")
-    lines.append(f"  uuid: {info['model_uuid']}")
+    lines.append(f"  created: {_created(info)} by {', '.join(made_by) or 'unknown'}")
+    lines.append(f"  uuid: {info['model_uuid'] or 'unknown (not recorded)'}")
     if info.get("run_id"):
         lines.append(f"  run: runs:/{info['run_id']}/{info['artifact_path']}")
     lines.append("flavors:")

@@ -32,8 +32,12 @@ def describe_model(model_uri: str | os.PathLike[str]) -> dict[str, Any]:
     environment = _environment(local, model)
     return {
         "path": str(local),
-        "model_uuid": model.model_uuid,
-        "utc_time_created": model.utc_time_created,
+        # As the file says, or None: never the time of this call or a fresh uuid.
+        "model_uuid": None if "model_uuid" in model.invented_fields else model.model_uuid,
+        "utc_time_created": (
+            None if "utc_time_created" in model.invented_fields else model.utc_time_created
+        ),
+        "time_created": _str_or_none(model.extra.get("time_created")),
         "run_id": model.run_id,
         "artifact_path": model.artifact_path,
         "envkit_version": model.envkit_version,
@@ -79,3 +83,11 @@ def payload_rule(lines: Iterable[str]) -> str:
         f"JSON instances and inputs, {arrays}; dataframe_split, dataframe_records and CSV "
         "need pandas, which the model does not record"
     )
+
+
+def _str_or_none(value: object) -> str | None:
+    """A recorded time as text (YAML reads an unquoted ISO 8601 time as a datetime)."""
+    if value is None:
+        return None
+    isoformat = getattr(value, "isoformat", None)
+    return isoformat() if callable(isoformat) else str(value)

@@ -224,3 +224,49 @@ def copy_metadata(model_dir: str | Path) -> None:
         source = model_dir / name
         if source.is_file():
             shutil.copy2(source, meta / name)
+
+
+def user_conda_env(conda_env: dict[str, Any] | str | Path) -> dict[str, Any]:
+    """The ``conda_env`` a user passed to ``save_model`` (a mapping or a YAML file), as a
+    mapping; its pip section is the model's pip requirements (as MLflow)."""
+    if isinstance(conda_env, dict):
+        data = dict(conda_env)
+    elif isinstance(conda_env, (str, Path)):
+        data = _read_yaml_mapping(Path(conda_env))
+    else:
+        from envkit.errors import UsageError
+
+        raise UsageError(
+            "conda_env must be a dict or the path of a conda YAML file, "
+            f"not {type(conda_env).__name__}"
+        )
+    if not isinstance(data.get("dependencies") or [], list):
+        raise InvalidRequirementError("conda_env: 'dependencies' must be a list")
+    return data
+
+
+def conda_pip_requirements(conda_env: dict[str, Any]) -> list[str]:
+    """The pip section of a conda environment mapping."""
+    pip: list[str] = []
+    for dep in conda_env.get("dependencies") or []:
+        if isinstance(dep, dict) and "pip" in dep:
+            pip.extend(str(r) for r in dep["pip"] or [])
+    return pip
+
+
+def write_user_conda_env(
+    model_dir: str | Path, conda_env: dict[str, Any], requirements: Sequence[str]
+) -> None:
+    """Write the user's conda environment as the model's ``conda.yaml``, its pip section
+    replaced by the model's final requirements (as MLflow's ``_overwrite_pip_deps``)."""
+    deps = [
+        d for d in conda_env.get("dependencies") or [] if not (isinstance(d, dict) and "pip" in d)
+    ]
+    if requirements:
+        if not any(isinstance(d, str) and re.match(r"pip\b", d) for d in deps):
+            deps.append("pip")
+        deps.append({"pip": list(requirements)})
+    data = {**conda_env, "dependencies": deps}
+    (Path(model_dir) / CONDA_ENV_FILE).write_text(
+        yaml.safe_dump(data, default_flow_style=False), encoding="utf-8"
+    )

@@ -56,6 +56,7 @@ __all__ = [
     "KIND_CONDA",
     "KIND_PYTHON_ENV",
     "KIND_REQUIREMENTS",
+    "RUNNING_PYTHON",
     "EnvFileNames",
     "RecordedEnvironment",
     "RecordedLock",
@@ -70,6 +71,9 @@ KIND_CONDA = "conda"
 KIND_REQUIREMENTS = "requirements"
 # RecordedEnvironment.python_from when the version is the MLmodel's python_version.
 MLMODEL = "MLmodel"
+# RecordedEnvironment.python_from when nothing records a version: a model with only
+# requirements.txt is built for the running interpreter's Python, as MLflow does.
+RUNNING_PYTHON = "running Python"
 
 # The header line of a requirements.lock that ties it to the requirements it was compiled from.
 DIGEST_PREFIX = "# envkit-lock-input-sha256: "
@@ -162,7 +166,10 @@ class RecordedEnvironment:
         """What was read, e.g. ``"python_env.yaml + requirements.txt"``."""
         if not self.files:
             return None
-        head = "MLmodel python_version + " if self.python_from == MLMODEL else ""
+        head = {
+            MLMODEL: "MLmodel python_version + ",
+            RUNNING_PYTHON: f"{RUNNING_PYTHON} {self.python} (none recorded) + ",
+        }.get(self.python_from or "", "")
         return head + " + ".join(self.files)
 
     @property
@@ -242,7 +249,9 @@ class _Reader:
         requirements = self.model_dir / REQUIREMENTS_FILE
         if python_env is not None and python_env.is_file():
             # (broken, when reading leniently: what requirements.txt lists is checked, at least)
-            return self.from_python_env(python_env) or self.from_requirements(requirements, None)
+            return self.from_python_env(python_env) or self.from_requirements(
+                requirements, None, running=False
+            )
         if conda is not None and conda.is_file():
             return self.from_conda(conda)
         if requirements.is_file():
@@ -328,18 +337,27 @@ class _Reader:
             conda_channels=conda.channels,
         )
 
-    def from_requirements(self, path: Path, python: str | None) -> RecordedEnvironment:
+    def from_requirements(
+        self, path: Path, python: str | None, *, running: bool = True
+    ) -> RecordedEnvironment:
+        """``requirements.txt`` alone; without a recorded Python version, the running
+        interpreter's (``running``: not for a broken python_env.yaml read leniently)."""
         if not path.is_file():
             return RecordedEnvironment(self.model_dir, self.names)
         lines = self.lines()
         lines.read_file(path)
+        python_from = MLMODEL if python else (RUNNING_PYTHON if running else None)
+        if python_from == RUNNING_PYTHON:
+            import platform
+
+            python = platform.python_version()
         return RecordedEnvironment(
             self.model_dir,
             self.names,
             kind=KIND_REQUIREMENTS,
             files=(REQUIREMENTS_FILE,),
             python=python,
-            python_from=MLMODEL if python else None,
+            python_from=python_from,
             listed=lines.result(),
         )
 

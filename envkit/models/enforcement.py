@@ -7,8 +7,12 @@ defaulted) with two deliberate differences:
 
 * a violation raises :class:`~envkit.errors.SchemaEnforcementError` with one message naming
   the column or param, the expected type and what was given;
-* unknown params are refused instead of silently dropped, and a cast is "safe" when no value
-  changes (so ``int64 -> double`` passes for integers up to 2**53 and fails above).
+* a cast is "safe" when no value changes (so ``int64 -> double`` passes for integers up to
+  2**53 and fails above).
+
+Params that the signature does not declare are ignored with one :class:`IgnoredParamsWarning`
+naming them, as MLflow 3.x does; in strict mode (``strict_params=True``, or the environment
+variable ``ENVKIT_STRICT_PARAMS=1``) they raise :class:`SchemaEnforcementError` instead.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ if TYPE_CHECKING:
     from envkit.models.signature import ModelSignature
 
 __all__ = [
+    "IgnoredParamsWarning",
     "convert_to_example_format",
     "enforce_params",
     "enforce_schema",
@@ -61,6 +66,7 @@ def validate_prediction_input(
     *,
     type_hint: Any = None,
     input_example: Any = None,
+    strict_params: bool | None = None,
 ) -> tuple[Any, dict[str, Any] | None]:
     """Check ``data`` and ``params`` against ``signature``; return them converted.
 
@@ -77,12 +83,12 @@ def validate_prediction_input(
             from envkit.models.type_hints import validate_data_against_type_hint
 
             data = validate_data_against_type_hint(data, type_hint)
-        return data, enforce_params(params, signature.params)
+        return data, enforce_params(params, signature.params, strict=strict_params)
     if signature.inputs is not None:
         data = enforce_schema(data, signature.inputs)
         if getattr(signature, "_is_type_hint_from_example", False) and input_example is not None:
             data = convert_to_example_format(data, input_example)
-    return data, enforce_params(params, signature.params)
+    return data, enforce_params(params, signature.params, strict=strict_params)
 
 
 def convert_to_example_format(data: Any, input_example: Any) -> Any:
@@ -143,34 +149,57 @@ def _plain(value: Any, np: Any) -> Any:
 # --- params ------------------------------------------------------------------------------------
 
 
-def enforce_params(
-    params: dict[str, Any] | None, schema: ParamSchema | None
-) -> dict[str, Any] | None:
-    """Params checked against ``schema``: typed, with defaults filled in; unknown ones refused."""
-    if schema is None:
-        if params is None or params == {}:
-            return params
-        if not isinstance(params, Mapping):
-            raise SchemaEnforcementError(
-                f"params must be a dictionary, got {type(params).__name__}"
-            )
-        names = ", ".join(repr(str(k)) for k in params)
+class IgnoredParamsWarning(UserWarning):
+    """Params given at predict that the model signature does not declare (ignored)."""
+
+
+STRICT_PARAMS_ENV = "ENVKIT_STRICT_PARAMS"
+
+
+def strict_params_mode(strict: bool | None) -> bool:
+    """``strict`` if given, else ``ENVKIT_STRICT_PARAMS`` (true/false, 1/0, yes/no)."""
+    import os
+
+    if strict is not None:
+        return bool(strict)
+    return os.environ.get(STRICT_PARAMS_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _undeclared(names: list[str], known: list[str], strict: bool) -> None:
+    """Refuse (strict) or warn once about params the signature does not declare."""
+    import warnings
+
+    given = ", ".join(map(repr, names))
+    accepted = ", ".join(map(repr, known)) or "no params"
+    if strict:
         raise SchemaEnforcementError(
-            f"param {names} given, but the model signature declares no params; "
-            "remove them or add a params schema to the signature"
+            f"param {given} is not in the model signature; the model accepts: {accepted}"
         )
-    if params is None:
-        params = {}
-    if not isinstance(params, Mapping):
+    warnings.warn(
+        f"params {given} are not in the model signature and are ignored; the model accepts: "
+        f"{accepted} (set {STRICT_PARAMS_ENV}=1 to make this an error)",
+        IgnoredParamsWarning,
+        stacklevel=6,  # _undeclared, enforce_params, validate_prediction_input, _prepare, predict
+    )
+
+
+def enforce_params(
+    params: dict[str, Any] | None, schema: ParamSchema | None, *, strict: bool | None = None
+) -> dict[str, Any] | None:
+    """Params checked against ``schema``: typed, with defaults filled in; params it does not
+    declare are ignored with one warning (refused when ``strict``, see the module doc)."""
+    strict = strict_params_mode(strict)
+    if params is not None and not isinstance(params, Mapping):
         raise SchemaEnforcementError(f"params must be a dictionary, got {type(params).__name__}")
-    params = {str(k): v for k, v in params.items()}
+    if schema is None:
+        if params:
+            _undeclared([str(k) for k in params], [], strict)
+        return None if params else params
+    params = {str(k): v for k, v in (params or {}).items()}
     known = {spec.name: spec for spec in schema.params}
     unknown = [k for k in params if k not in known]
     if unknown:
-        raise SchemaEnforcementError(
-            f"param {', '.join(map(repr, unknown))} is not in the model signature; "
-            f"the model accepts: {', '.join(map(repr, known)) or 'no params'}"
-        )
+        _undeclared(unknown, list(known), strict)
     result: dict[str, Any] = {}
     with _violations("params") as check:
         for name, spec in known.items():

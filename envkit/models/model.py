@@ -93,6 +93,8 @@ class Model:
         self.envkit_version = envkit_version
         self.prompts = prompts
         self.env_vars = env_vars
+        # Fields this object filled in because the MLmodel it was read from had none.
+        self.invented_fields: frozenset[str] = frozenset()
         self.extra: dict[str, Any] = dict(extra)
 
     # -- flavors ---------------------------------------------------------------------------------
@@ -224,6 +226,11 @@ class Model:
                 raise ModelFormatError(
                     f"'{name}' in MLmodel must be a mapping, got {type(known[name]).__name__}"
                 )
+        # Model() fills a missing creation time and uuid (as MLflow does); remember which were
+        # not in the file, so that what describes the file never shows an invented value.
+        invented = frozenset(
+            name for name in ("utc_time_created", "model_uuid") if not known.get(name)
+        )
         model = cls(
             flavors={str(k): dict(v) for k, v in flavors.items()},
             envkit_version=known.pop("envkit_version", None),
@@ -237,6 +244,7 @@ class Model:
             model._signature_dict = dict(signature)
         model.is_signature_from_type_hint = from_hint
         model.type_hint_from_example = from_example
+        model.invented_fields = invented
         return model
 
     @classmethod

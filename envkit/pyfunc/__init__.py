@@ -18,10 +18,24 @@ from pathlib import Path
 from typing import Any, Union
 
 from envkit.pyfunc.loading import FLAVOR_NAME, PyFuncModel, load_model
-from envkit.pyfunc.model import PythonModel, PythonModelContext
+from envkit.pyfunc.model import MODEL_CONFIG, PythonModel, PythonModelContext
+
+# The MLmodel keys MLflow users write (mlflow.pyfunc's constants, with MLflow's values), e.g.
+# ``model_info.flavors[envkit.pyfunc.FLAVOR_NAME][envkit.pyfunc.MODEL_CONFIG]``.
+MAIN = "loader_module"
+CODE = "code"
+DATA = "data"
+ENV = "env"
+PY_VERSION = "python_version"
 
 __all__ = [
+    "CODE",
+    "DATA",
+    "ENV",
     "FLAVOR_NAME",
+    "MAIN",
+    "MODEL_CONFIG",
+    "PY_VERSION",
     "PyFuncModel",
     "PythonModel",
     "PythonModelContext",
@@ -193,6 +207,7 @@ def save_model(
     streamable: bool | None = None,
     overwrite: bool = False,
     strict: bool | None = None,
+    conda_env: dict[str, Any] | str | os.PathLike[str] | None = None,
     envkit_model: Any = None,
 ) -> Any:
     """Save a custom model as an MLflow Model directory at ``path``; returns its ``Model``.
@@ -216,6 +231,7 @@ def save_model(
         metadata=metadata,
         overwrite=overwrite,
         strict=strict,
+        conda_env=conda_env,
     )
 
 

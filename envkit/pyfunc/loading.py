@@ -72,7 +72,7 @@ class PyFuncModel:
         return self._local_path
 
     def _prepare(
-        self, data: Any, params: dict[str, Any] | None
+        self, data: Any, params: dict[str, Any] | None, strict_params: bool | None = None
     ) -> tuple[Any, dict[str, Any] | None]:
         from envkit.models.enforcement import validate_prediction_input
 
@@ -93,6 +93,7 @@ class PyFuncModel:
             signature,
             type_hint=type_hint,
             input_example=self._saved_input_example() if from_example else None,
+            strict_params=strict_params,
         )
 
     def _saved_input_example(self) -> Any:
@@ -107,13 +108,17 @@ class PyFuncModel:
             self._input_example_cache = example
         return self._input_example_cache
 
-    def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
+    def predict(
+        self, data: Any, params: dict[str, Any] | None = None, *, strict_params: bool | None = None
+    ) -> Any:
         """Predict on ``data`` (DataFrame, Series, ndarray, scipy sparse, list, dict or str).
 
         Input is checked against the model signature when there is one; ``params`` are checked
-        against its params schema (missing ones take their defaults).
+        against its params schema (missing ones take their defaults). Params the signature does
+        not declare are ignored with one ``IgnoredParamsWarning`` (as MLflow 3.x);
+        ``strict_params=True`` (or ``ENVKIT_STRICT_PARAMS=1``) makes them an error.
         """
-        data, params = self._prepare(data, params)
+        data, params = self._prepare(data, params, strict_params)
         method = getattr(self._model_impl, self._predict_fn)
         return _call_with_params(method, data, params)
 

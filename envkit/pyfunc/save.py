@@ -66,14 +66,30 @@ def save_model_directory(
     metadata: dict[str, Any] | None = None,
     overwrite: bool = False,
     strict: bool | None = None,
+    conda_env: dict[str, Any] | str | os.PathLike[str] | None = None,
 ) -> Model:
-    """Write a complete model directory at ``path`` atomically and return its :class:`Model`."""
+    """Write a complete model directory at ``path`` atomically and return its :class:`Model`.
+
+    ``conda_env`` (a mapping or a conda YAML file, as MLflow) becomes ``conda.yaml``; its pip
+    section is the model's requirements (requirements.txt, python_env.yaml)."""
     from envkit.deps.capture import capture_environment, check_user_requirements
     from envkit.pyfunc.code import model_code_on_path
 
     strict = strict_mode(strict)
-    if pip_requirements is not None and extra_pip_requirements is not None:
-        raise UsageError("pass pip_requirements or extra_pip_requirements, not both")
+    given = [conda_env, pip_requirements, extra_pip_requirements]
+    if sum(arg is not None for arg in given) > 1:
+        raise UsageError(
+            "Only one of `conda_env`, `pip_requirements`, and `extra_pip_requirements` can be "
+            "specified"
+        )
+    user_conda = None
+    if conda_env is not None:
+        from envkit.deps.envfiles import conda_pip_requirements, user_conda_env
+
+        user_conda = user_conda_env(
+            conda_env if isinstance(conda_env, dict) else Path(os.fspath(conda_env))
+        )
+        pip_requirements = conda_pip_requirements(user_conda)
     user_reqs = check_user_requirements(pip_requirements, extra_pip_requirements)
     _check_signature_argument(signature)
     for code_path in code_paths or []:
@@ -122,6 +138,10 @@ def save_model_directory(
         if example_failure is not None and env.provenance is not None:
             _example_failed_in_capture(env.provenance.capture, example_failure)
         env.write(staging, model)
+        if user_conda is not None:
+            from envkit.deps.envfiles import write_user_conda_env
+
+            write_user_conda_env(staging, user_conda, env.requirements)
         model.save(staging)
         from envkit.deps.envfiles import copy_metadata
 

@@ -19,6 +19,11 @@ DEFAULT_TIMEOUT = 300.0
 ProgressCallback = Callable[[str, str], None]
 
 
+# --loader: envkit's loader, MLflow's (installed in the environment), or envkit's for the flavors
+# it knows and MLflow's for the others.
+LOADERS = ("auto", "envkit", "mlflow")
+
+
 @dataclass(frozen=True)
 class ValidateOptions:
     """:func:`validate`'s and :func:`predict`'s options, built once from their keywords: how to
@@ -28,6 +33,8 @@ class ValidateOptions:
     timeout: float | None = DEFAULT_TIMEOUT
     extra_env: Mapping[str, str] = field(default_factory=dict)
     contain: ContainmentPolicy = field(default_factory=ContainmentPolicy)
+    # Which loader the model's process uses: one of LOADERS (see envkit.sandbox.runner).
+    loader: str = "auto"
 
     @classmethod
     def from_call(cls, arguments: Mapping[str, Any]) -> ValidateOptions:
@@ -59,6 +66,7 @@ class ValidateOptions:
         pass_env: Sequence[str] = (),
         trust_model: bool = False,
         trusted_types: Sequence[str] = (),
+        loader: str | None = None,
     ) -> ValidateOptions:
         """The options from the public keywords (MLflow's aliases ``pip_requirements_override``
         and ``extra_envs`` resolved; each checked: a bad one is a UsageError)."""
@@ -87,7 +95,10 @@ class ValidateOptions:
         timeout = check_timeout(timeout, "--timeout")
         # The model's process loads (and scans) the model again: it gets the same trust.
         extra = {**dict(extra or {}), **provision_options.trust.environment()}
-        return cls(provision_options, timeout, extra, policy)
+        loader = loader or "auto"
+        if loader not in LOADERS:
+            raise UsageError(f"loader must be one of {', '.join(LOADERS)}, not {loader!r}")
+        return cls(provision_options, timeout, extra, policy, loader)
 
 
 def _one_of(name: str, value: Any, alias: str, alias_value: Any) -> Any:

@@ -6,9 +6,12 @@ write), and writes two files: a status file updated at each stage (so that a tim
 where the model was), and the result file. Everything here runs with the environment's
 packages only, on Python 3.9+, and imports nothing heavy before it is needed.
 
-The model is loaded the way a deployment would load it: through MLflow's loader when the
-model was written by MLflow (its ``loader_module`` is ``mlflow.*``) and MLflow is installed,
-else through :func:`envkit.pyfunc.load_model`.
+The request's ``loader`` chooses how the model is loaded: ``envkit``
+(:func:`envkit.pyfunc.load_model`, which reads the flavors envkit knows, MLflow's
+``mlflow.sklearn`` and ``mlflow.pyfunc.model`` included, without importing MLflow where the
+flavor does not need its classes), ``mlflow`` (``mlflow.pyfunc.load_model``, MLflow installed
+as the model records it), or ``auto``: envkit's for the flavors it knows, else MLflow's when
+the loader is ``mlflow.*`` and MLflow is installed.
 """
 
 from __future__ import annotations
@@ -129,20 +132,51 @@ def _read_mlmodel(model_dir: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _load(model_dir: str, mlmodel: dict[str, Any]) -> tuple[Any, str]:
+def _chosen_loader(loader_module: str, choice: str) -> str:
+    """``envkit`` or ``mlflow``: what ``choice`` (``auto``, ``envkit``, ``mlflow``) means for a
+    model whose ``python_function.loader_module`` is ``loader_module``."""
     import importlib.util
 
+    if choice != "auto":
+        return choice
+    if not loader_module.startswith("mlflow."):
+        return "envkit"
+    from envkit.models.flavors import envkit_loader_for
+
+    if envkit_loader_for(loader_module) != loader_module:
+        return "envkit"  # a flavor envkit knows: its loader, MLflow not imported
+    return "mlflow" if importlib.util.find_spec("mlflow") is not None else "envkit"
+
+
+LOADER_NAMES = {"envkit": "envkit.pyfunc.load_model", "mlflow": "mlflow.pyfunc.load_model"}
+
+
+def _loader(mlmodel: dict[str, Any], choice: str = "auto") -> str:
+    """``envkit`` or ``mlflow``: the loader ``choice`` picks for this MLmodel."""
     conf = (mlmodel.get("flavors") or {}).get("python_function") or {}
-    loader_module = str(conf.get("loader_module") or "")
-    if loader_module.startswith("mlflow.") and importlib.util.find_spec("mlflow") is not None:
+    return _chosen_loader(str(conf.get("loader_module") or ""), choice)
+
+
+def _load(model_dir: str, loader: str) -> Any:
+    import importlib.util
+
+    if loader == "mlflow":
+        if importlib.util.find_spec("mlflow") is None:
+            from envkit.errors import LoaderImportError
+
+            raise LoaderImportError(
+                "--loader mlflow: MLflow is not installed in the environment (the model's "
+                "requirements do not list mlflow); use --loader envkit or auto",
+                module="mlflow",
+            )
         import mlflow.pyfunc
 
-        return mlflow.pyfunc.load_model(model_dir), "mlflow.pyfunc.load_model"
+        return mlflow.pyfunc.load_model(model_dir)
     from envkit.pyfunc import load_model
 
     # No load-time mismatch warning: the runner compares the environment with the requirements
     # it was built from itself (requirement_mismatches), and the report shows that once.
-    return load_model(model_dir, suppress_warnings=True), "envkit.pyfunc.load_model"
+    return load_model(model_dir, suppress_warnings=True)
 
 
 def _write_no_bytecode_under(directory: str) -> None:
@@ -441,10 +475,12 @@ def _body(run: _Run, request: dict[str, Any]) -> None:
     run.stage("load")
     start = time.perf_counter()
     mlmodel = _read_mlmodel(model_dir)
-    model, loader = _load(model_dir, mlmodel)
-    run.timed("load", start)
-    run.result["loader"] = loader
+    loader = _loader(mlmodel, str(request.get("loader") or "auto"))
+    # (said even when the load fails, as the mismatches that may explain it)
+    run.result["loader"] = LOADER_NAMES[loader]
     run.result["mismatches"] = requirement_mismatches(request.get("requirements") or [])
+    model = _load(model_dir, loader)
+    run.timed("load", start)
     if request.get("check_unrequested"):
         from envkit.deps.installed import unrequested_distributions
 

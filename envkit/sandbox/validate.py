@@ -132,7 +132,7 @@ class _Session:
 
         workdir = self.workdir = make_tempdir("run")
         request = _runner_request(self.model_dir, ready, workdir, input_path, content_type)
-        request.update(stream=stream)
+        request.update(stream=stream, loader=self.options.loader)
         if want_predictions:
             request["predictions_path"] = str(workdir / "predictions.json")
         request_path = workdir / "request.json"
@@ -403,6 +403,7 @@ def validate(
     pass_env: Sequence[str] = (),
     trust_model: bool = False,
     trusted_types: Sequence[str] = (),
+    loader: str = "auto",
 ) -> ValidationReport:
     """Rebuild the model's environment and run its input example (or the given input) there.
 
@@ -427,6 +428,10 @@ def validate(
             inputs, limits, and ``nobody`` when envkit is root: :mod:`envkit.sandbox.contain`);
             ``pass_env`` names host variables it still gets (those it records reading).
         trust_model, trusted_types: skip the pickle scan, or accept these globals in it.
+        loader: ``auto`` (default: envkit's loader for the flavors envkit knows, such as
+            ``mlflow.sklearn`` and ``mlflow.pyfunc.model``, MLflow's for the others, MLflow
+            installed as the model records it but not imported), ``envkit`` or ``mlflow``.
+            ``report.loader`` says which ran.
 
     Returns a :class:`ValidationReport`; a failure of the model or of the environment build is
     in ``report.error`` (``report.raise_for_error()`` raises it). Unreadable models, malformed
@@ -474,6 +479,7 @@ def predict(
     pass_env: Sequence[str] = (),
     trust_model: bool = False,
     trusted_types: Sequence[str] = (),
+    loader: str = "auto",
 ) -> Any:
     """Predict with the model in its rebuilt environment (like ``mlflow.models.predict``).
 

@@ -45,6 +45,7 @@ __all__ = [
     "SERIALIZATION_FORMAT_CLOUDPICKLE",
     "SERIALIZATION_FORMAT_PICKLE",
     "SERIALIZATION_FORMAT_SKOPS",
+    "SUPPORTED_SERIALIZATION_FORMATS",
     "load_model",
     "log_model",
     "save_model",
@@ -138,6 +139,7 @@ def save_model(
     metadata: dict[str, Any] | None = None,
     overwrite: bool = False,
     strict: bool | None = None,
+    conda_env: dict[str, Any] | str | os.PathLike[str] | None = None,
     envkit_model: Any = None,
 ) -> Any:
     """Save a scikit-learn estimator as an MLflow Model directory at ``path``.
@@ -211,6 +213,7 @@ def save_model(
         metadata=metadata,
         overwrite=overwrite,
         strict=strict,
+        conda_env=conda_env,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -149,13 +150,72 @@ def test_virtualenv_backend_validates_a_model(double_model, cache_root):
 
 
 @pytest.mark.mlflow
-def test_an_mlflow_written_model_validates_with_mlflows_loader(mlflow_iris_model, shared_cache):
+def test_an_mlflow_written_model_validates_with_envkits_loader_or_mlflows(
+    mlflow_iris_model, shared_cache
+):
+    # auto: envkit's loader for mlflow.sklearn (mlflow installed as recorded, not imported)
     proc = envkit_cli("validate", str(mlflow_iris_model), "--format", "json", home=shared_cache)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     report = json_report(proc)
-    assert report["loader"] == "mlflow.pyfunc.load_model"
+    assert report["loader"] == "envkit.pyfunc.load_model"
     assert any(r.startswith("mlflow==") for r in report["spec"]["requirements"])
     assert report["output"]["shape"] == [3]
+    proc = envkit_cli("validate", str(mlflow_iris_model), "--loader", "mlflow", home=shared_cache)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert re.search(r"loader +mlflow.pyfunc.load_model", proc.stdout)
+
+
+DOC_MLMODEL = """time_created: 2018-05-25T17:28:53.35
+flavors:
+  sklearn:
+    sklearn_version: {sklearn}
+    pickled_model: model.pkl
+  python_function:
+    loader_module: mlflow.sklearn
+"""
+
+
+@pytest.mark.mlflow
+@pytest.mark.timeout(900)
+def test_the_documentations_abbreviated_mlmodel_validates_with_envkits_loader(
+    tmp_path, shared_cache, mlflow_python
+):
+    """MLflow's own loader fails on it (KeyError 'model_path'); envkit's reads it, with the
+    model's pinned mlflow installed; the report says which loader ran, also on failure."""
+    import pickle
+    from importlib.metadata import version
+
+    from sklearn.linear_model import LogisticRegression
+
+    mlflow_version = subprocess.run(
+        [str(mlflow_python), "-c", "import importlib.metadata as m; print(m.version('mlflow'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+    model = tmp_path / "doc"
+    model.mkdir()
+    fitted = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+    (model / "model.pkl").write_bytes(pickle.dumps(fitted))
+    (model / "MLmodel").write_text(DOC_MLMODEL.format(sklearn=version("scikit-learn")))
+    (model / "requirements.txt").write_text(
+        f"mlflow=={mlflow_version}\nscikit-learn=={version('scikit-learn')}\n"
+    )
+    payload = tmp_path / "input.json"
+    payload.write_text('{"inputs": [[0.5], [2.5]]}')
+    args = ["validate", str(model), "--input", str(payload), "--trust-model", "--format", "json"]
+    proc = envkit_cli(*args, home=shared_cache)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    report = json_report(proc)
+    assert report["loader"] == "envkit.pyfunc.load_model"
+    assert report["output"]["preview"].replace(" ", "") == "array([0,1])"
+    assert "(none recorded) + requirements.txt" in report["spec"]["source"]
+    proc = envkit_cli(*args, "--loader", "mlflow", home=shared_cache)
+    assert proc.returncode == 1
+    report = json_report(proc)
+    assert report["loader"] == "mlflow.pyfunc.load_model"
+    assert "KeyError: 'model_path'" in report["error"]["message"]
 
 
 def test_python_option_validates_against_another_version(double_model, shared_cache):

@@ -12,6 +12,7 @@ from envkit.deps.recorded import (
     KIND_CONDA,
     KIND_PYTHON_ENV,
     KIND_REQUIREMENTS,
+    RUNNING_PYTHON,
     EnvFileNames,
     input_digest,
     read_recorded_environment,
@@ -87,15 +88,23 @@ def test_an_invalid_conda_pip_line_is_named_by_its_position(sample):
 
 
 def test_requirements_txt_only(sample):
-    """Not an error for the reader (as before): the Python version is the MLmodel's, or None.
-    A sandbox needs a version, so read_env_spec still refuses a model without one."""
+    """The Python version is the MLmodel's, else the running interpreter's (as MLflow), and the
+    source says so; validate builds it."""
+    import platform
+
     for name in ("python_env.yaml", "conda.yaml"):
         (sample / name).unlink()
     recorded = read_recorded_environment(sample)
-    assert (recorded.kind, recorded.python, recorded.python_from) == (KIND_REQUIREMENTS, None, None)
+    running = platform.python_version()
+    assert (recorded.kind, recorded.python, recorded.python_from) == (
+        KIND_REQUIREMENTS,
+        running,
+        RUNNING_PYTHON,
+    )
+    assert recorded.source == f"running Python {running} (none recorded) + requirements.txt"
     assert recorded.requirements == SK_PINS
-    with pytest.raises(NoRecordedEnvironmentError, match="records no environment"):
-        read_env_spec(sample)
+    spec = read_env_spec(sample)
+    assert spec.python == running and spec.requirements == SK_PINS
 
     hinted = read_recorded_environment(sample, names=EnvFileNames(python_hint="3.11.7"))
     assert (hinted.python, hinted.python_from) == ("3.11.7", "MLmodel")

@@ -11,7 +11,12 @@ import pytest
 
 from envkit.errors import SchemaEnforcementError
 from envkit.models import ModelSignature, infer_signature
-from envkit.models.enforcement import enforce_params, to_stream_input, validate_prediction_input
+from envkit.models.enforcement import (
+    IgnoredParamsWarning,
+    enforce_params,
+    to_stream_input,
+    validate_prediction_input,
+)
 from envkit.models.schema import (
     AnyType,
     Array,
@@ -270,7 +275,6 @@ def test_missing_params_take_defaults_and_given_ones_are_converted():
 @pytest.mark.parametrize(
     "params, message",
     [
-        ({"temp": 1.0}, "param 'temp' is not in the model signature; the model accepts: "),
         ({"top_k": 2.5}, "param 'top_k': expected long, got float 2.5"),
         ({"top_k": "3"}, "param 'top_k': expected long, got str '3'"),
         ({"stop": "x"}, "param 'stop': expected string list, got str 'x', not a 1-D list"),
@@ -284,12 +288,37 @@ def test_bad_params_are_refused(params, message):
     assert message in str(info.value)
 
 
-def test_params_without_a_params_schema():
+def test_undeclared_params_are_ignored_with_one_warning_naming_them(monkeypatch):
+    monkeypatch.delenv("ENVKIT_STRICT_PARAMS", raising=False)
+    with pytest.warns(IgnoredParamsWarning) as record:
+        out = enforce_params({"temp": 1.0, "seed": 2, "top_k": 4}, PARAMS)
+    assert len(record) == 1
+    assert "params 'temp', 'seed' are not in the model signature and are ignored" in str(
+        record[0].message
+    )
+    assert "temp" not in out and "seed" not in out and out["top_k"] == 4
+
+
+def test_strict_params_refuses_undeclared_params(monkeypatch):
+    message = "param 'temp' is not in the model signature; the model accepts: "
+    with pytest.raises(SchemaEnforcementError, match=message):
+        enforce_params({"temp": 1.0}, PARAMS, strict=True)
+    monkeypatch.setenv("ENVKIT_STRICT_PARAMS", "1")
+    with pytest.raises(SchemaEnforcementError, match=message):
+        enforce_params({"temp": 1.0}, PARAMS)
+    with pytest.warns(IgnoredParamsWarning):  # the explicit argument wins over the variable
+        enforce_params({"temp": 1.0}, PARAMS, strict=False)
+
+
+def test_params_without_a_params_schema(monkeypatch):
+    monkeypatch.delenv("ENVKIT_STRICT_PARAMS", raising=False)
     s = sig(ColSpec("string"))
     assert validate_prediction_input(["x"], None, s)[1] is None
     assert validate_prediction_input(["x"], {}, s)[1] == {}
-    with pytest.raises(SchemaEnforcementError, match="declares no params"):
-        validate_prediction_input(["x"], {"k": 1}, s)
+    with pytest.warns(IgnoredParamsWarning, match="'k' are not in the model signature"):
+        assert validate_prediction_input(["x"], {"k": 1}, s)[1] is None
+    with pytest.raises(SchemaEnforcementError, match="the model accepts: no params"):
+        validate_prediction_input(["x"], {"k": 1}, s, strict_params=True)
 
 
 def test_signature_from_type_hints_checks_params_only_unless_given_the_hint():
