@@ -142,22 +142,24 @@ def matrix(
     for bad in ("python", "overrides", "pip_requirements_override", "progress"):
         if bad in validate_options:
             raise UsageError(f"matrix() takes pythons= and override_sets=, not {bad}=")
-    sets = [tuple(s) for s in override_sets] or [()]
-    for one in sets:
-        if isinstance(one, str) or any(not isinstance(r, str) for r in one):
-            raise UsageError("override_sets must be a list of lists of requirements")
+    if isinstance(override_sets, str) or any(
+        isinstance(one_set, str) or any(not isinstance(r, str) for r in one_set)
+        for one_set in override_sets
+    ):
+        raise UsageError("override_sets must be a list of lists of requirements")
+    sets = [tuple(one_set) for one_set in override_sets] or [()]
     cells = [MatrixCell(p, o) for p, o in itertools.product(expand_pythons(pythons), sets)]
     workers = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
     started = time.perf_counter()
 
-    def one(cell: MatrixCell) -> CellResult:
+    def run_one(cell: MatrixCell) -> CellResult:
         options = dict(validate_options)
         if progress_for is not None:
             options["progress"] = progress_for(cell.label)
         return _run_cell(model_uri, cell, env_manager, strict, options)
 
     with ThreadPoolExecutor(max_workers=min(workers, len(cells))) as pool:
-        results = list(pool.map(one, cells))
+        results = list(pool.map(run_one, cells))
     return MatrixReport(str(model_uri), results, workers, time.perf_counter() - started)
 
 
