@@ -153,7 +153,10 @@ def main() -> int:
                 argv(port),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                env={**env, "PATH": path} if name.startswith("mlflow") else env,
+                # envkit from this checkout, not whichever envkit is installed.
+                env={**env, "PATH": path}
+                if name.startswith("mlflow")
+                else {**env, "PYTHONPATH": str(ROOT)},
             )
             try:
                 wait_ready(port, proc)

@@ -207,6 +207,11 @@ def _as_text(payload: Any, what: str) -> str:
 def _decode_json(payload: Any) -> dict[str, Any]:
     if isinstance(payload, dict):
         return payload
+    decoded = _orjson_loads(payload)
+    if decoded is not None:
+        if not isinstance(decoded, dict):
+            raise ServingInputError(f"{_FORMAT_HELP}; got {_json_kind(decoded)}")
+        return decoded
     text = _as_text(payload, "JSON")
     try:
         decoded = json.loads(text)
@@ -218,6 +223,22 @@ def _decode_json(payload: Any) -> dict[str, Any]:
     if not isinstance(decoded, dict):
         raise ServingInputError(f"{_FORMAT_HELP}; got {_json_kind(decoded)}")
     return decoded
+
+
+def _orjson_loads(payload: Any) -> Any:
+    """The payload parsed by orjson when it is installed (optional) and accepts it; None
+    otherwise, and the stdlib parser decides (it also reads NaN, big integers and deep nesting,
+    and words the error)."""
+    if not isinstance(payload, (bytes, bytearray, str)):
+        return None
+    try:
+        import orjson
+    except ImportError:
+        return None
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
 
 
 def _json_kind(value: Any) -> str:

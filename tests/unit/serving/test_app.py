@@ -73,3 +73,34 @@ def test_the_body_limit_comes_from_the_option_then_the_variable_then_the_default
     assert resolve_max_body_bytes("1MB") == 1024**2  # the option wins, even over a bad value
     with pytest.raises(UsageError, match="invalid --max-body-size 'ten'"):
         resolve_max_body_bytes("ten")
+
+
+def test_predictions_json_is_the_same_with_and_without_orjson() -> None:
+    """The orjson path (used when orjson is installed) writes what json.dumps writes."""
+    import json
+
+    import numpy as np
+
+    from envkit.serving.app import _orjson_numeric, predictions_to_json
+
+    for array in (
+        np.array([0, 1, 2]),
+        np.array([[0.1, 2.5e-300], [1.0, -3.0]]),
+        np.array([True, False]),
+        np.array([0.5, np.nan]),
+    ):
+        assert json.loads(predictions_to_json(array)) == json.loads(
+            json.dumps({"predictions": array.tolist()})
+        )
+    assert _orjson_numeric(np.array([np.nan]), "f") is None  # json writes NaN, orjson null
+
+
+def test_payload_parsing_is_the_same_with_and_without_orjson() -> None:
+    from envkit.models.serving_input import _decode_json
+
+    body = b'{"dataframe_split": {"columns": ["a"], "data": [[1.5], [2]]}}'
+    assert _decode_json(body) == {"dataframe_split": {"columns": ["a"], "data": [[1.5], [2]]}}
+    # orjson refuses NaN and big integers: the stdlib parser still reads them.
+    assert _decode_json(b'{"inputs": [NaN, 123456789012345678901234567890]}')["inputs"][1] == (
+        123456789012345678901234567890
+    )
