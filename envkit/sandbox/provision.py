@@ -251,6 +251,11 @@ def plan_environment(
     )
     source, recorded = spec.source, spec.python
     notes: list[str] = []
+    if model.extra.get("wheels") is not None:
+        from envkit.sandbox.wheels import offline_spec
+
+        spec = offline_spec(model_dir, spec, check_platform=env_manager != "docker")
+        notes.append("wheeled model: installed from its wheels/ with no index")
     if overrides:
         overridden = apply_overrides(spec.requirements, list(overrides))
         spec = replace(spec, requirements=overridden.requirements)
