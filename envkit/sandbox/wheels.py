@@ -125,8 +125,9 @@ def _download_lines(
 def _download(
     lines: list[str], wheels: Path, python: str, platform: str | None, no_deps: bool, tmp: Path
 ) -> None:
-    """pip wheel (this platform: an sdist is built once into a wheel) or pip download
-    (``platform``: binary wheels only, an sdist-only package is reported)."""
+    """pip wheel (this platform and Python: an sdist is built once into a wheel), else pip
+    download for the recorded Python (and ``platform``): binary wheels only, a package with
+    none fails, naming it."""
     from envkit._subprocess import run
 
     if not lines:
@@ -134,11 +135,13 @@ def _download(
     reqfile = tmp / f"requirements-{len(list(tmp.iterdir()))}.txt"
     reqfile.write_text("\n".join(lines) + "\n", encoding="utf-8")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
-    if platform is None:
+    running = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    if platform is None and python.split(".")[:2] == running.split("."):
         argv = [*pip, "wheel", "--wheel-dir", str(wheels), "-r", str(reqfile)]
-    else:
-        argv = [*pip, "download", "--only-binary=:all:", "--platform", platform]
-        argv += ["--python-version", python, "--dest", str(wheels), "-r", str(reqfile)]
+    else:  # another platform or Python than this one: binary wheels resolved for it
+        argv = [*pip, "download", "--only-binary=:all:", "--python-version", python]
+        argv += ["--platform", platform] if platform is not None else []
+        argv += ["--dest", str(wheels), "-r", str(reqfile)]
     if no_deps:
         argv.append("--no-deps")
     outcome = run(argv, timeout=1800)

@@ -190,3 +190,33 @@ def test_the_docker_build_context_of_a_wheeled_model_installs_with_no_index(whee
     assert copied == carried
     assert all(" @ file:///" in line for line in lines[1:])
     assert all(str(out) not in line for line in lines)  # nothing points at this host
+
+
+def test_wheel_for_another_platform_takes_its_binary_wheels(tmp_path, local_index):
+    from importlib.metadata import version
+
+    import envkit.models
+    import envkit.pyfunc
+
+    class Const(envkit.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            return model_input
+
+    model = tmp_path / "m"
+    envkit.pyfunc.save_model(
+        model,
+        python_model=Const(),
+        pip_requirements=[
+            f"--find-links {local_index.directory.resolve()}",
+            "ektest-leaf==1.0.0",
+            f"pyyaml=={version('pyyaml')}",  # a release with Windows wheels (binary)
+        ],
+    )
+    wheeled = envkit.models.add_wheels(model, tmp_path / "win", platform="win_amd64")
+    assert wheeled.platform == "win_amd64"
+    names = [w.split("/", 1)[1] for w in wheeled.wheels]
+    assert "ektest_leaf-1.0.0-py3-none-any.whl" in names
+    [pyyaml] = [n for n in names if n.startswith("PyYAML-") or n.startswith("pyyaml-")]
+    assert pyyaml.endswith("-win_amd64.whl")
+    info = envkit_cli("info", str(wheeled.path), "--format", "json", env=dict(os.environ))
+    assert json.loads(info.stdout)["wheels"]["not_for_this_platform"] == [pyyaml]
