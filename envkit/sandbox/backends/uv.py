@@ -89,11 +89,14 @@ class UvBackend(VenvBackend):
         if files.build is not None:
             # One resolve for both is faster; when they conflict, do what pip-based tools
             # (and MLflow) do: build dependencies first, then the requirements over them. A
-            # lock goes alone (the build dependencies have no hashes in it).
-            if not locked and tool([*install, "-r", str(files.build), *requirements]).ok:
+            # lock goes alone (the build dependencies have no hashes in it), and so do build
+            # dependencies held to an older model's time (not its requirements, nor envkit).
+            together = not locked and not files.exclude_newer
+            if together and tool([*install, "-r", str(files.build), *requirements]).ok:
                 return
+            newer = ["--exclude-newer", files.exclude_newer] if files.exclude_newer else []
             check_install(
-                tool([*install, "-r", str(files.build)]),
+                tool([*install, *newer, "-r", str(files.build)]),
                 "installing the build dependencies (python_env.yaml) with uv",
                 STEP_BUILD_DEPENDENCIES,
             )
