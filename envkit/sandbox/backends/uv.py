@@ -94,7 +94,7 @@ class UvBackend(VenvBackend):
             together = not locked and not files.exclude_newer
             if together and tool([*install, "-r", str(files.build), *requirements]).ok:
                 return
-            newer = ["--exclude-newer", files.exclude_newer] if files.exclude_newer else []
+            newer = _exclude_newer(files.build, files.exclude_newer)
             check_install(
                 tool([*install, *newer, "-r", str(files.build)]),
                 "installing the build dependencies (python_env.yaml) with uv",
@@ -115,3 +115,15 @@ class UvBackend(VenvBackend):
         check_install(
             tool([*install, *requirements]), "installing the model's requirements with uv"
         )
+
+
+def _exclude_newer(build: Path, when: str) -> list[str]:
+    """uv arguments holding the unpinned build dependencies (only) to releases before ``when``
+    (a pinned one keeps its pin, whatever its date)."""
+    if not when:
+        return []
+    from envkit.sandbox.spec import requirement_name
+
+    lines = [ln.strip() for ln in build.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    names = [requirement_name(ln) for ln in lines if "==" not in ln and " @ " not in ln]
+    return [f"--exclude-newer-package={name}={when}" for name in names if name]
