@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "envkit.cli.deps",
     "envkit.cli.serve",
     "envkit.cli.docker",
+    "envkit.cli.wheel",
     "envkit.cli.env",
     "envkit.cli.hook",
 ]

@@ -58,6 +58,19 @@ def _created(info: dict[str, Any]) -> str:
     return "unknown (not recorded)"
 
 
+def wheels_lines(wheels: dict[str, Any] | None) -> list[str]:
+    """A wheeled model's wheels: how many, their size, the platform, the misfits here."""
+    if not wheels:
+        return []
+    lines = [
+        f"wheels: {len(wheels['files'])} ({human_size(wheels['total_bytes'])}), made for "
+        f"{wheels.get('platform') or 'an unknown platform'}"
+    ]
+    if wheels["not_for_this_platform"]:
+        lines.append("  not for this platform: " + ", ".join(wheels["not_for_this_platform"]))
+    return lines
+
+
 def render_text(info: dict[str, Any]) -> str:
     """``describe_model`` output as readable text."""
     lines = [f"model: {info['path']}"]
@@ -93,6 +106,7 @@ def render_text(info: dict[str, Any]) -> str:
         lines.append("environment variables read: " + ", ".join(info["env_vars"]))
     if info.get("scan"):
         lines.append(f"pickle scan: {scan_summary(info['scan'])}")
+    lines.extend(wheels_lines(info.get("wheels")))
     lines.append(f"files ({human_size(info['total_size'])}):")
     for entry in info["files"]:
         lines.append(f"  {human_size(entry['size']):>9}  {entry['path']}")

@@ -48,6 +48,7 @@ def describe_model(model_uri: str | os.PathLike[str]) -> dict[str, Any]:
         "model_size_bytes": model.model_size_bytes,
         "environment": environment,
         "env_vars": model.env_vars,
+        "wheels": wheels_summary(local, model),
         "files": files,
         "total_size": sum(f["size"] for f in files),
     }
@@ -91,3 +92,37 @@ def _str_or_none(value: object) -> str | None:
         return None
     isoformat = getattr(value, "isoformat", None)
     return isoformat() if callable(isoformat) else str(value)
+
+
+def wheels_summary(model_dir: Path, model: Model) -> dict[str, Any] | None:
+    """A wheeled model's wheels (``wheels/``, MLmodel ``wheels``): files, total size, the
+    platform it was made for and the wheels this interpreter cannot install; None otherwise."""
+    recorded = model.extra.get("wheels")
+    directory = model_dir / "wheels"
+    if recorded is None or not directory.is_dir():
+        return None
+    files = sorted(directory.glob("*.whl"))
+    return {
+        "platform": recorded.get("platform") if isinstance(recorded, dict) else None,
+        "files": [p.name for p in files],
+        "total_bytes": sum(p.stat().st_size for p in files),
+        "not_for_this_platform": unsupported_wheels(files),
+    }
+
+
+def unsupported_wheels(files: list[Path]) -> list[str]:
+    """The wheels among ``files`` whose tags this interpreter and platform do not support."""
+    from packaging.tags import sys_tags
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    supported = set(sys_tags())
+    bad = []
+    for path in files:
+        try:
+            tags = parse_wheel_filename(path.name)[3]
+        except InvalidWheelFilename:
+            bad.append(path.name)
+            continue
+        if not tags & supported:
+            bad.append(path.name)
+    return bad

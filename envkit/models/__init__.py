@@ -27,6 +27,7 @@ __all__ = [
     "ParamSpec",
     "Schema",
     "TensorSpec",
+    "add_wheels",
     "get_model_config",
     "get_model_info",
     "infer_signature",
@@ -55,5 +56,6 @@ __getattr__, __dir__ = lazy_attributes(
         "validate_serving_input": "envkit.pyfunc.serving_input",
         "update_model_requirements": "envkit.deps.update",
         "predict": "envkit.sandbox.validate",
+        "add_wheels": "envkit.sandbox.wheels",
     },
 )

@@ -47,6 +47,16 @@ _KIND_TEXT = {
     ),
 }
 
+# Modules a build tool dropped that older models still import, by the module's name (data the
+# runner reports), with what to do.
+_REMOVED_MODULES = {
+    "pkg_resources": (
+        "setuptools 81 and later no longer ship pkg_resources, which this model's code or "
+        "libraries import: validate with --override 'setuptools<81' (and pin it in the "
+        "model's requirements)"
+    ),
+}
+
 
 def failure_text(error: Mapping[str, Any], *, isolated: bool, backend: str) -> str:
     """The report's one line for a failure the runner caught (``error`` is the runner's)."""
@@ -58,6 +68,10 @@ def failure_text(error: Mapping[str, Any], *, isolated: bool, backend: str) -> s
         "message": strip_ansi(str(error.get("message", "unknown error"))),
         "backend": backend,
     }
+    if kind == "import" and isolated and error.get("module") in _REMOVED_MODULES:
+        return "{what} failed: {etype}: {message}; {hint}".format(
+            hint=_REMOVED_MODULES[str(error["module"])], **words
+        )
     template = _KIND_TEXT.get((kind, isolated if kind == "import" else True))
     if template is None:
         template = _STAGE_TEXT.get(stage, "predict raised {etype}: {message}")

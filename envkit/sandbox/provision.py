@@ -251,6 +251,12 @@ def plan_environment(
     )
     source, recorded = spec.source, spec.python
     notes: list[str] = []
+    if model.extra.get("wheels") is not None:
+        from envkit.sandbox.wheels import offline_spec
+
+        spec = offline_spec(model_dir, spec, check_platform=env_manager != "docker")
+        notes.append("wheeled model: installed from its wheels/ with no index")
+    spec = _contemporary_build_tools(spec, model, env_manager, notes)
     if overrides:
         overridden = apply_overrides(spec.requirements, list(overrides))
         spec = replace(spec, requirements=overridden.requirements)
@@ -271,6 +277,24 @@ def plan_environment(
     elif spec.hashes and with_envkit_wheel:
         notes.append("requirements.lock: hashes not checked (an --override replaced a locked pin)")
     return EnvironmentPlan(spec, install, source, recorded, notes, wheel)
+
+
+def _contemporary_build_tools(
+    spec: EnvSpec, model: Model, env_manager: str, notes: list[str]
+) -> EnvSpec:
+    """``spec`` with its unpinned build dependencies (an older MLflow model's ``pip``,
+    ``setuptools``, ``wheel``) held to releases before the model was made (uv only)."""
+    from envkit.sandbox.spec import exclude_newer_for
+
+    unpinned = [b for b in spec.build_dependencies if "==" not in b and " @ " not in b]
+    when = exclude_newer_for(model.utc_time_created) if unpinned else None
+    if when is None or env_manager != "uv":
+        return spec
+    notes.append(
+        f"build dependencies {', '.join(unpinned)} are unpinned: releases before the model "
+        f"was made ({when}) chosen (uv --exclude-newer)"
+    )
+    return replace(spec, exclude_newer=when)
 
 
 def _with_envkit(spec: EnvSpec, version: str, extras: tuple[str, ...], notes: list[str]) -> EnvSpec:

@@ -68,6 +68,7 @@ class _Run:
             "message": redact_values(_message(exc)),
             "traceback": redact_values(trace),
             **_envkit_error_class(exc),
+            **_missing_module(exc),
         }
 
     def finish(self) -> int:
@@ -107,6 +108,19 @@ def _envkit_error_class(exc: BaseException) -> dict[str, Any]:
     if not isinstance(exc, EnvkitError):
         return {}
     return {"class": type(exc).__name__, "exit_code": int(exc.exit_code)}
+
+
+def _missing_module(exc: BaseException) -> dict[str, str]:
+    """The module an import failure could not find (``ImportError.name``, also through the
+    exceptions it was raised from): data for the report's hint."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            break
+        if isinstance(seen, ImportError) and seen.name:
+            return {"module": seen.name}
+        seen = seen.__cause__ or seen.__context__
+    return {}
 
 
 def _error_kind(exc: BaseException, stage: str) -> str:

@@ -103,6 +103,9 @@ class EnvSpec:
     # From a requirements.lock: canonical requirement -> its allowed hashes (``sha256:...``),
     # which installs check (``--require-hashes``). Part of the key: what may be installed.
     hashes: LockHashes = ()
+    # Unpinned build dependencies of an older model: only releases before this time (RFC 3339,
+    # the model's creation), so the build tools are contemporary with it (uv --exclude-newer).
+    exclude_newer: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The hashed content of the spec, as plain JSON-able data."""
@@ -120,6 +123,7 @@ class EnvSpec:
             "runner": self.runner,
             # (only when there are some: the keys of unlocked specs stay as they were)
             **({"hashes": {r: list(h) for r, h in self.hashes}} if self.hashes else {}),
+            **({"exclude_newer": self.exclude_newer} if self.exclude_newer else {}),
         }
 
     @classmethod
@@ -141,6 +145,7 @@ class EnvSpec:
             hashes=tuple(
                 (str(r), tuple(str(x) for x in h)) for r, h in (data.get("hashes") or {}).items()
             ),
+            exclude_newer=str(data.get("exclude_newer") or ""),
         )
 
     @property
@@ -346,3 +351,16 @@ def _lock_hashes(lock: RecordedLock | None) -> LockHashes:
     if lock is None:
         return ()
     return tuple(sorted((canonical_requirement(line), found) for line, found in lock.hashes))
+
+
+def exclude_newer_for(utc_time_created: object) -> str | None:
+    """The RFC 3339 time for ``uv --exclude-newer`` of a model made at ``utc_time_created``
+    (MLmodel's ``2024-04-16 09:12:31.123456``), or None when it is missing or unreadable."""
+    from datetime import datetime, timezone
+
+    try:
+        made = datetime.fromisoformat(str(utc_time_created).strip())
+    except ValueError:
+        return None
+    made = made.replace(tzinfo=timezone.utc) if made.tzinfo is None else made
+    return made.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

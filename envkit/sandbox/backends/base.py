@@ -71,6 +71,7 @@ class InstallPlan:
     require_hashes: bool = False
     unhashed: list[str] = field(default_factory=list)
     pins: list[str] = field(default_factory=list)
+    exclude_newer: str = ""  # the build dependencies: only releases before this time (uv)
 
     def write(self, directory: Path, *, redact: bool = False) -> InstallFiles:
         """Write the requirement files into ``directory`` (``redact``: without URL
@@ -96,7 +97,7 @@ class InstallPlan:
             unhashed.write_text(text(self.unhashed), encoding="utf-8")
             pins = directory / "locked-pins.txt"
             pins.write_text(text(self.pins), encoding="utf-8")
-        return InstallFiles(requirements, constraints, build, unhashed, pins)
+        return InstallFiles(requirements, constraints, build, unhashed, pins, self.exclude_newer)
 
     @contextlib.contextmanager
     def staged(self, target: Path) -> Iterator[InstallFiles]:
@@ -121,6 +122,7 @@ class InstallFiles:
     # A locked spec (InstallPlan.require_hashes): what installs after the hash-checked lock.
     unhashed: Path | None = None
     pins: Path | None = None
+    exclude_newer: str = ""
 
     def second_step(self) -> list[str]:
         """The installer arguments of the unhashed step (``-r unhashed -c pins [-c ...]``)."""
@@ -165,8 +167,11 @@ def install_plan(spec: EnvSpec, wheel: SelfWheel | None) -> InstallPlan:
             require_hashes=True,
             unhashed=[*spec.options, *envkit_lines],
             pins=pins,
+            exclude_newer=spec.exclude_newer,
         )
-    return InstallPlan(lines, constraints, list(spec.build_dependencies))
+    return InstallPlan(
+        lines, constraints, list(spec.build_dependencies), exclude_newer=spec.exclude_newer
+    )
 
 
 # The oldest Python envkit's runner (envkit itself) runs on.

@@ -89,11 +89,14 @@ class UvBackend(VenvBackend):
         if files.build is not None:
             # One resolve for both is faster; when they conflict, do what pip-based tools
             # (and MLflow) do: build dependencies first, then the requirements over them. A
-            # lock goes alone (the build dependencies have no hashes in it).
-            if not locked and tool([*install, "-r", str(files.build), *requirements]).ok:
+            # lock goes alone (the build dependencies have no hashes in it), and so do build
+            # dependencies held to an older model's time (not its requirements, nor envkit).
+            together = not locked and not files.exclude_newer
+            if together and tool([*install, "-r", str(files.build), *requirements]).ok:
                 return
+            newer = _exclude_newer(files.build, files.exclude_newer)
             check_install(
-                tool([*install, "-r", str(files.build)]),
+                tool([*install, *newer, "-r", str(files.build)]),
                 "installing the build dependencies (python_env.yaml) with uv",
                 STEP_BUILD_DEPENDENCIES,
             )
@@ -112,3 +115,15 @@ class UvBackend(VenvBackend):
         check_install(
             tool([*install, *requirements]), "installing the model's requirements with uv"
         )
+
+
+def _exclude_newer(build: Path, when: str) -> list[str]:
+    """uv arguments holding the unpinned build dependencies (only) to releases before ``when``
+    (a pinned one keeps its pin, whatever its date)."""
+    if not when:
+        return []
+    from envkit.sandbox.spec import requirement_name
+
+    lines = [ln.strip() for ln in build.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    names = [requirement_name(ln) for ln in lines if "==" not in ln and " @ " not in ln]
+    return [f"--exclude-newer-package={name}={when}" for name in names if name]
