@@ -180,7 +180,7 @@ def _env_command(
     trust: ModelTrust,
 ) -> PreparedServer:
     from envkit.sandbox.backends.base import child_environment
-    from envkit.sandbox.provision import ProvisionOptions, provision
+    from envkit.sandbox.provision import ProvisionOptions, provision, quiet
 
     options = ProvisionOptions(
         env_manager=env_manager,
@@ -189,7 +189,7 @@ def _env_command(
         use_cache=use_cache,
         # The server needs starlette and uvicorn: envkit's serve extra, a spec of its own.
         envkit_extras=(SERVE_EXTRA,),
-        progress=progress or _quiet,
+        progress=progress or quiet,
         trust=trust,
     )
     ready = provision(model_dir, options)  # (the server does not run the input example)
@@ -214,10 +214,6 @@ def _env_command(
         "cache hit" if ready.cache.hit else "built",
     )
     return PreparedServer(argv, child_env, ready.close)
-
-
-def _quiet(_event: str, _message: str) -> None:
-    """The progress callback of a caller that wants none."""
 
 
 def _docker_command(

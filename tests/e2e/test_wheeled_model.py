@@ -156,15 +156,9 @@ def test_add_wheels_with_a_missing_package_leaves_no_output(tmp_path, local_inde
     import envkit.pyfunc
     from envkit.errors import EnvironmentBuildError
 
-    class Const(envkit.pyfunc.PythonModel):
-        def predict(self, context, model_input, params=None):
-            return model_input
-
-    model = tmp_path / "m"
-    envkit.pyfunc.save_model(
-        model,
-        python_model=Const(),
-        pip_requirements=[
+    model = _save_echo(
+        tmp_path / "m",
+        [
             "--no-index",
             f"--find-links {local_index.directory.resolve()}",
             "ektest-leaf==9.9.9",  # no such release anywhere
@@ -198,15 +192,9 @@ def test_wheel_for_another_platform_takes_its_binary_wheels(tmp_path, local_inde
     import envkit.models
     import envkit.pyfunc
 
-    class Const(envkit.pyfunc.PythonModel):
-        def predict(self, context, model_input, params=None):
-            return model_input
-
-    model = tmp_path / "m"
-    envkit.pyfunc.save_model(
-        model,
-        python_model=Const(),
-        pip_requirements=[
+    model = _save_echo(
+        tmp_path / "m",
+        [
             f"--find-links {local_index.directory.resolve()}",
             "ektest-leaf==1.0.0",
             f"pyyaml=={version('pyyaml')}",  # a release with Windows wheels (binary)
@@ -220,3 +208,15 @@ def test_wheel_for_another_platform_takes_its_binary_wheels(tmp_path, local_inde
     assert pyyaml.endswith("-win_amd64.whl")
     info = envkit_cli("info", str(wheeled.path), "--format", "json", env=dict(os.environ))
     assert json.loads(info.stdout)["wheels"]["not_for_this_platform"] == [pyyaml]
+
+
+def _save_echo(path: Path, requirements: list[str]) -> Path:
+    """A pyfunc model that returns its input, recording ``requirements`` as given."""
+    import envkit.pyfunc
+
+    class Echo(envkit.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            return model_input
+
+    envkit.pyfunc.save_model(path, python_model=Echo(), pip_requirements=requirements)
+    return path
