@@ -200,17 +200,18 @@ class EnvCache:
         reason = f"the cached environment is broken: {broken}" if broken else self.miss_reason(spec)
         self.envs.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
-        with self._locked(key, lock_timeout):
+        with self.locked(key, lock_timeout):
             waited = time.perf_counter() - start
             record = self.lookup(key)
             if record is not None:
                 broken_now = check(record) if check is not None else None
                 if broken_now is None:
                     self._touch(record)
+                    how = "checked again" if broken else "built by another process"
                     return CacheResult(
                         record,
                         hit=True,
-                        reason=f"built by another process while this one waited {waited:.1f}s",
+                        reason=f"{how} while this one waited {waited:.1f}s",
                         waited=waited,
                     )
                 self._unpublish(record)
@@ -241,7 +242,11 @@ class EnvCache:
         return CacheResult(record, hit=False, reason=reason, waited=waited)
 
     @contextlib.contextmanager
-    def _locked(self, key: str, timeout: float) -> Iterator[None]:
+    def locked(self, key: str, timeout: float = DEFAULT_LOCK_TIMEOUT) -> Iterator[None]:
+        """Hold ``key``'s lock: building it, and any later change envkit makes to a published
+        environment (the bytecode compiled after a run, its manifest), happen under it, so that
+        a process checking the environment under the lock never sees half a change.
+        :class:`~envkit.errors.EnvironmentBuildError` after ``timeout`` seconds."""
         from filelock import FileLock, Timeout
 
         lock = FileLock(str(self.lock_path(key)), timeout=timeout)
@@ -264,7 +269,7 @@ class EnvCache:
 
     def remove(self, record: CacheRecord) -> None:
         """Remove a published environment (under its key's lock)."""
-        with self._locked(record.key, DEFAULT_LOCK_TIMEOUT):
+        with self.locked(record.key, DEFAULT_LOCK_TIMEOUT):
             self._unpublish(record)
 
     def _unpublish(self, record: CacheRecord) -> None:

@@ -24,6 +24,7 @@ def scan(root: Path) -> dict[str, tuple[int, int]]:
     """``relative path -> (size, mtime_ns)`` of every file and symlink under ``root``."""
     found: dict[str, tuple[int, int]] = {}
     skip = str(MANIFEST)
+    temporary = str(MANIFEST.parent / f".{MANIFEST.name}.")  # atomic_write_text's sibling
     pending = [("", os.fspath(root))]
     while pending:
         prefix, directory = pending.pop()
@@ -32,20 +33,22 @@ def scan(root: Path) -> dict[str, tuple[int, int]]:
                 relative = prefix + entry.name
                 if entry.is_dir(follow_symlinks=False):
                     pending.append((relative + os.sep, entry.path))
-                elif relative != skip:
+                elif relative != skip and not relative.startswith(temporary):
                     stat = entry.stat(follow_symlinks=False)
                     found[relative] = (stat.st_size, stat.st_mtime_ns)
     return found
 
 
 def record_manifest(root: Path) -> None:
-    """Write the manifest of ``root`` as it is now (after a build, or envkit's own change)."""
+    """Write the manifest of ``root`` as it is now (after a build, or envkit's own change).
+
+    The caller holds the environment's cache lock, so that no other process changes the
+    environment between the scan and the write; the write itself is atomic (a unique
+    temporary sibling), so a reader never sees half a manifest."""
+    from envkit._fs import atomic_write_text
+
     entries = {path: list(value) for path, value in sorted(scan(root).items())}
-    target = root / MANIFEST
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(json.dumps(entries), encoding="utf-8")
-    os.replace(tmp, target)
+    atomic_write_text(root / MANIFEST, json.dumps(entries))
 
 
 def difference(root: Path) -> str | None:

@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 DEFAULT_BUILD_TIMEOUT = 1800.0
+_COMPILE_LOCK_TIMEOUT = 60.0  # seconds to wait for a concurrent build or compile of one key
 ProgressCallback = Callable[[str, str], None]
 
 
@@ -193,12 +194,22 @@ class ProvisionedEnvironment:
         todo = [s for s in sources if s.startswith(root)]
         if not todo or not self.compiles_bytecode or self.bytecode_store is None:
             return 0.0
+        from envkit.errors import EnvironmentBuildError
         from envkit.sandbox.bytecode import compile_sources
         from envkit.sandbox.manifest import record_manifest
 
-        result = compile_sources(self.environment.python, self.bytecode_store, todo)
-        if result.counts.get("compiled") or result.counts.get("seeded"):
-            record_manifest(self.environment.path)  # envkit's own change: the manifest follows
+        builder, key = self._builder, self.cache.key
+        if builder is None or key is None:
+            return 0.0
+        try:
+            # Under the key's lock: a concurrent process checking this environment must see
+            # it before or after envkit's change, never half-way (files added, manifest not).
+            with builder.cache.locked(key, timeout=_COMPILE_LOCK_TIMEOUT):
+                result = compile_sources(self.environment.python, self.bytecode_store, todo)
+                if result.counts.get("compiled") or result.counts.get("seeded"):
+                    record_manifest(self.environment.path)  # envkit's change: manifest follows
+        except EnvironmentBuildError:
+            return 0.0  # another process holds the environment; a later run compiles
         return result.seconds
 
     def build(self) -> None:

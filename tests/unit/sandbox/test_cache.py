@@ -129,3 +129,74 @@ def test_prune(tmp_path):
     assert cache.lookup(old.key) is None and not old.path.exists() and not leftover.exists()
     assert cache.lookup(fresh.key) is not None
     assert cache.prune(remove_all=True) and cache.records() == []
+
+
+def test_concurrent_manifest_writers_never_collide(tmp_path):
+    """Two processes compiling after a run both rewrote the manifest through one fixed
+    temporary name; one of them failed with FileNotFoundError (seen in CI)."""
+    from envkit.sandbox.manifest import difference, record_manifest
+
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "m.py").write_text("x = 1\n")
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            for _ in range(40):
+                record_manifest(tmp_path)
+        except BaseException as error:  # the test reports any failure
+            errors.append(error)
+
+    threads = [threading.Thread(target=write) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert difference(tmp_path) is None
+    assert [p.name for p in (tmp_path / ".envkit").iterdir()] == ["manifest.json"]
+
+
+def test_a_change_made_under_the_lock_is_rechecked_not_rebuilt(tmp_path):
+    """envkit changes a published environment (bytecode after a run) under its key's lock; a
+    process whose unlocked check caught it half-way waits for the lock and checks again."""
+    cache = EnvCache(tmp_path)
+    calls: list[Path] = []
+    first = cache.get_or_build(SPEC, _builder(calls))
+    halfway = threading.Event()
+    done = threading.Event()
+
+    def change() -> None:
+        with cache.locked(SPEC.key):
+            halfway.set()
+            time.sleep(0.5)
+            done.set()
+
+    changer = threading.Thread(target=change)
+    changer.start()
+    halfway.wait(10)
+    result = cache.get_or_build(
+        SPEC, _builder(calls), check=lambda record: None if done.is_set() else "half-way"
+    )
+    changer.join(10)
+    assert result.hit and result.reason.startswith("checked again while this one waited")
+    assert result.record.path == first.record.path and len(calls) == 1
+
+
+def test_a_held_lock_times_out_with_a_readable_error(tmp_path):
+    cache = EnvCache(tmp_path)
+    cache.envs.mkdir(parents=True)
+    with cache.locked(SPEC.key):
+        errors: list[BaseException] = []
+
+        def other() -> None:
+            try:
+                with cache.locked(SPEC.key, timeout=0.2):
+                    pass
+            except EnvironmentBuildError as error:
+                errors.append(error)
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join(10)
+    assert len(errors) == 1 and "another process" in str(errors[0])
