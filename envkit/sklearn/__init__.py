@@ -225,17 +225,9 @@ def log_model(
     **kwargs: Any,
 ) -> Any:
     """Save ``sk_model`` into the active run (see :func:`envkit.start_run`); returns ModelInfo."""
-    import sys
+    from envkit.pyfunc.flavor_kit import log_flavor_model
 
-    from envkit.models.model import Model
-
-    return Model.log(artifact_path, sys.modules[__name__], name=name, sk_model=sk_model, **kwargs)
-
-
-def _flavor_conf(model_dir: Path) -> dict[str, Any]:
-    from envkit.models.model import Model
-
-    return Model.load(model_dir).get_flavor(FLAVOR_NAME)
+    return log_flavor_model(__name__, artifact_path, name, sk_model=sk_model, **kwargs)
 
 
 def load_model(
@@ -250,20 +242,15 @@ def load_model(
     raises :class:`~envkit.errors.UnsafeModelError` unless ``trust_model=True`` or the global is
     in ``trusted_types`` (``None``: ``$ENVKIT_TRUST_MODEL`` / ``$ENVKIT_TRUSTED_TYPES``).
     """
-    from envkit._fs import check_tree_inside, resolve_inside
-    from envkit.models.scan import ModelTrust, ensure_safe
-    from envkit.models.uri import resolve_model_uri
-    from envkit.pyfunc.loading import _add_code_to_path
+    from envkit.pyfunc.flavor_kit import open_flavor
 
-    local = resolve_model_uri(model_uri)
-    check_tree_inside(local)
-    ensure_safe(local, ModelTrust.of(trust_model, trusted_types))
-    conf = _flavor_conf(local)
-    _add_code_to_path(local, conf)
+    opened = open_flavor(
+        model_uri, FLAVOR_NAME, trust_model=trust_model, trusted_types=trusted_types
+    )
     return _load_file(
-        resolve_inside(local, str(conf["pickled_model"])),
-        str(conf.get("serialization_format", SERIALIZATION_FORMAT_PICKLE)),
-        conf.get("skops_trusted_types"),
+        opened.file("pickled_model"),
+        str(opened.conf.get("serialization_format", SERIALIZATION_FORMAT_PICKLE)),
+        opened.conf.get("skops_trusted_types"),
     )
 
 
@@ -286,17 +273,14 @@ class _SklearnModelWrapper:
 
 def _load_pyfunc(path: str, model_config: dict[str, Any] | None = None) -> _SklearnModelWrapper:
     """Loader contract (also used for models MLflow wrote with ``mlflow.sklearn``)."""
-    from envkit._fs import resolve_inside
-    from envkit.models.model import Model
+    from envkit.pyfunc.flavor_kit import pyfunc_flavor_directory
 
     target = Path(path)
-    model_dir = target.parent if target.is_file() else target
-    model = Model.load(model_dir)
-    conf = model.flavors.get(FLAVOR_NAME) or {}
+    opened = pyfunc_flavor_directory(path, FLAVOR_NAME)
+    conf = opened.conf
     if not target.is_file():
-        pyfunc_conf = model.get_flavor("python_function")
-        relative = pyfunc_conf.get("model_path") or conf.get("pickled_model")
-        target = resolve_inside(model_dir, str(relative))
+        pyfunc_conf = opened.pyfunc_conf()
+        target = opened.file_named(pyfunc_conf.get("model_path") or conf.get("pickled_model"))
     return _SklearnModelWrapper(
         _load_file(
             target,
