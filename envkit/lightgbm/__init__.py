@@ -215,14 +215,11 @@ def _load(data: Path, conf: dict[str, Any]) -> Any:
 
 
 class _LGBModelWrapper:
-    """pyfunc adapter (MLflow's): ``predict(data)`` of the model; ``predict_proba`` too for a
-    classifier."""
+    """pyfunc adapter (MLflow's): ``predict(data)`` of the model (a classifier's
+    ``predict_proba``: ``get_raw_model().predict_proba``)."""
 
     def __init__(self, lgb_model: Any) -> None:
         self.lgb_model = lgb_model
-        method = getattr(lgb_model, "predict_proba", None)
-        if callable(method):
-            self.predict_proba = method
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
         return self.lgb_model.predict(data)

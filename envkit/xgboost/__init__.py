@@ -213,13 +213,11 @@ def _recognized(method: Any, params: dict[str, Any]) -> dict[str, Any]:
 
 
 class _XGBModelWrapper:
-    """pyfunc adapter (MLflow's): a Booster predicts on a DMatrix of the input; a scikit-learn
-    API model predicts on the input, and offers ``predict_proba`` when it has one."""
+    """pyfunc adapter (MLflow's): a Booster predicts on a DMatrix of the input, a scikit-learn
+    API model on the input itself (its ``predict_proba``: ``get_raw_model().predict_proba``)."""
 
     def __init__(self, xgb_model: Any) -> None:
         self.xgb_model = xgb_model
-        if callable(getattr(xgb_model, "predict_proba", None)):
-            self.predict_proba = self._predict_proba
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
         xgb = _xgboost()
@@ -230,11 +228,6 @@ class _XGBModelWrapper:
         if isinstance(model, xgb.Booster):
             return model.predict(xgb.DMatrix(data), **kwargs)
         return model.predict(data, **kwargs)
-
-    def _predict_proba(self, data: Any, params: dict[str, Any] | None = None) -> Any:
-        kwargs = _recognized(self.xgb_model.predict_proba, dict(params or {}))
-        kwargs.setdefault("validate_features", True)
-        return self.xgb_model.predict_proba(data, **kwargs)
 
     def get_raw_model(self) -> Any:
         return self.xgb_model
