@@ -107,15 +107,15 @@ def test_xgboost_round_trips_with_mlflow_keys(tmp_path, case):
     assert type(pyfunc.get_raw_model()) is type(model)
 
 
-def test_xgboost_pyfunc_passes_params_xgboost_accepts_and_ignores_the_others(tmp_path, caplog):
+def test_xgboost_pyfunc_passes_the_signature_params_to_xgboost(tmp_path, caplog):
     booster = xgb_models.booster(X, Y)
-    envkit.xgboost.save_model(booster, tmp_path / "m")
+    example = (X.head(3), {"output_margin": False, "no_such_param": 1})
+    envkit.xgboost.save_model(booster, tmp_path / "m", input_example=example)
     pyfunc = envkit.pyfunc.load_model(tmp_path / "m")
-    # No signature declares params: the model's own predict receives them (MLflow's wrapper).
-    impl = pyfunc._model_impl
     with caplog.at_level(logging.WARNING, logger="envkit.xgboost"):
-        margins = impl.predict(X, params={"output_margin": True, "no_such_param": 1})
+        margins = pyfunc.predict(X, params={"output_margin": True, "no_such_param": 2})
     np.testing.assert_allclose(margins, booster.predict(xgb.DMatrix(X), output_margin=True))
+    # A param xgboost's predict does not take is left out, as MLflow's wrapper does.
     assert "no_such_param" in caplog.text
 
 
