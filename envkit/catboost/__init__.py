@@ -43,9 +43,18 @@ RequirementsArg = Union[Sequence[str], str, "os.PathLike[str]", None]
 
 
 def _catboost() -> Any:
+    import sys
+
     from envkit.pyfunc.flavor_kit import import_library
 
-    return import_library("catboost", flavor=FLAVOR_NAME)
+    limit = sys.getrecursionlimit()
+    try:
+        return import_library("catboost", flavor=FLAVOR_NAME)
+    finally:
+        # catboost imports IPython when it is installed (its optional widget), and IPython's
+        # jedi raises the interpreter's recursion limit to 3000, which would let the scoring
+        # server read payloads nested far deeper than the limit it relies on.
+        sys.setrecursionlimit(limit)
 
 
 def save_model(

@@ -34,6 +34,9 @@ import envkit.xgboost
 
 pytestmark = pytest.mark.slow
 
+# catboost imported as envkit does, keeping this process's recursion limit (see envkit.catboost)
+envkit.catboost._catboost()
+
 FLAVORS = {"xgboost": xgb_models, "lightgbm": lgb_models, "catboost": cb_models}
 X, Y = xgb_models.training_data()
 # The other API of xgboost and lightgbm (the flavor_models modules save the first one).

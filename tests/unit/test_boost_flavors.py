@@ -12,7 +12,6 @@ import subprocess
 import sys
 from importlib.metadata import packages_distributions, version
 
-import catboost
 import lightgbm as lgb
 import numpy as np
 import pytest
@@ -28,6 +27,10 @@ import envkit.lightgbm
 import envkit.pyfunc
 import envkit.xgboost
 from envkit.errors import ModelFormatError, UsageError
+
+# Imported as envkit does: catboost's optional IPython import (jedi) must not raise this
+# process's recursion limit, on which other tests (deeply nested payloads) rely.
+catboost = envkit.catboost._catboost()
 
 X, Y = xgb_models.training_data()
 
@@ -387,3 +390,12 @@ def test_importing_the_flavors_imports_no_library():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.replace("'", '"')) == []
+
+
+def test_loading_catboost_keeps_the_recursion_limit():
+    code = (
+        "import sys, envkit.catboost; before = sys.getrecursionlimit(); "
+        "envkit.catboost._catboost(); print(before == sys.getrecursionlimit())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
