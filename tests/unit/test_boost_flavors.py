@@ -399,3 +399,16 @@ def test_loading_catboost_keeps_the_recursion_limit():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
+
+
+def test_info_shows_the_class_format_and_library_version(tmp_path):
+    envkit.xgboost.save_model(xgb_models.booster(X, Y), tmp_path / "m")
+    out = subprocess.run(
+        [sys.executable, "-m", "envkit", "info", str(tmp_path / "m")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    shown = "model_class=xgboost.core.Booster, model_format=ubj, xgb_version="
+    assert f"xgboost ({shown}{xgb.__version__})" in out.stdout
+    assert "python_function (loader_module=envkit.xgboost)" in out.stdout
