@@ -22,6 +22,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Union
@@ -167,6 +168,9 @@ def load_model(model_uri: str | os.PathLike[str]) -> Any:
     return _load(opened.file("data"), opened.conf, opened.path)
 
 
+_QUALIFIED_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
+
+
 def _model_class(name: str, code_dir: Path | None) -> Any:
     """The class ``model_class`` names: an xgboost class, or one of the model's own code (a
     subclass of one), never another module an MLmodel could name."""
@@ -177,15 +181,22 @@ def _model_class(name: str, code_dir: Path | None) -> Any:
     xgb = _xgboost()
     module_name, _, class_name = name.rpartition(".")
     top = module_name.split(".", 1)[0]
-    own = code_dir is not None and any(
-        (code_dir / f"{top}{suffix}").exists() for suffix in ("", ".py")
+    own = (
+        code_dir is not None
+        and top.isidentifier()
+        and any((code_dir / f"{top}{suffix}").exists() for suffix in ("", ".py"))
     )
-    if top != "xgboost" and not own:
+    if not _QUALIFIED_NAME.fullmatch(name) or (top != "xgboost" and not own):
         raise ModelFormatError(
             f"the xgboost flavor's model_class {name!r} is not an xgboost class nor one of the "
             "model's code"
         )
-    cls = getattr(importlib.import_module(module_name), class_name, None)
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name, None)
+    except ImportError as exc:
+        raise ModelFormatError(
+            f"the xgboost flavor's model_class {name!r} cannot be imported ({exc})"
+        ) from exc
     if not (isinstance(cls, type) and issubclass(cls, (xgb.Booster, xgb.XGBModel))):
         raise ModelFormatError(
             f"the xgboost flavor's model_class {name!r} is not an xgboost model class"

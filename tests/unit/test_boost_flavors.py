@@ -319,7 +319,10 @@ def _edit_flavor(path, flavor: str, **changes) -> None:
     (path / "MLmodel").write_text(yaml.safe_dump(data))
 
 
-@pytest.mark.parametrize("model_class", ["os.system", "xgboost.DMatrix", "antigravity.Booster"])
+@pytest.mark.parametrize(
+    "model_class",
+    ["os.system", "xgboost.DMatrix", "antigravity.Booster", "xgboost.nope.Booster", "Booster"],
+)
 def test_an_mlmodel_cannot_make_xgboost_import_or_build_another_class(tmp_path, model_class):
     envkit.xgboost.save_model(xgb_models.booster(X, Y), tmp_path / "m")
     _edit_flavor(tmp_path / "m", "xgboost", model_class=model_class)
