@@ -25,6 +25,9 @@ FLAVOR_ENTRY_POINT_GROUP = "envkit.flavors"
 _BUILTIN_FLAVORS = {
     "python_function": "envkit.pyfunc",
     "sklearn": "envkit.sklearn",
+    "xgboost": "envkit.xgboost",
+    "lightgbm": "envkit.lightgbm",
+    "catboost": "envkit.catboost",
 }
 
 # MLflow loader modules envkit can stand in for, and envkit's replacement.
