@@ -25,6 +25,9 @@ FLAVOR_ENTRY_POINT_GROUP = "envkit.flavors"
 _BUILTIN_FLAVORS = {
     "python_function": "envkit.pyfunc",
     "sklearn": "envkit.sklearn",
+    "statsmodels": "envkit.statsmodels",
+    "prophet": "envkit.prophet",
+    "pmdarima": "envkit.pmdarima",
 }
 
 # MLflow loader modules envkit can stand in for, and envkit's replacement.
