@@ -332,6 +332,11 @@ def test_serve_answers_the_serving_example_with_the_models_predictions(forecast_
     try:
         _wait_ready(proc, port)
         status, body = _post(port, (model / "serving_input_example.json").read_bytes())
+        if flavor == "pmdarima":  # the flavor's own input rule: one row
+            rows = {"dataframe_split": {"columns": ["n_periods"], "data": [[1], [2]]}}
+            bad_status, bad = _post(port, json.dumps(rows).encode())
+            assert bad_status == 400, bad
+            assert "Only 1 row should be supplied" in bad["message"]
     finally:
         proc.terminate()
         output = proc.communicate(timeout=60)[0].decode(errors="replace")
