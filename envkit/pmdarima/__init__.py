@@ -33,6 +33,7 @@ _MODEL_TYPE_KEY = "model_type"
 __all__ = [
     "FLAVOR_NAME",
     "ForecastRequest",
+    "get_default_conda_env",
     "get_default_pip_requirements",
     "load_model",
     "log_model",
@@ -49,11 +50,24 @@ def _pmdarima() -> Any:
 
 
 def get_default_pip_requirements() -> list[str]:
-    """What loading a pmdarima model needs at least: envkit and pmdarima, pinned."""
-    from envkit._version import __version__
+    """What the model needs besides envkit, as MLflow's: pmdarima, pinned to this version."""
     from envkit.deps.envfiles import pin_installed
 
-    return [f"envkit=={__version__}", pin_installed("pmdarima")]
+    return [pin_installed("pmdarima")]
+
+
+def get_default_conda_env() -> dict[str, Any]:
+    """The ``conda.yaml`` mapping of a model of this flavor: this Python, envkit and
+    :func:`get_default_pip_requirements`."""
+    from envkit.deps.envfiles import conda_env_dict
+
+    return conda_env_dict(_default_requirements())
+
+
+def _default_requirements() -> list[str]:
+    from envkit._version import __version__
+
+    return [f"envkit=={__version__}", *get_default_pip_requirements()]
 
 
 def save_model(
@@ -106,7 +120,7 @@ def save_model(
         path,
         FlavorWriter(
             write=write,
-            default_requirements=get_default_pip_requirements,
+            default_requirements=_default_requirements,
             pyfunc_impl=lambda staging: _PmdarimaModelWrapper(pmdarima_model),
         ),
         envkit_model=envkit_model,

@@ -29,6 +29,7 @@ LOADER_MODULE = "envkit.statsmodels"
 __all__ = [
     "FLAVOR_NAME",
     "STATSMODELS_DATA_SUBPATH",
+    "get_default_conda_env",
     "get_default_pip_requirements",
     "load_model",
     "log_model",
@@ -45,11 +46,24 @@ def _statsmodels() -> Any:
 
 
 def get_default_pip_requirements() -> list[str]:
-    """What loading a statsmodels model needs at least: envkit and statsmodels, pinned."""
-    from envkit._version import __version__
+    """What the model needs besides envkit, as MLflow's: statsmodels, pinned to this version."""
     from envkit.deps.envfiles import pin_installed
 
-    return [f"envkit=={__version__}", pin_installed("statsmodels")]
+    return [pin_installed("statsmodels")]
+
+
+def get_default_conda_env() -> dict[str, Any]:
+    """The ``conda.yaml`` mapping of a model of this flavor: this Python, envkit and
+    :func:`get_default_pip_requirements`."""
+    from envkit.deps.envfiles import conda_env_dict
+
+    return conda_env_dict(_default_requirements())
+
+
+def _default_requirements() -> list[str]:
+    from envkit._version import __version__
+
+    return [f"envkit=={__version__}", *get_default_pip_requirements()]
 
 
 def save_model(
@@ -105,7 +119,7 @@ def save_model(
         path,
         FlavorWriter(
             write=write,
-            default_requirements=get_default_pip_requirements,
+            default_requirements=_default_requirements,
             pyfunc_impl=lambda staging: _StatsmodelsModelWrapper(statsmodels_model),
         ),
         envkit_model=envkit_model,

@@ -84,6 +84,17 @@ def test_importing_the_flavors_imports_no_library():
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_default_requirements_are_the_library_pinned_as_mlflows(flavor):
+    from importlib.metadata import version
+
+    module = getattr(envkit, flavor)
+    assert module.get_default_pip_requirements() == [f"{flavor}=={version(flavor)}"]
+    conda = module.get_default_conda_env()
+    pip = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
+    assert pip == [f"envkit=={envkit.__version__}", f"{flavor}=={version(flavor)}"]
+
+
 def test_constants_have_mlflows_values():
     assert envkit.statsmodels.FLAVOR_NAME == "statsmodels"
     assert envkit.statsmodels.STATSMODELS_DATA_SUBPATH == "model.statsmodels"
