@@ -28,6 +28,9 @@ _BUILTIN_FLAVORS = {
     "xgboost": "envkit.xgboost",
     "lightgbm": "envkit.lightgbm",
     "catboost": "envkit.catboost",
+    "statsmodels": "envkit.statsmodels",
+    "prophet": "envkit.prophet",
+    "pmdarima": "envkit.pmdarima",
 }
 
 # MLflow loader modules envkit can stand in for, and envkit's replacement.
