@@ -62,6 +62,25 @@ def linear_model(X: Any, y: Any) -> Any:
     return model
 
 
+def wide_model() -> Any:
+    """An onnx.ModelProto whose weights (8 KiB) go to an external data file when saved with
+    ``save_as_external_data``: y = x @ W, x of shape (-1, 4), y of shape (-1, 512)."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = np.arange(4 * 512, dtype=np.float32).reshape(4, 512) / 1000
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"])],
+        "wide",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 512])],
+        [numpy_helper.from_array(weights, "W")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
 def save_envkit(path: str | Path) -> None:
     """Fit the linear model and save it with envkit, the first three rows as input example."""
     import envkit.onnx
@@ -70,7 +89,10 @@ def save_envkit(path: str | Path) -> None:
     envkit.onnx.save_model(linear_model(X, y), path, input_example=X[:3])
 
 
-_SOURCE = "\n\n".join(textwrap.dedent(inspect.getsource(f)) for f in (training_data, linear_model))
+# The builders' source, for scripts that run in the MLflow virtualenv (which has no envkit).
+SOURCE = "\n\n".join(
+    textwrap.dedent(inspect.getsource(f)) for f in (training_data, linear_model, wide_model)
+)
 
 MLFLOW_SAVE = f"""
 import sys
@@ -78,7 +100,7 @@ from typing import Any
 
 import mlflow.onnx
 
-{_SOURCE}
+{SOURCE}
 
 X, y = training_data()
 mlflow.onnx.save_model(linear_model(X, y), sys.argv[1], input_example=X[:3])

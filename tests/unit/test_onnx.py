@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from flavor_models.onnx import linear_model, training_data
+from flavor_models.onnx import linear_model, training_data, wide_model
 
 import envkit.onnx
 import envkit.pyfunc
@@ -188,18 +188,8 @@ def test_a_provider_this_onnxruntime_lacks_falls_back_to_cpu(tmp_path, linear, c
 
 def test_external_data_is_written_beside_and_the_callers_model_is_left_whole(tmp_path, data):
     X, _ = data
-    from onnx import TensorProto, helper, numpy_helper
-
-    big = np.arange(4 * 512, dtype=np.float32).reshape(4, 512) / 1000  # 8 KiB: external
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["y"])],
-        "wide",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 512])],
-        [numpy_helper.from_array(big, "W")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
+    model = wide_model()  # 8 KiB of weights: external
+    big = onnx.numpy_helper.to_array(model.graph.initializer[0])
     before = model.SerializeToString()
     envkit.onnx.save_model(model, tmp_path / "ext", input_example=X[:2])
     assert model.SerializeToString() == before  # onnx would have moved its tensor out
@@ -208,7 +198,7 @@ def test_external_data_is_written_beside_and_the_callers_model_is_left_whole(tmp
     assert len(extra) == 1 and (tmp_path / "ext" / extra[0]).stat().st_size == big.nbytes
     assert (tmp_path / "ext" / "model.onnx").stat().st_size < big.nbytes
     loaded = envkit.onnx.load_model(tmp_path / "ext")
-    np.testing.assert_array_equal(numpy_helper.to_array(loaded.graph.initializer[0]), big)
+    np.testing.assert_array_equal(onnx.numpy_helper.to_array(loaded.graph.initializer[0]), big)
     out = envkit.pyfunc.load_model(tmp_path / "ext").predict(X)
     np.testing.assert_allclose(out["y"], X @ big, rtol=1e-5)
     envkit.onnx.save_model(model, tmp_path / "inline", save_as_external_data=False)
