@@ -82,10 +82,14 @@ def render_text(info: dict[str, Any]) -> str:
     if info.get("run_id"):
         lines.append(f"  run: runs:/{info['run_id']}/{info['artifact_path']}")
     lines.append("flavors:")
+    modules = info.get("flavor_modules") or {}
     for name, conf in info["flavors"].items():
         keys = ("loader_module", "predict_fn", "serialization_format", "sklearn_version")
-        details = ", ".join(f"{k}={conf[k]}" for k in keys if conf.get(k))
-        lines.append(f"  {name}" + (f" ({details})" if details else ""))
+        details = [f"{k}={conf[k]}" for k in keys if conf.get(k)]
+        if name in modules:
+            module = modules[name]
+            details.append(f"flavor module {module}" if module else "no flavor installed here")
+        lines.append(f"  {name}" + (f" ({', '.join(details)})" if details else ""))
     signature = info.get("signature")
     lines.append("signature:" + ("" if signature else " none"))
     if signature:
