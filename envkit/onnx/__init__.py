@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable, Union
@@ -361,7 +362,6 @@ class _OnnxModelWrapper:
 
     def _feeds(self, data: Any) -> dict[str, Any]:
         import numpy as np
-        import pandas as pd
 
         from envkit.errors import SchemaEnforcementError
 
@@ -375,7 +375,7 @@ class _OnnxModelWrapper:
                     f"{len(names)} ({', '.join(names)}): pass a dict or a DataFrame with them"
                 )
             feeds = {names[0]: data}
-        elif isinstance(data, pd.DataFrame):
+        elif _is_dataframe(data):
             if len(names) == 1:
                 feeds = {names[0]: data.values}
             else:
@@ -402,10 +402,11 @@ class _OnnxModelWrapper:
         """A dict output name -> array; for a DataFrame input, a DataFrame with one column per
         output (each output flattened), as MLflow."""
         import numpy as np
-        import pandas as pd
 
         predicted = self.rt.run(self.output_names, self._feeds(data))
-        if isinstance(data, pd.DataFrame):
+        if _is_dataframe(data):
+            import pandas as pd
+
             return pd.DataFrame(
                 {
                     name: np.asarray(value).reshape(-1)
@@ -413,6 +414,12 @@ class _OnnxModelWrapper:
                 }
             )
         return dict(zip(self.output_names, predicted))
+
+
+def _is_dataframe(data: Any) -> bool:
+    """A pandas DataFrame (pandas is not imported for it: an array input never needs it)."""
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and isinstance(data, pandas.DataFrame)
 
 
 def _usable_providers(ort: Any, providers: list[Any]) -> list[Any]:

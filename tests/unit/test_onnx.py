@@ -266,3 +266,39 @@ def test_import_envkit_onnx_imports_neither_library():
     env = {**os.environ, "PYTHONPATH": str(Path(envkit.__file__).resolve().parents[1])}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_log_model_into_a_run_and_load_by_runs_uri(tmp_path, linear, data):
+    import envkit
+
+    X, _ = data
+    envkit.set_tracking_dir(tmp_path / "runs")
+    try:
+        with envkit.start_run() as run:
+            info = envkit.onnx.log_model(linear, name="model", input_example=X[:2])
+        assert info.model_uri == f"runs:/{run.run_id}/model"
+        assert envkit.onnx.load_model(info.model_uri).graph == linear.graph
+        score, _ = expected_outputs(linear, X)
+        out = envkit.pyfunc.load_model(info.model_uri).predict(X)
+        np.testing.assert_allclose(out["score"], score, rtol=1e-5)
+    finally:
+        envkit.set_tracking_dir(None)
+
+
+def test_an_array_for_a_tensor_signature_is_predicted_without_importing_pandas(
+    tmp_path, linear, data
+):
+    """pandas costs most of a warm validation's predict; an array input never needs it."""
+    X, _ = data
+    envkit.onnx.save_model(linear, tmp_path / "m", input_example=X[:3])
+    code = (
+        "import sys, numpy, envkit.pyfunc; "
+        "m = envkit.pyfunc.load_model(sys.argv[1]); "
+        "m.predict(numpy.ones((2, 4), dtype=numpy.float32)); "
+        "print('pandas' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(envkit.__file__).resolve().parents[1])}
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "m")], capture_output=True, text=True, env=env
+    )
+    assert out.stdout.strip() == "False", out.stderr
