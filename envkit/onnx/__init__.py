@@ -353,6 +353,7 @@ class _OnnxModelWrapper:
             self.rt = ort.InferenceSession(
                 str(model_file), sess_options=options, providers=["CPUExecutionProvider"]
             )
+        self._invalid_argument = _invalid_argument_error(ort)
         self.inputs = [(i.name, i.type) for i in self.rt.get_inputs()]
         self.output_names = [o.name for o in self.rt.get_outputs()]
 
@@ -367,6 +368,12 @@ class _OnnxModelWrapper:
 
         names = [name for name, _ in self.inputs]
         if isinstance(data, dict):
+            missing = [name for name in names if name not in data]
+            if missing:
+                raise SchemaEnforcementError(
+                    f"the input has no {', '.join(missing)} for the ONNX model's inputs "
+                    f"({', '.join(names)}; given: {', '.join(map(str, data)) or 'none'})"
+                )
             feeds = {name: np.asarray(value) for name, value in data.items()}
         elif isinstance(data, np.ndarray):
             if len(names) != 1:
@@ -403,7 +410,13 @@ class _OnnxModelWrapper:
         output (each output flattened), as MLflow."""
         import numpy as np
 
-        predicted = self.rt.run(self.output_names, self._feeds(data))
+        feeds = self._feeds(data)
+        try:
+            predicted = self.rt.run(self.output_names, feeds)
+        except self._invalid_argument as exc:  # a shape, dtype or name the model refuses
+            from envkit.errors import SchemaEnforcementError
+
+            raise SchemaEnforcementError(f"the ONNX model refused its input: {exc}") from exc
         if _is_dataframe(data):
             import pandas as pd
 
@@ -414,6 +427,19 @@ class _OnnxModelWrapper:
                 }
             )
         return dict(zip(self.output_names, predicted))
+
+
+def _invalid_argument_error(ort: Any) -> type[BaseException]:
+    """onnxruntime's error for input the model does not take (wrong shape, dtype or name)."""
+    state = getattr(getattr(ort, "capi", None), "onnxruntime_pybind11_state", None)
+    error = getattr(state, "InvalidArgument", None)
+    if isinstance(error, type) and issubclass(error, BaseException):
+        return error
+    return _NeverRaised
+
+
+class _NeverRaised(Exception):
+    """Stands in for an error class this onnxruntime does not have."""
 
 
 def _is_dataframe(data: Any) -> bool:

@@ -145,6 +145,10 @@ def test_a_model_with_several_inputs_takes_a_dict_or_dataframe_columns(tmp_path)
         model.predict(np.stack([a, b]))
     with pytest.raises(SchemaEnforcementError, match="no column b"):
         model.predict(pd.DataFrame({"a": a}))
+    with pytest.raises(SchemaEnforcementError, match="the input has no b .*given: a"):
+        model.predict({"a": a})
+    with pytest.raises(SchemaEnforcementError, match="the ONNX model refused its input: .*rank"):
+        model.predict({"a": a, "b": np.stack([b, b])})  # no signature: onnxruntime says
 
 
 def test_session_options_and_providers_reach_the_session(tmp_path, linear):
