@@ -306,3 +306,18 @@ def test_an_array_for_a_tensor_signature_is_predicted_without_importing_pandas(
         [sys.executable, "-c", code, str(tmp_path / "m")], capture_output=True, text=True, env=env
     )
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_session_options_mlflow_does_not_apply_are_recorded_not_applied(tmp_path, linear, caplog):
+    """Any SessionOptions attribute saves (as MLflow); loading applies MLflow's five only, so an
+    MLmodel cannot make the loader write a file (optimized_model_filepath)."""
+    target = tmp_path / "optimized.onnx"
+    with caplog.at_level("WARNING", logger="envkit.onnx"):
+        envkit.onnx.save_model(
+            linear, tmp_path / "m", onnx_session_options={"optimized_model_filepath": str(target)}
+        )
+    assert "optimized_model_filepath are recorded, but loading applies only" in caplog.text
+    conf = yaml.safe_load((tmp_path / "m" / "MLmodel").read_text())["flavors"]["onnx"]
+    assert conf["onnx_session_options"] == {"optimized_model_filepath": str(target)}
+    envkit.pyfunc.load_model(tmp_path / "m").predict(np.ones((1, 4), np.float32))
+    assert not target.exists()
