@@ -71,6 +71,20 @@ def wheels_lines(wheels: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def flavor_lines(flavors: dict[str, Any], modules: dict[str, str | None]) -> list[str]:
+    """A line per flavor: its main keys and, for a library flavor, the module that implements
+    it here (or that none is installed)."""
+    lines = []
+    for name, conf in flavors.items():
+        keys = ("loader_module", "predict_fn", "serialization_format", "sklearn_version")
+        details = [f"{k}={conf[k]}" for k in keys if conf.get(k)]
+        if name in modules:
+            module = modules[name]
+            details.append(f"flavor module {module}" if module else "no flavor installed here")
+        lines.append(f"  {name}" + (f" ({', '.join(details)})" if details else ""))
+    return lines
+
+
 def render_text(info: dict[str, Any]) -> str:
     """``describe_model`` output as readable text."""
     lines = [f"model: {info['path']}"]
@@ -82,14 +96,7 @@ def render_text(info: dict[str, Any]) -> str:
     if info.get("run_id"):
         lines.append(f"  run: runs:/{info['run_id']}/{info['artifact_path']}")
     lines.append("flavors:")
-    modules = info.get("flavor_modules") or {}
-    for name, conf in info["flavors"].items():
-        keys = ("loader_module", "predict_fn", "serialization_format", "sklearn_version")
-        details = [f"{k}={conf[k]}" for k in keys if conf.get(k)]
-        if name in modules:
-            module = modules[name]
-            details.append(f"flavor module {module}" if module else "no flavor installed here")
-        lines.append(f"  {name}" + (f" ({', '.join(details)})" if details else ""))
+    lines.extend(flavor_lines(info["flavors"], info.get("flavor_modules") or {}))
     signature = info.get("signature")
     lines.append("signature:" + ("" if signature else " none"))
     if signature:
