@@ -17,9 +17,19 @@ pipeline (StandardScaler + LogisticRegression):
 * MLflow virtualenv  one attempt: it needs pyenv to install the recorded CPython, which
                 downloads it, so it fails where only package indexes are reachable.
 
+Then a row per flavor: every module of ``tests/flavor_models`` (``save_envkit(path)`` and
+``MLFLOW_SAVE``) gives a tiny model saved by envkit and the same kind saved by MLflow; envkit
+validate cold (environment rebuilt, bytecode store kept) and warm on each, and ``mlflow models
+predict --env-manager uv`` on the MLflow-saved one (its serving input example as payload), as
+ratios to MLflow in the same run.
+
 MLflow runs from its own virtualenv (built like ``tests/conftest.py::mlflow_python``).
 
-    python benchmarks/validate.py [--runs 3]
+    python benchmarks/validate.py [--runs 3] [--flavor NAME ...]
+
+``--flavor NAME`` (repeatable) runs only those rows: a flavor of ``tests/flavor_models``, or
+``iris`` for the iris rows above. Run it from a snapshot copy of the repository when you keep
+editing the tree (``PYTHONPATH=<copy> python <copy>/benchmarks/validate.py``).
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,6 +86,11 @@ def make_models(workdir: Path, mlflow_py: Path) -> tuple[Path, Path, Path]:
         json.dumps({"dataframe_split": json.loads(X.head(3).to_json(orient="split"))})
     )
     return ours, theirs, payload
+
+
+def _without_pythonpath() -> dict[str, str]:
+    """This environment without PYTHONPATH: MLflow's side never imports this checkout."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess]:
@@ -162,14 +178,13 @@ def _fmt(values: list[float]) -> str:
     return ", ".join(f"{v:.2f}s" for v in values)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-    runs = max(1, args.runs)
+def med(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def iris_rows(runs: int, mlflow_py: Path) -> None:
+    """The iris rows (envkit- and MLflow-saved pipeline), with their targets."""
     print(f"envkit validate vs mlflow models predict, iris pipeline, {runs} runs each")
-    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
-    mlflow_py = mlflow_python()
     with tempfile.TemporaryDirectory(prefix="envkit-bench-") as tmp:
         ours, theirs, payload = make_models(Path(tmp), mlflow_py)
         print("running:")
@@ -177,9 +192,6 @@ def main() -> None:
         ek_mlflow = envkit_runs(theirs, runs, "envkit, MLflow-saved model (--loader auto)")
         mf_uv = mlflow_runs(mlflow_py, theirs, payload, "uv", runs)
         mlflow_runs(mlflow_py, theirs, payload, "virtualenv", 1)
-
-    def med(values: list[float]) -> float:
-        return statistics.median(values) if values else float("nan")
 
     print()
     print(f"{'median of ' + str(runs) + ' runs':<60}{'seconds':>9}")
@@ -212,6 +224,107 @@ def main() -> None:
         )
         print(f"MLflow-saved, first ever / MLflow-uv: {med(ek_mlflow['cold']) / mlflow_uv:.2f}x")
     print(f"warm:                        {med(ek['warm']):.2f}s  (target <= 2.5s)")
+
+
+@dataclass
+class FlavorFigures:
+    """Medians (seconds) for one flavor's models; nan where a tool failed."""
+
+    flavor: str
+    cold: float  # envkit validate, envkit-saved model, environment rebuilt
+    warm: float  # envkit validate, envkit-saved model, cache hit
+    mlflow_saved_cold: float  # envkit validate on the MLflow-saved model
+    mlflow_saved_warm: float
+    mlflow_uv: float  # mlflow models predict --env-manager uv, MLflow-saved model
+
+
+def flavor_figures(flavor: str, module: object, runs: int, mlflow_py: Path) -> FlavorFigures:
+    """Save the flavor's models (envkit here, MLflow in its virtualenv) and time both tools."""
+    with tempfile.TemporaryDirectory(prefix=f"envkit-bench-{flavor}-") as tmp:
+        ours, theirs = Path(tmp) / "envkit_model", Path(tmp) / "mlflow_model"
+        module.save_envkit(ours)  # type: ignore[attr-defined]
+        script = Path(tmp) / "mlflow_save.py"
+        script.write_text(module.MLFLOW_SAVE)  # type: ignore[attr-defined]
+        done = subprocess.run(
+            [str(mlflow_py), str(script), str(theirs)],
+            capture_output=True,
+            text=True,
+            env=_without_pythonpath(),
+            timeout=1800,
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"MLflow failed to save the {flavor} model:\n{done.stderr[-3000:]}")
+        print(f"{flavor}:")
+        ek = envkit_runs(ours, runs, f"envkit, envkit-saved {flavor} model")
+        ek_mlflow = envkit_runs(theirs, runs, f"envkit, MLflow-saved {flavor} model")
+        payload = theirs / "serving_input_example.json"
+        mf_uv = mlflow_runs(mlflow_py, theirs, payload, "uv", runs)
+    return FlavorFigures(
+        flavor,
+        cold=med(ek["rebuilt"]),
+        warm=med(ek["warm"]),
+        mlflow_saved_cold=med(ek_mlflow["rebuilt"]),
+        mlflow_saved_warm=med(ek_mlflow["warm"]),
+        mlflow_uv=med(mf_uv),
+    )
+
+
+def print_flavor_table(figures: list[FlavorFigures], runs: int) -> None:
+    """One row per flavor: seconds, then ratios to ``mlflow models predict --env-manager uv``
+    (cold: environment rebuilt; warm: cache hit; "MLflow-saved": the very model MLflow ran)."""
+    print()
+    print(f"per flavor, median of {runs} runs (seconds; ratio = envkit / MLflow uv)")
+    head = (
+        f"{'flavor':<12}{'cold':>7}{'warm':>7}{'ML cold':>9}{'ML warm':>9}{'MLflow uv':>11}"
+        f"{'cold/uv':>9}{'warm/uv':>9}{'ML cold/uv':>12}{'ML warm/uv':>12}"
+    )
+    print(head)
+    for f in figures:
+        print(
+            f"{f.flavor:<12}{f.cold:>7.2f}{f.warm:>7.2f}{f.mlflow_saved_cold:>9.2f}"
+            f"{f.mlflow_saved_warm:>9.2f}{f.mlflow_uv:>11.2f}"
+            f"{f.cold / f.mlflow_uv:>8.2f}x{f.warm / f.mlflow_uv:>8.2f}x"
+            f"{f.mlflow_saved_cold / f.mlflow_uv:>11.2f}x"
+            f"{f.mlflow_saved_warm / f.mlflow_uv:>11.2f}x"
+        )
+    print("(ML: the MLflow-saved model, validated by envkit; nan: a tool failed, see above)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--flavor",
+        action="append",
+        metavar="NAME",
+        help="run only this row set (repeatable): a tests/flavor_models flavor, or 'iris'",
+    )
+    args = parser.parse_args()
+    runs = max(1, args.runs)
+    sys.path.insert(0, str(ROOT / "tests"))
+    from flavor_models import flavor_modules, flavor_names
+
+    known = flavor_names()
+    wanted = args.flavor or ["iris", *known]
+    unknown = sorted(set(wanted) - {"iris", *known})
+    if unknown:
+        parser.error(f"no flavor {', '.join(unknown)}: choose from iris, {', '.join(known)}")
+    flavors = [name for name in wanted if name != "iris"]
+    modules = flavor_modules(flavors) if flavors else {}
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    mlflow_py = mlflow_python()
+    if "iris" in wanted:
+        iris_rows(runs, mlflow_py)
+    figures = []
+    for name, module in modules.items():
+        try:
+            figures.append(flavor_figures(name, module, runs, mlflow_py))
+        except (SystemExit, AssertionError, subprocess.SubprocessError) as exc:
+            print(f"  {name}: FAILED: {exc}"[:2000])
+            nan = float("nan")
+            figures.append(FlavorFigures(name, nan, nan, nan, nan, nan))
+    if figures:
+        print_flavor_table(figures, runs)
 
 
 if __name__ == "__main__":

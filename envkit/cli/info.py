@@ -90,6 +90,19 @@ def _shown_keys(name: str, conf: dict[str, Any]) -> list[str]:
     return [*_SHOWN_KEYS, *(k for k in conf if k.endswith("_version"))]
 
 
+def flavor_lines(flavors: dict[str, Any], modules: dict[str, str | None]) -> list[str]:
+    """A line per flavor: its main keys (:func:`_shown_keys`) and, for a library flavor, the
+    module that implements it here (or that none is installed)."""
+    lines = []
+    for name, conf in flavors.items():
+        details = [f"{k}={conf[k]}" for k in _shown_keys(name, conf) if conf.get(k)]
+        if name in modules:
+            module = modules[name]
+            details.append(f"flavor module {module}" if module else "no flavor installed here")
+        lines.append(f"  {name}" + (f" ({', '.join(details)})" if details else ""))
+    return lines
+
+
 def render_text(info: dict[str, Any]) -> str:
     """``describe_model`` output as readable text."""
     lines = [f"model: {info['path']}"]
@@ -101,9 +114,7 @@ def render_text(info: dict[str, Any]) -> str:
     if info.get("run_id"):
         lines.append(f"  run: runs:/{info['run_id']}/{info['artifact_path']}")
     lines.append("flavors:")
-    for name, conf in info["flavors"].items():
-        details = ", ".join(f"{k}={conf[k]}" for k in _shown_keys(name, conf) if conf.get(k))
-        lines.append(f"  {name}" + (f" ({details})" if details else ""))
+    lines.extend(flavor_lines(info["flavors"], info.get("flavor_modules") or {}))
     signature = info.get("signature")
     lines.append("signature:" + ("" if signature else " none"))
     if signature:

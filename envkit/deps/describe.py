@@ -43,6 +43,7 @@ def describe_model(model_uri: str | os.PathLike[str]) -> dict[str, Any]:
         "envkit_version": model.envkit_version,
         "mlflow_version": model.mlflow_version,
         "flavors": model.flavors,
+        "flavor_modules": flavor_modules(model.flavors),
         "signature": signature.to_dict() if signature is not None else None,
         "saved_input_example_info": model.saved_input_example_info,
         "model_size_bytes": model.model_size_bytes,
@@ -52,6 +53,16 @@ def describe_model(model_uri: str | os.PathLike[str]) -> dict[str, Any]:
         "files": files,
         "total_size": sum(f["size"] for f in files),
     }
+
+
+def flavor_modules(flavors: Iterable[str]) -> dict[str, str | None]:
+    """Each library flavor of the model -> the module that implements it here (a built-in
+    envkit flavor, or one a package registers in the ``envkit.flavors`` entry point group),
+    None when none is installed."""
+    from envkit.models.flavors import registered_flavors
+
+    known = registered_flavors()
+    return {name: known.get(name) for name in flavors if name != "python_function"}
 
 
 def _environment(model_dir: Path, model: Model) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -216,9 +217,9 @@ def enforce_params(
 
 def enforce_schema(data: Any, schema: Schema) -> Any:
     """``data`` checked against the input ``schema`` and converted (see the module docstring)."""
-    import pandas as pd
+    if _is_pandas(data, "Series"):
+        import pandas as pd
 
-    if isinstance(data, pd.Series):
         data = pd.DataFrame(data)
     if not schema.is_tensor_spec():
         data = _to_dataframe(data, schema)
@@ -287,10 +288,16 @@ def _to_dataframe(data: Any, schema: Schema) -> pd.DataFrame:
     )
 
 
-def _check_named_inputs(data: Any, schema: Schema) -> None:
-    import pandas as pd
+def _is_pandas(data: Any, kind: str) -> bool:
+    """``data`` is a pandas ``kind`` (``DataFrame``, ``Series``). pandas is not imported to
+    answer (none of its objects exists before it is): an array for a tensor signature is
+    checked without importing it."""
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and isinstance(data, getattr(pandas, kind))
 
-    if isinstance(data, pd.DataFrame):
+
+def _check_named_inputs(data: Any, schema: Schema) -> None:
+    if _is_pandas(data, "DataFrame"):
         actual = list(data.columns)
     elif isinstance(data, dict):
         actual = list(data)
@@ -472,7 +479,6 @@ def _reshape_column(name: str | None, series: pd.Series, spec: Any) -> Any:
 
 def _enforce_tensor_schema(data: Any, schema: Schema) -> Any:
     import numpy as np
-    import pandas as pd
 
     if schema.has_input_names():
         if isinstance(data, dict):
@@ -487,7 +493,7 @@ def _enforce_tensor_schema(data: Any, schema: Schema) -> Any:
                     )
                 out[spec.name] = _enforce_tensor_spec(value, spec, f"tensor {spec.name!r}")
             return out
-        if isinstance(data, pd.DataFrame):
+        if _is_pandas(data, "DataFrame"):
             return {
                 spec.name: _reshape_column(spec.name, data[spec.name], spec)
                 for spec in schema.inputs
@@ -498,7 +504,7 @@ def _enforce_tensor_schema(data: Any, schema: Schema) -> Any:
             f"arrays or a DataFrame, got {type(data).__name__}"
         )
     spec = schema.inputs[0]
-    if isinstance(data, pd.DataFrame):
+    if _is_pandas(data, "DataFrame"):
         if data.empty:
             raise SchemaEnforcementError("the input DataFrame is empty")
         if len(data.columns) == 1:

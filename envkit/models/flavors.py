@@ -31,6 +31,7 @@ _BUILTIN_FLAVORS = {
     "statsmodels": "envkit.statsmodels",
     "prophet": "envkit.prophet",
     "pmdarima": "envkit.pmdarima",
+    "onnx": "envkit.onnx",
 }
 
 # MLflow loader modules envkit can stand in for, and envkit's replacement.

@@ -18,6 +18,7 @@ LAYERS = {
     "statsmodels": 2,
     "prophet": 2,
     "pmdarima": 2,
+    "onnx": 2,
     "sandbox": 3,
     "docker": 4,
     "serving": 4,
