@@ -413,5 +413,5 @@ def test_info_shows_the_class_format_and_library_version(tmp_path):
         check=True,
     )
     shown = "model_class=xgboost.core.Booster, model_format=ubj, xgb_version="
-    assert f"xgboost ({shown}{xgb.__version__})" in out.stdout
+    assert f"xgboost ({shown}{xgb.__version__}, flavor module envkit.xgboost)" in out.stdout
     assert "python_function (loader_module=envkit.xgboost)" in out.stdout
