@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from envkit._version import __version__
@@ -68,18 +69,25 @@ def predictions_to_json(predictions: Any) -> str:
     Values are converted as MLflow's scoring server converts them (bytes as base64, dates as
     ISO strings); a value with no JSON form raises :class:`TypeError` (the server answers 500).
     """
+    return predictions_to_body(predictions).decode("utf-8")
+
+
+def predictions_to_body(predictions: Any) -> bytes:
+    """:func:`predictions_to_json` as the UTF-8 bytes the server sends."""
     kind = getattr(getattr(predictions, "dtype", None), "kind", None)
     if type(predictions).__module__ == "numpy" and kind in ("b", "i", "u", "f"):
         fast = _orjson_numeric(predictions, kind)
         if fast is not None:
             return fast
-        return json.dumps({"predictions": predictions.tolist()})  # the common case
-    from envkit.sandbox.runner import to_jsonable
+        body = json.dumps({"predictions": predictions.tolist()})  # the common case
+    else:
+        from envkit.sandbox.runner import to_jsonable
 
-    return json.dumps({"predictions": to_jsonable(predictions)})
+        body = json.dumps({"predictions": to_jsonable(predictions)})
+    return body.encode("utf-8")
 
 
-def _orjson_numeric(predictions: Any, kind: str) -> str | None:
+def _orjson_numeric(predictions: Any, kind: str) -> bytes | None:
     """The body written by orjson straight from the numpy buffer (no ``tolist()``), when orjson
     is installed (it is optional) and the output is the same as :func:`json.dumps`'s: finite
     numbers only, since json writes NaN where orjson writes null. None otherwise."""
@@ -93,9 +101,7 @@ def _orjson_numeric(predictions: Any, kind: str) -> str | None:
         if not np.isfinite(predictions).all():
             return None
     try:
-        return orjson.dumps({"predictions": predictions}, option=orjson.OPT_SERIALIZE_NUMPY).decode(
-            "utf-8"
-        )
+        return orjson.dumps({"predictions": predictions}, option=orjson.OPT_SERIALIZE_NUMPY)
     except (TypeError, orjson.JSONEncodeError):  # a dtype or layout orjson does not take
         return None
 
@@ -126,8 +132,24 @@ def internal_error(detail: str, *, with_traceback: bool = False) -> ScoringError
     )
 
 
+@dataclass
+class Prepared:
+    """A request read and checked: the model's input and params, and whether they are
+    enforced already (:meth:`PyFuncModel.prepare_input` ran, or the compiled reader built
+    them), so that :meth:`_Scorer.predict` calls ``predict_enforced``."""
+
+    data: Any
+    params: dict[str, Any] | None
+    enforced: bool
+
+
 class _Scorer:
-    """The loaded model and what the request handler needs from it (one per process)."""
+    """The loaded model and what the request handler needs from it (one per process).
+
+    What does not change between requests is prepared here, once: the schemas, and for a
+    signature of numeric columns the compiled reader that builds the enforced input straight
+    from the payload (:mod:`envkit.models.compiled`).
+    """
 
     def __init__(self, model: Any) -> None:
         self.model = model
@@ -135,56 +157,111 @@ class _Scorer:
         self.schema = _call_or_none(meta, "get_input_schema")
         self.params_schema = _call_or_none(meta, "get_params_schema")
         self.from_type_hint = bool(getattr(meta, "is_signature_from_type_hint", False))
+        self.pyfunc = _is_pyfunc_model(model) and not model.enforces_by_type_hint
+        self.compiled = _compiled_reader(self.schema) if self.pyfunc else None
         # One prediction at a time per process: models are not promised to be thread-safe.
         # Parallelism comes from --workers; /ping stays responsive while a prediction runs.
         self.lock = threading.Lock()
 
-    def score(self, body: bytes, content_type: str) -> str:
+    def score(self, body: bytes, content_type: str) -> bytes:
+        """The response body for one request; :class:`ScoringError` for an error response."""
+        with self.lock:
+            prepared = self.read(body, content_type)
+            predictions = self.predict(prepared)
+        return self.render(predictions)
+
+    def read(self, body: bytes, content_type: str, *, enforce: bool = False) -> Prepared:
+        """The request's input; with ``enforce``, checked against the signature already (as
+        ``predict`` would), so that requests can be merged."""
         from envkit.errors import (
-            EnvkitError,
             MalformedPayloadError,
             SchemaEnforcementError,
             ServingInputError,
         )
-        from envkit.models.serving_input import parse_serving_input
+        from envkit.models.serving_input import (
+            check_content_type,
+            decode_json_payload,
+            parse_serving_input,
+        )
 
-        with self.lock:
-            try:
-                data, params = parse_serving_input(
-                    body,
-                    content_type=content_type,
-                    schema=self.schema,
-                    params_schema=self.params_schema,
-                    signature_from_type_hint=self.from_type_hint,
-                )
-            except SchemaEnforcementError as exc:
-                raise ScoringError(400, INVALID_PARAMETER_VALUE, exc.message) from None
-            except ServingInputError as exc:
-                code = MALFORMED_REQUEST if isinstance(exc, MalformedPayloadError) else BAD_REQUEST
-                raise ScoringError(400, code, exc.message) from None
-            except ImportError as exc:  # e.g. pandas missing from the model's environment
-                raise internal_error(
-                    f"reading the payload needs a package this environment lacks: {exc}"
-                ) from None
-            try:
-                predictions = self.model.predict(data, params=params)
-            except SchemaEnforcementError as exc:
-                raise ScoringError(400, INVALID_PARAMETER_VALUE, exc.message) from None
-            except EnvkitError as exc:
-                raise internal_error(exc.message) from None
-            except (Exception, SystemExit, KeyboardInterrupt) as exc:
-                # A request never takes the process down, even if the model calls sys.exit.
-                raise internal_error(
-                    f"the model raised {type(exc).__name__} while predicting: {exc}",
-                    with_traceback=True,
-                ) from None
         try:
-            return predictions_to_json(predictions)
+            payload: Any = body
+            if self.compiled is not None and check_content_type(content_type) == "application/json":
+                payload = decode_json_payload(body)
+                data = self.compiled.read(payload)
+                if data is not None:
+                    return Prepared(data, self._default_params(), enforced=True)
+            data, params = parse_serving_input(
+                payload,
+                content_type=content_type,
+                schema=self.schema,
+                params_schema=self.params_schema,
+                signature_from_type_hint=self.from_type_hint,
+            )
+            if enforce and self.pyfunc:
+                data, params = self.model.prepare_input(data, params)
+                return Prepared(data, params, enforced=True)
+            return Prepared(data, params, enforced=False)
+        except SchemaEnforcementError as exc:
+            raise ScoringError(400, INVALID_PARAMETER_VALUE, exc.message) from None
+        except ServingInputError as exc:
+            code = MALFORMED_REQUEST if isinstance(exc, MalformedPayloadError) else BAD_REQUEST
+            raise ScoringError(400, code, exc.message) from None
+        except ImportError as exc:  # e.g. pandas missing from the model's environment
+            raise internal_error(
+                f"reading the payload needs a package this environment lacks: {exc}"
+            ) from None
+
+    def _default_params(self) -> dict[str, Any] | None:
+        """The params of a payload without any: the signature's defaults (as enforcement)."""
+        from envkit.models.enforcement import enforce_params
+
+        return enforce_params(None, self.params_schema)
+
+    def predict(self, prepared: Prepared) -> Any:
+        """The model's predictions; :class:`ScoringError` when it refuses the input or fails."""
+        from envkit.errors import EnvkitError, SchemaEnforcementError
+
+        try:
+            if prepared.enforced:
+                return self.model.predict_enforced(prepared.data, prepared.params)
+            return self.model.predict(prepared.data, params=prepared.params)
+        except SchemaEnforcementError as exc:
+            raise ScoringError(400, INVALID_PARAMETER_VALUE, exc.message) from None
+        except EnvkitError as exc:
+            raise internal_error(exc.message) from None
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:
+            # A request never takes the process down, even if the model calls sys.exit.
+            raise internal_error(
+                f"the model raised {type(exc).__name__} while predicting: {exc}",
+                with_traceback=True,
+            ) from None
+
+    def render(self, predictions: Any) -> bytes:
+        """The response body for ``predictions``."""
+        try:
+            return predictions_to_body(predictions)
         except Exception as exc:
             raise internal_error(
                 f"the model's predictions ({type(predictions).__name__}) cannot be sent as "
                 f"JSON: {exc}; return numbers, strings, bytes, lists, dicts, numpy or pandas data"
             ) from None
+
+
+def _is_pyfunc_model(model: Any) -> bool:
+    from envkit.pyfunc.loading import PyFuncModel
+
+    return isinstance(model, PyFuncModel)
+
+
+def _compiled_reader(schema: Any) -> Any:
+    from envkit.models.compiled import compile_input
+
+    try:
+        return compile_input(schema)
+    except Exception:  # never a reason not to serve: the general path reads everything
+        logger.warning("the model's signature cannot be compiled; payloads take the general path")
+        return None
 
 
 def _call_or_none(obj: Any, name: str) -> Any:
@@ -335,7 +412,7 @@ def create_app(
         error = internal_error(f"{type(exc).__name__}: {exc}")
         return json_response(_error_body(error.error_code, error.message), 500)
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/ping", ping, methods=["GET"]),
             Route("/health", ping, methods=["GET"]),
@@ -344,3 +421,5 @@ def create_app(
         ],
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
+    app.state.scorer = scorer
+    return app
