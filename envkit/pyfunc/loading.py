@@ -23,6 +23,19 @@ from envkit.errors import (
 from envkit.models.model import MLMODEL_FILE_NAME, Model
 
 FLAVOR_NAME = "python_function"
+# python_function key: true when each row's prediction depends on that row only, so the
+# scoring server may merge concurrent requests into one predict call (micro-batching).
+ROW_INDEPENDENT = "row_independent"
+# Without the key: the sklearn flavor's methods that answer row by row.
+_SKLEARN_LOADERS = ("envkit.sklearn", "mlflow.sklearn")
+SKLEARN_ROW_WISE_FNS = (
+    "predict",
+    "predict_proba",
+    "predict_log_proba",
+    "predict_joint_log_proba",
+    "decision_function",
+    "transform",
+)
 
 
 class PyFuncModel:
@@ -139,6 +152,15 @@ class PyFuncModel:
         return _call_with_params(method, data, params)
 
     @property
+    def row_independent(self) -> bool:
+        """Whether each row's prediction depends on that row alone (so rows of different
+        requests may be predicted together): the python_function flavor's
+        ``row_independent`` key, written by ``save_model(..., row_independent=True)``; without
+        it, true for scikit-learn models whose pyfunc calls a row-wise method (``predict``,
+        ``predict_proba``...; MLflow-saved ones too), false for anything else."""
+        return is_row_independent(self._model_meta)
+
+    @property
     def enforces_by_type_hint(self) -> bool:
         """Whether :meth:`predict` checks input against type hints (not, or not only, against
         the signature's schema): then only :meth:`predict` prepares input correctly."""
@@ -193,6 +215,18 @@ class PyFuncModel:
             info["run_id"] = self._model_meta.run_id
             info["artifact_path"] = self._model_meta.artifact_path
         return "envkit.pyfunc.PyFuncModel(" + ", ".join(f"{k}={v!r}" for k, v in info.items()) + ")"
+
+
+def is_row_independent(meta: Model) -> bool:
+    """:attr:`PyFuncModel.row_independent` from the MLmodel alone (nothing loaded)."""
+    conf = meta.flavors.get(FLAVOR_NAME) or {}
+    declared = conf.get(ROW_INDEPENDENT)
+    if declared is not None:
+        return declared is True
+    return (
+        conf.get("loader_module") in _SKLEARN_LOADERS
+        and str(conf.get("predict_fn") or "predict") in SKLEARN_ROW_WISE_FNS
+    )
 
 
 def _accepts_params(method: Any) -> bool:

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
+    from envkit.serving.batching import BatchSettings, MicroBatcher
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -248,6 +250,23 @@ class _Scorer:
             ) from None
 
 
+def _batcher(scorer: _Scorer, batching: BatchSettings | None) -> MicroBatcher | None:
+    """The batching thread, for a row-independent model (refused for any other)."""
+    from envkit.errors import UsageError
+    from envkit.serving.batching import MicroBatcher
+
+    if batching is None or batching.max_batch_size <= 1:
+        return None
+    if not getattr(scorer.model, "row_independent", False):
+        raise UsageError(
+            "--max-batch-size: this model does not declare a row-independent predict, so "
+            "requests cannot be merged (save it with row_independent=True if each row's "
+            "prediction depends on that row only; sklearn models are by default), or serve it "
+            "without batching"
+        )
+    return MicroBatcher(scorer, batching)
+
+
 def _is_pyfunc_model(model: Any) -> bool:
     from envkit.pyfunc.loading import PyFuncModel
 
@@ -358,9 +377,13 @@ def create_app(
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    batching: BatchSettings | None = None,
 ) -> Starlette:
     """The scoring server for a loaded pyfunc ``model`` (anything with ``predict``);
-    ``body_timeout``: seconds a client may take to send a request body (408 after)."""
+    ``body_timeout``: seconds a client may take to send a request body (408 after);
+    ``batching``: merge concurrent requests into one predict (:mod:`envkit.serving.batching`),
+    for a model whose predict is row-independent only (:class:`~envkit.errors.UsageError`
+    otherwise)."""
     import anyio
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
@@ -372,6 +395,7 @@ def create_app(
     if body_timeout <= 0:
         raise ValueError("body_timeout must be positive")
     scorer = _Scorer(model)
+    batcher = _batcher(scorer, batching)
 
     def json_response(body: bytes | str, status: int = 200) -> Response:
         return Response(body, status_code=status, media_type="application/json")
@@ -382,11 +406,21 @@ def create_app(
     async def version(request: Request) -> Response:
         return PlainTextResponse(__version__)
 
+    async def score(request: Request) -> bytes:
+        content_type = _content_type(request)
+        if batcher is None:
+            body = await _read_body(request, max_body_bytes, body_timeout)
+            return await anyio.to_thread.run_sync(scorer.score, body, content_type)
+        arrived = batcher.arriving()
+        try:
+            body = await _read_body(request, max_body_bytes, body_timeout)
+        finally:
+            arrived()
+        return await batcher.score(body, content_type)
+
     async def invocations(request: Request) -> Response:
         try:
-            content_type = _content_type(request)
-            body = await _read_body(request, max_body_bytes, body_timeout)
-            result = await anyio.to_thread.run_sync(scorer.score, body, content_type)
+            result = await score(request)
         except ScoringError as exc:
             return json_response(_error_body(exc.error_code, exc.message), exc.status)
         except Exception as exc:  # a bug of ours: still an answer, and the server goes on
