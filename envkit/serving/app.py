@@ -164,6 +164,20 @@ class _Scorer:
         # One prediction at a time per process: models are not promised to be thread-safe.
         # Parallelism comes from --workers; /ping stays responsive while a prediction runs.
         self.lock = threading.Lock()
+        # Requests are scored in one thread, in the order they came: a pool of threads that
+        # all wait on the lock costs more than the prediction under concurrent load.
+        self._executor: Any = None
+
+    async def in_thread(self, body: bytes, content_type: str) -> bytes:
+        """:meth:`score` in the scoring thread, awaited from the event loop."""
+        import asyncio
+
+        if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="envkit-scorer")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.score, body, content_type)
 
     def score(self, body: bytes, content_type: str) -> bytes:
         """The response body for one request; :class:`ScoringError` for an error response."""
@@ -384,7 +398,6 @@ def create_app(
     ``batching``: merge concurrent requests into one predict (:mod:`envkit.serving.batching`),
     for a model whose predict is row-independent only (:class:`~envkit.errors.UsageError`
     otherwise)."""
-    import anyio
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.responses import PlainTextResponse, Response
@@ -410,7 +423,7 @@ def create_app(
         content_type = _content_type(request)
         if batcher is None:
             body = await _read_body(request, max_body_bytes, body_timeout)
-            return await anyio.to_thread.run_sync(scorer.score, body, content_type)
+            return await scorer.in_thread(body, content_type)
         arrived = batcher.arriving()
         try:
             body = await _read_body(request, max_body_bytes, body_timeout)
