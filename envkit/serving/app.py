@@ -170,6 +170,10 @@ class _Scorer:
 
     async def in_thread(self, body: bytes, content_type: str) -> bytes:
         """:meth:`score` in the scoring thread, awaited from the event loop."""
+        return await self.run(self.score, body, content_type)  # type: ignore[no-any-return]
+
+    async def run(self, function: Any, *args: Any) -> Any:
+        """``function(*args)`` in the scoring thread."""
         import asyncio
 
         if self._executor is None:
@@ -177,7 +181,61 @@ class _Scorer:
 
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="envkit-scorer")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.score, body, content_type)
+        return await loop.run_in_executor(self._executor, function, *args)
+
+    def stream(self, body: bytes, content_type: str) -> Any:
+        """The model's ``predict_stream`` generator for a payload with ``"stream": true``."""
+        from envkit.errors import EnvkitError, SchemaEnforcementError, UsageError
+
+        payload = dict(self._decoded(body, content_type))
+        payload.pop(STREAM_KEY, None)
+        with self.lock:
+            prepared = self.read(json.dumps(payload).encode("utf-8"), content_type)
+            try:
+                return self.model.predict_stream(prepared.data, params=prepared.params)
+            except SchemaEnforcementError as exc:
+                raise ScoringError(400, INVALID_PARAMETER_VALUE, exc.message) from None
+            except UsageError as exc:  # not a streaming model
+                raise ScoringError(400, BAD_REQUEST, exc.message) from None
+            except EnvkitError as exc:
+                raise internal_error(exc.message) from None
+            except (Exception, SystemExit, KeyboardInterrupt) as exc:
+                raise internal_error(
+                    f"the model raised {type(exc).__name__} in predict_stream: {exc}",
+                    with_traceback=True,
+                ) from None
+
+    def next_chunk(self, stream: Any) -> bytes | None:
+        """The next server-sent event of ``stream`` (``data: <json>``), None at its end; a
+        model error is an event ``{"error_code", "message"}`` that ends the stream."""
+        try:
+            with self.lock:
+                chunk = next(stream)
+        except StopIteration:
+            return None
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:
+            error = internal_error(
+                f"the model raised {type(exc).__name__} while streaming: {exc}",
+                with_traceback=True,
+            )
+            return _event(_error_body(error.error_code, error.message)) + _DONE
+        try:
+            from envkit.sandbox.runner import to_jsonable
+
+            return _event(json.dumps(to_jsonable(chunk)).encode("utf-8"))
+        except Exception as exc:
+            error = internal_error(f"a streamed chunk cannot be sent as JSON: {exc}")
+            return _event(_error_body(error.error_code, error.message)) + _DONE
+
+    def _decoded(self, body: bytes, content_type: str) -> dict[str, Any]:
+        from envkit.errors import MalformedPayloadError, ServingInputError
+        from envkit.models.serving_input import decode_json_payload
+
+        try:
+            return decode_json_payload(body)
+        except ServingInputError as exc:
+            code = MALFORMED_REQUEST if isinstance(exc, MalformedPayloadError) else BAD_REQUEST
+            raise ScoringError(400, code, exc.message) from None
 
     def score(self, body: bytes, content_type: str) -> bytes:
         """The response body for one request; :class:`ScoringError` for an error response."""
@@ -279,6 +337,69 @@ def _batcher(scorer: _Scorer, batching: BatchSettings | None) -> MicroBatcher | 
             "without batching"
         )
     return MicroBatcher(scorer, batching)
+
+
+async def _score(
+    request: Request,
+    scorer: _Scorer,
+    batcher: MicroBatcher | None,
+    max_body_bytes: int,
+    body_timeout: float,
+) -> bytes | Response:
+    """The answer to one POST /invocations: a body, or a streaming response."""
+    content_type = _content_type(request)
+    arrived = batcher.arriving() if batcher is not None else (lambda: None)
+    try:
+        body = await _read_body(request, max_body_bytes, body_timeout)
+    finally:
+        arrived()
+    if _wants_stream(body, content_type):
+        return await _stream_response(scorer, body, content_type)
+    if batcher is None:
+        return await scorer.in_thread(body, content_type)
+    return await batcher.score(body, content_type)
+
+
+STREAM_KEY = "stream"
+_DONE = b"data: [DONE]\n\n"
+
+
+def _event(data: bytes) -> bytes:
+    return b"data: " + data + b"\n\n"
+
+
+def _wants_stream(body: bytes, content_type: str) -> bool:
+    """Whether a JSON payload asks for streaming (a top-level ``"stream": true``)."""
+    if b'"stream"' not in body or "json" not in content_type:
+        return False
+    from envkit.errors import ServingInputError
+    from envkit.models.serving_input import decode_json_payload
+
+    try:
+        return decode_json_payload(body).get(STREAM_KEY) is True
+    except ServingInputError:
+        return False  # the general path words the error
+
+
+async def _stream_response(scorer: _Scorer, body: bytes, content_type: str) -> Response:
+    """Server-sent events, one ``data: <json>`` per chunk of ``predict_stream`` and
+    ``data: [DONE]`` at the end, as MLflow's agent server streams. Errors before the first
+    chunk are ordinary error responses."""
+    from starlette.responses import StreamingResponse
+
+    stream = await scorer.run(scorer.stream, body, content_type)
+
+    async def events() -> Any:
+        while True:
+            event = await scorer.run(scorer.next_chunk, stream)
+            if event is None:
+                yield _DONE
+                return
+            yield event
+            if event.endswith(_DONE):
+                return
+
+    return StreamingResponse(events(), media_type="text/event-stream")
 
 
 def _is_pyfunc_model(model: Any) -> bool:
@@ -419,21 +540,11 @@ def create_app(
     async def version(request: Request) -> Response:
         return PlainTextResponse(__version__)
 
-    async def score(request: Request) -> bytes:
-        content_type = _content_type(request)
-        if batcher is None:
-            body = await _read_body(request, max_body_bytes, body_timeout)
-            return await scorer.in_thread(body, content_type)
-        arrived = batcher.arriving()
-        try:
-            body = await _read_body(request, max_body_bytes, body_timeout)
-        finally:
-            arrived()
-        return await batcher.score(body, content_type)
-
     async def invocations(request: Request) -> Response:
         try:
-            result = await score(request)
+            result = await _score(request, scorer, batcher, max_body_bytes, body_timeout)
+            if not isinstance(result, bytes):
+                return result
         except ScoringError as exc:
             return json_response(_error_body(exc.error_code, exc.message), exc.status)
         except Exception as exc:  # a bug of ours: still an answer, and the server goes on
