@@ -170,7 +170,7 @@ class _Scorer:
 
     async def in_thread(self, body: bytes, content_type: str) -> bytes:
         """:meth:`score` in the scoring thread, awaited from the event loop."""
-        return await self.run(self.score, body, content_type)  # type: ignore[no-any-return]
+        return await self.run(self.score, body, content_type)
 
     async def run(self, function: Any, *args: Any) -> Any:
         """``function(*args)`` in the scoring thread."""
