@@ -28,7 +28,26 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     parser.add_argument("--port", "-p", type=int, default=5000, help="port (default 5000)")
     parser.add_argument(
-        "--workers", "-w", type=int, default=1, help="server processes (each loads the model)"
+        "--workers",
+        "-w",
+        default=None,
+        help="server processes, each loading the model (default: $ENVKIT_SERVE_WORKERS, else 1)",
+    )
+    parser.add_argument(
+        "--max-batch-size",
+        metavar="N",
+        default=None,
+        help="micro-batching: merge concurrent requests into one predict of up to N rows "
+        "(default: $ENVKIT_SERVE_MAX_BATCH_SIZE, else off); for models whose predict is "
+        "row-independent (python_function row_independent: true; sklearn by default), exit 2 "
+        "for others",
+    )
+    parser.add_argument(
+        "--max-latency-ms",
+        metavar="MS",
+        default=None,
+        help="micro-batching: the longest a request waits for others to join its batch "
+        "(default: $ENVKIT_SERVE_MAX_LATENCY_MS, else 2)",
     )
     parser.add_argument(
         "--env-manager",
@@ -96,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
             base_image=args.base_image,
             ca_bundle=args.ca_bundle,
             use_cache=not args.no_cache,
+            max_batch_size=args.max_batch_size,
+            max_latency_ms=args.max_latency_ms,
             progress=progress,
             **trust_kwargs(args),
         )

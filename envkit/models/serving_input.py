@@ -39,7 +39,9 @@ __all__ = [
     "CONTENT_TYPE_CSV",
     "CONTENT_TYPE_JSON",
     "SUPPORTED_FORMATS",
+    "check_content_type",
     "dataframe_from_parsed_json",
+    "decode_json_payload",
     "parse_inputs_data",
     "parse_serving_input",
 ]
@@ -108,13 +110,13 @@ def _parse_serving_input(
     params_schema: ParamSchema | None,
     signature_from_type_hint: bool,
 ) -> tuple[Any, dict[str, Any] | None]:
-    mime = _check_content_type(content_type)
+    mime = check_content_type(content_type)
     if mime == CONTENT_TYPE_CSV:
         _require_pandas("a text/csv payload")
         return parse_csv_input(_as_text(payload, "CSV"), schema), None
     if mime == CONTENT_TYPE_PARQUET:
         return _parse_parquet(payload), None
-    decoded = _decode_json(payload)
+    decoded = decode_json_payload(payload)
     if any(key in decoded for key in LLM_KEYS) and not any(
         key in decoded for key in SUPPORTED_FORMATS
     ):
@@ -171,7 +173,10 @@ def _require_pandas(what: str) -> None:
         )
 
 
-def _check_content_type(content_type: str) -> str:
+def check_content_type(content_type: str) -> str:
+    """The MIME type of ``content_type`` (``json``/``csv`` short forms allowed), refusing
+    (:class:`~envkit.errors.ServingInputError`) a charset other than UTF-8, other parameters
+    and types the protocol does not know."""
     parts = [p.strip() for p in (content_type or CONTENT_TYPE_JSON).split(";")]
     mime = _SHORT_CONTENT_TYPES.get(parts[0].lower(), parts[0].lower())
     extra = {}
@@ -204,7 +209,9 @@ def _as_text(payload: Any, what: str) -> str:
     raise ServingInputError(f"a {what} payload must be text, got {type(payload).__name__}")
 
 
-def _decode_json(payload: Any) -> dict[str, Any]:
+def decode_json_payload(payload: Any) -> dict[str, Any]:
+    """A JSON payload (text or bytes) as a dict (a dict is returned as is); a malformed one, or
+    one that is not an object, raises :class:`~envkit.errors.ServingInputError`."""
     if isinstance(payload, dict):
         return payload
     decoded = _orjson_loads(payload)

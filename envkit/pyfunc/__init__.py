@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
 
-from envkit.pyfunc.loading import FLAVOR_NAME, PyFuncModel, load_model
+from envkit.pyfunc.loading import FLAVOR_NAME, ROW_INDEPENDENT, PyFuncModel, load_model
 from envkit.pyfunc.model import MODEL_CONFIG, PythonModel, PythonModelContext
 
 # The MLmodel keys MLflow users write (mlflow.pyfunc's constants, with MLflow's values), e.g.
@@ -53,6 +53,7 @@ def _writer(
     artifacts: Mapping[str, str | os.PathLike[str]] | None,
     model_config: dict[str, Any] | None,
     streamable: bool | None,
+    row_independent: bool | None = None,
 ) -> Any:
     from envkit._fs import copy_into
     from envkit._version import __version__
@@ -83,6 +84,8 @@ def _writer(
             conf[pm.MODEL_CODE_PATH] = code_file.name
         else:
             conf.update(_pickle_python_model(instance, staging))
+        if row_independent is not None:
+            conf[ROW_INDEPENDENT] = bool(row_independent)
         if model_config:
             conf[pm.MODEL_CONFIG] = dict(model_config)
         if sources:
@@ -205,6 +208,7 @@ def save_model(
     extra_pip_requirements: RequirementsArg = None,
     metadata: dict[str, Any] | None = None,
     streamable: bool | None = None,
+    row_independent: bool | None = None,
     overwrite: bool = False,
     strict: bool | None = None,
     conda_env: dict[str, Any] | str | os.PathLike[str] | None = None,
@@ -216,12 +220,15 @@ def save_model(
     calls ``envkit.models.set_model(...)`` (models from code: stored as code, never pickled).
     ``artifacts`` (name -> local path) are copied into the model and handed to the model as
     ``context.artifacts``. ``code_paths`` are copied and put on ``sys.path`` at load.
+    ``row_independent=True`` declares that each row's prediction depends on that row alone,
+    so that ``envkit serve --max-batch-size`` may predict rows of concurrent requests together
+    (written as the python_function key ``row_independent``).
     """
     from envkit.pyfunc.save import save_model_directory
 
     return save_model_directory(
         path,
-        _writer(python_model, artifacts, model_config, streamable),
+        _writer(python_model, artifacts, model_config, streamable, row_independent),
         envkit_model=envkit_model,
         code_paths=code_paths,
         input_example=input_example,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import warnings
+import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,19 @@ from envkit.errors import (
 from envkit.models.model import MLMODEL_FILE_NAME, Model
 
 FLAVOR_NAME = "python_function"
+# python_function key: true when each row's prediction depends on that row only, so the
+# scoring server may merge concurrent requests into one predict call (micro-batching).
+ROW_INDEPENDENT = "row_independent"
+# Without the key: the sklearn flavor's methods that answer row by row.
+_SKLEARN_LOADERS = ("envkit.sklearn", "mlflow.sklearn")
+SKLEARN_ROW_WISE_FNS = (
+    "predict",
+    "predict_proba",
+    "predict_log_proba",
+    "predict_joint_log_proba",
+    "decision_function",
+    "transform",
+)
 
 
 class PyFuncModel:
@@ -119,8 +134,41 @@ class PyFuncModel:
         ``strict_params=True`` (or ``ENVKIT_STRICT_PARAMS=1``) makes them an error.
         """
         data, params = self._prepare(data, params, strict_params)
+        return self.predict_enforced(data, params)
+
+    def prepare_input(
+        self, data: Any, params: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any] | None]:
+        """``data`` and ``params`` checked and converted against the signature, as
+        :meth:`predict` does before it calls the model: :meth:`predict_enforced` takes them."""
+        return self._prepare(data, params)
+
+    def predict_enforced(self, data: Any, params: dict[str, Any] | None = None) -> Any:
+        """Predict on ``data`` and ``params`` that were already checked and converted against
+        this model's signature (what :meth:`predict` does first). The scoring server calls it
+        with input read by :func:`envkit.models.compiled.compile_input`'s reader, which builds
+        the enforced input itself; anything else should call :meth:`predict`."""
         method = getattr(self._model_impl, self._predict_fn)
         return _call_with_params(method, data, params)
+
+    @property
+    def row_independent(self) -> bool:
+        """Whether each row's prediction depends on that row alone (so rows of different
+        requests may be predicted together): the python_function flavor's
+        ``row_independent`` key, written by ``save_model(..., row_independent=True)``; without
+        it, true for scikit-learn models whose pyfunc calls a row-wise method (``predict``,
+        ``predict_proba``...; MLflow-saved ones too), false for anything else."""
+        return is_row_independent(self._model_meta)
+
+    @property
+    def enforces_by_type_hint(self) -> bool:
+        """Whether :meth:`predict` checks input against type hints (not, or not only, against
+        the signature's schema): then only :meth:`predict` prepares input correctly."""
+        signature = self._model_meta.signature
+        return signature is not None and bool(
+            getattr(signature, "_is_signature_from_type_hint", False)
+            or getattr(signature, "_is_type_hint_from_example", False)
+        )
 
     def predict_stream(self, data: Any, params: dict[str, Any] | None = None) -> Iterator[Any]:
         """Predictions as a generator, for models that implement ``predict_stream``."""
@@ -169,7 +217,26 @@ class PyFuncModel:
         return "envkit.pyfunc.PyFuncModel(" + ", ".join(f"{k}={v!r}" for k, v in info.items()) + ")"
 
 
-def _call_with_params(method: Any, data: Any, params: dict[str, Any] | None) -> Any:
+def is_row_independent(meta: Model) -> bool:
+    """:attr:`PyFuncModel.row_independent` from the MLmodel alone (nothing loaded)."""
+    conf = meta.flavors.get(FLAVOR_NAME) or {}
+    declared = conf.get(ROW_INDEPENDENT)
+    if declared is not None:
+        return declared is True
+    return (
+        conf.get("loader_module") in _SKLEARN_LOADERS
+        and str(conf.get("predict_fn") or "predict") in SKLEARN_ROW_WISE_FNS
+    )
+
+
+def _accepts_params(method: Any) -> bool:
+    """Whether ``method`` takes MLflow's inference ``params`` argument (read once per function:
+    inspecting a signature costs more than a small prediction)."""
+    function = getattr(method, "__func__", method)
+    try:
+        return bool(_ACCEPTS_PARAMS[function])
+    except (KeyError, TypeError):  # not seen yet, or not hashable
+        pass
     import inspect
 
     try:
@@ -177,8 +244,17 @@ def _call_with_params(method: Any, data: Any, params: dict[str, Any] | None) -> 
     except (TypeError, ValueError):
         param = None
     # `**params` (sklearn's metadata routing) is not MLflow's inference `params` argument.
-    accepts_params = param is not None and param.kind is not param.VAR_KEYWORD
-    if accepts_params:
+    accepts = param is not None and param.kind is not param.VAR_KEYWORD
+    with contextlib.suppress(TypeError):
+        _ACCEPTS_PARAMS[function] = accepts
+    return accepts
+
+
+_ACCEPTS_PARAMS: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+def _call_with_params(method: Any, data: Any, params: dict[str, Any] | None) -> Any:
+    if _accepts_params(method):
         return method(data, params=params)
     if params:
         warnings.warn(

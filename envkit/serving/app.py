@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from envkit._version import __version__
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import Response
+
+    from envkit.serving.batching import BatchSettings, MicroBatcher
 
 logger = logging.getLogger(__name__)
 
@@ -68,18 +71,25 @@ def predictions_to_json(predictions: Any) -> str:
     Values are converted as MLflow's scoring server converts them (bytes as base64, dates as
     ISO strings); a value with no JSON form raises :class:`TypeError` (the server answers 500).
     """
+    return predictions_to_body(predictions).decode("utf-8")
+
+
+def predictions_to_body(predictions: Any) -> bytes:
+    """:func:`predictions_to_json` as the UTF-8 bytes the server sends."""
     kind = getattr(getattr(predictions, "dtype", None), "kind", None)
     if type(predictions).__module__ == "numpy" and kind in ("b", "i", "u", "f"):
         fast = _orjson_numeric(predictions, kind)
         if fast is not None:
             return fast
-        return json.dumps({"predictions": predictions.tolist()})  # the common case
-    from envkit.sandbox.runner import to_jsonable
+        body = json.dumps({"predictions": predictions.tolist()})  # the common case
+    else:
+        from envkit.sandbox.runner import to_jsonable
 
-    return json.dumps({"predictions": to_jsonable(predictions)})
+        body = json.dumps({"predictions": to_jsonable(predictions)})
+    return body.encode("utf-8")
 
 
-def _orjson_numeric(predictions: Any, kind: str) -> str | None:
+def _orjson_numeric(predictions: Any, kind: str) -> bytes | None:
     """The body written by orjson straight from the numpy buffer (no ``tolist()``), when orjson
     is installed (it is optional) and the output is the same as :func:`json.dumps`'s: finite
     numbers only, since json writes NaN where orjson writes null. None otherwise."""
@@ -93,9 +103,7 @@ def _orjson_numeric(predictions: Any, kind: str) -> str | None:
         if not np.isfinite(predictions).all():
             return None
     try:
-        return orjson.dumps({"predictions": predictions}, option=orjson.OPT_SERIALIZE_NUMPY).decode(
-            "utf-8"
-        )
+        return orjson.dumps({"predictions": predictions}, option=orjson.OPT_SERIALIZE_NUMPY)
     except (TypeError, orjson.JSONEncodeError):  # a dtype or layout orjson does not take
         return None
 
@@ -126,8 +134,24 @@ def internal_error(detail: str, *, with_traceback: bool = False) -> ScoringError
     )
 
 
+@dataclass
+class Prepared:
+    """A request read and checked: the model's input and params, and whether they are
+    enforced already (:meth:`PyFuncModel.prepare_input` ran, or the compiled reader built
+    them), so that :meth:`_Scorer.predict` calls ``predict_enforced``."""
+
+    data: Any
+    params: dict[str, Any] | None
+    enforced: bool
+
+
 class _Scorer:
-    """The loaded model and what the request handler needs from it (one per process)."""
+    """The loaded model and what the request handler needs from it (one per process).
+
+    What does not change between requests is prepared here, once: the schemas, and for a
+    signature of numeric columns the compiled reader that builds the enforced input straight
+    from the payload (:mod:`envkit.models.compiled`).
+    """
 
     def __init__(self, model: Any) -> None:
         self.model = model
@@ -135,56 +159,263 @@ class _Scorer:
         self.schema = _call_or_none(meta, "get_input_schema")
         self.params_schema = _call_or_none(meta, "get_params_schema")
         self.from_type_hint = bool(getattr(meta, "is_signature_from_type_hint", False))
+        self.pyfunc = _is_pyfunc_model(model) and not model.enforces_by_type_hint
+        self.compiled = _compiled_reader(self.schema) if self.pyfunc else None
         # One prediction at a time per process: models are not promised to be thread-safe.
         # Parallelism comes from --workers; /ping stays responsive while a prediction runs.
         self.lock = threading.Lock()
+        # Requests are scored in one thread, in the order they came: a pool of threads that
+        # all wait on the lock costs more than the prediction under concurrent load.
+        self._executor: Any = None
 
-    def score(self, body: bytes, content_type: str) -> str:
+    async def in_thread(self, body: bytes, content_type: str) -> bytes:
+        """:meth:`score` in the scoring thread, awaited from the event loop."""
+        return await self.run(self.score, body, content_type)
+
+    async def run(self, function: Any, *args: Any) -> Any:
+        """``function(*args)`` in the scoring thread."""
+        import asyncio
+
+        if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="envkit-scorer")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, function, *args)
+
+    def stream(self, body: bytes, content_type: str) -> Any:
+        """The model's ``predict_stream`` generator for a payload with ``"stream": true``."""
+        from envkit.errors import EnvkitError, SchemaEnforcementError, UsageError
+
+        payload = dict(self._decoded(body, content_type))
+        payload.pop(STREAM_KEY, None)
+        with self.lock:
+            prepared = self.read(json.dumps(payload).encode("utf-8"), content_type)
+            try:
+                return self.model.predict_stream(prepared.data, params=prepared.params)
+            except SchemaEnforcementError as exc:
+                raise ScoringError(400, INVALID_PARAMETER_VALUE, exc.message) from None
+            except UsageError as exc:  # not a streaming model
+                raise ScoringError(400, BAD_REQUEST, exc.message) from None
+            except EnvkitError as exc:
+                raise internal_error(exc.message) from None
+            except (Exception, SystemExit, KeyboardInterrupt) as exc:
+                raise internal_error(
+                    f"the model raised {type(exc).__name__} in predict_stream: {exc}",
+                    with_traceback=True,
+                ) from None
+
+    def next_chunk(self, stream: Any) -> bytes | None:
+        """The next server-sent event of ``stream`` (``data: <json>``), None at its end; a
+        model error is an event ``{"error_code", "message"}`` that ends the stream."""
+        try:
+            with self.lock:
+                chunk = next(stream)
+        except StopIteration:
+            return None
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:
+            error = internal_error(
+                f"the model raised {type(exc).__name__} while streaming: {exc}",
+                with_traceback=True,
+            )
+            return _event(_error_body(error.error_code, error.message)) + _DONE
+        try:
+            from envkit.sandbox.runner import to_jsonable
+
+            return _event(json.dumps(to_jsonable(chunk)).encode("utf-8"))
+        except Exception as exc:
+            error = internal_error(f"a streamed chunk cannot be sent as JSON: {exc}")
+            return _event(_error_body(error.error_code, error.message)) + _DONE
+
+    def _decoded(self, body: bytes, content_type: str) -> dict[str, Any]:
+        from envkit.errors import MalformedPayloadError, ServingInputError
+        from envkit.models.serving_input import decode_json_payload
+
+        try:
+            return decode_json_payload(body)
+        except ServingInputError as exc:
+            code = MALFORMED_REQUEST if isinstance(exc, MalformedPayloadError) else BAD_REQUEST
+            raise ScoringError(400, code, exc.message) from None
+
+    def score(self, body: bytes, content_type: str) -> bytes:
+        """The response body for one request; :class:`ScoringError` for an error response."""
+        with self.lock:
+            prepared = self.read(body, content_type)
+            predictions = self.predict(prepared)
+        return self.render(predictions)
+
+    def read(self, body: bytes, content_type: str, *, enforce: bool = False) -> Prepared:
+        """The request's input; with ``enforce``, checked against the signature already (as
+        ``predict`` would), so that requests can be merged."""
         from envkit.errors import (
-            EnvkitError,
             MalformedPayloadError,
             SchemaEnforcementError,
             ServingInputError,
         )
-        from envkit.models.serving_input import parse_serving_input
+        from envkit.models.serving_input import (
+            check_content_type,
+            decode_json_payload,
+            parse_serving_input,
+        )
 
-        with self.lock:
-            try:
-                data, params = parse_serving_input(
-                    body,
-                    content_type=content_type,
-                    schema=self.schema,
-                    params_schema=self.params_schema,
-                    signature_from_type_hint=self.from_type_hint,
-                )
-            except SchemaEnforcementError as exc:
-                raise ScoringError(400, INVALID_PARAMETER_VALUE, exc.message) from None
-            except ServingInputError as exc:
-                code = MALFORMED_REQUEST if isinstance(exc, MalformedPayloadError) else BAD_REQUEST
-                raise ScoringError(400, code, exc.message) from None
-            except ImportError as exc:  # e.g. pandas missing from the model's environment
-                raise internal_error(
-                    f"reading the payload needs a package this environment lacks: {exc}"
-                ) from None
-            try:
-                predictions = self.model.predict(data, params=params)
-            except SchemaEnforcementError as exc:
-                raise ScoringError(400, INVALID_PARAMETER_VALUE, exc.message) from None
-            except EnvkitError as exc:
-                raise internal_error(exc.message) from None
-            except (Exception, SystemExit, KeyboardInterrupt) as exc:
-                # A request never takes the process down, even if the model calls sys.exit.
-                raise internal_error(
-                    f"the model raised {type(exc).__name__} while predicting: {exc}",
-                    with_traceback=True,
-                ) from None
         try:
-            return predictions_to_json(predictions)
+            payload: Any = body
+            if self.compiled is not None and check_content_type(content_type) == "application/json":
+                payload = decode_json_payload(body)
+                data = self.compiled.read(payload)
+                if data is not None:
+                    return Prepared(data, self._default_params(), enforced=True)
+            data, params = parse_serving_input(
+                payload,
+                content_type=content_type,
+                schema=self.schema,
+                params_schema=self.params_schema,
+                signature_from_type_hint=self.from_type_hint,
+            )
+            if enforce and self.pyfunc:
+                data, params = self.model.prepare_input(data, params)
+                return Prepared(data, params, enforced=True)
+            return Prepared(data, params, enforced=False)
+        except SchemaEnforcementError as exc:
+            raise ScoringError(400, INVALID_PARAMETER_VALUE, exc.message) from None
+        except ServingInputError as exc:
+            code = MALFORMED_REQUEST if isinstance(exc, MalformedPayloadError) else BAD_REQUEST
+            raise ScoringError(400, code, exc.message) from None
+        except ImportError as exc:  # e.g. pandas missing from the model's environment
+            raise internal_error(
+                f"reading the payload needs a package this environment lacks: {exc}"
+            ) from None
+
+    def _default_params(self) -> dict[str, Any] | None:
+        """The params of a payload without any: the signature's defaults (as enforcement)."""
+        from envkit.models.enforcement import enforce_params
+
+        return enforce_params(None, self.params_schema)
+
+    def predict(self, prepared: Prepared) -> Any:
+        """The model's predictions; :class:`ScoringError` when it refuses the input or fails."""
+        from envkit.errors import EnvkitError, SchemaEnforcementError
+
+        try:
+            if prepared.enforced:
+                return self.model.predict_enforced(prepared.data, prepared.params)
+            return self.model.predict(prepared.data, params=prepared.params)
+        except SchemaEnforcementError as exc:
+            raise ScoringError(400, INVALID_PARAMETER_VALUE, exc.message) from None
+        except EnvkitError as exc:
+            raise internal_error(exc.message) from None
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:
+            # A request never takes the process down, even if the model calls sys.exit.
+            raise internal_error(
+                f"the model raised {type(exc).__name__} while predicting: {exc}",
+                with_traceback=True,
+            ) from None
+
+    def render(self, predictions: Any) -> bytes:
+        """The response body for ``predictions``."""
+        try:
+            return predictions_to_body(predictions)
         except Exception as exc:
             raise internal_error(
                 f"the model's predictions ({type(predictions).__name__}) cannot be sent as "
                 f"JSON: {exc}; return numbers, strings, bytes, lists, dicts, numpy or pandas data"
             ) from None
+
+
+def _batcher(scorer: _Scorer, batching: BatchSettings | None) -> MicroBatcher | None:
+    """The batching thread, for a row-independent model (refused for any other)."""
+    from envkit.errors import UsageError
+    from envkit.serving.batching import MicroBatcher
+
+    if batching is None or batching.max_batch_size <= 1:
+        return None
+    if not getattr(scorer.model, "row_independent", False):
+        raise UsageError(
+            "--max-batch-size: this model does not declare a row-independent predict, so "
+            "requests cannot be merged (save it with row_independent=True if each row's "
+            "prediction depends on that row only; sklearn models are by default), or serve it "
+            "without batching"
+        )
+    return MicroBatcher(scorer, batching)
+
+
+async def _score(
+    request: Request,
+    scorer: _Scorer,
+    batcher: MicroBatcher | None,
+    max_body_bytes: int,
+    body_timeout: float,
+) -> bytes | Response:
+    """The answer to one POST /invocations: a body, or a streaming response."""
+    content_type = _content_type(request)
+    arrived = batcher.arriving() if batcher is not None else (lambda: None)
+    try:
+        body = await _read_body(request, max_body_bytes, body_timeout)
+    finally:
+        arrived()
+    if _wants_stream(body, content_type):
+        return await _stream_response(scorer, body, content_type)
+    if batcher is None:
+        return await scorer.in_thread(body, content_type)
+    return await batcher.score(body, content_type)
+
+
+STREAM_KEY = "stream"
+_DONE = b"data: [DONE]\n\n"
+
+
+def _event(data: bytes) -> bytes:
+    return b"data: " + data + b"\n\n"
+
+
+def _wants_stream(body: bytes, content_type: str) -> bool:
+    """Whether a JSON payload asks for streaming (a top-level ``"stream": true``)."""
+    if b'"stream"' not in body or "json" not in content_type:
+        return False
+    from envkit.errors import ServingInputError
+    from envkit.models.serving_input import decode_json_payload
+
+    try:
+        return decode_json_payload(body).get(STREAM_KEY) is True
+    except ServingInputError:
+        return False  # the general path words the error
+
+
+async def _stream_response(scorer: _Scorer, body: bytes, content_type: str) -> Response:
+    """Server-sent events, one ``data: <json>`` per chunk of ``predict_stream`` and
+    ``data: [DONE]`` at the end, as MLflow's agent server streams. Errors before the first
+    chunk are ordinary error responses."""
+    from starlette.responses import StreamingResponse
+
+    stream = await scorer.run(scorer.stream, body, content_type)
+
+    async def events() -> Any:
+        while True:
+            event = await scorer.run(scorer.next_chunk, stream)
+            if event is None:
+                yield _DONE
+                return
+            yield event
+            if event.endswith(_DONE):
+                return
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def _is_pyfunc_model(model: Any) -> bool:
+    from envkit.pyfunc.loading import PyFuncModel
+
+    return isinstance(model, PyFuncModel)
+
+
+def _compiled_reader(schema: Any) -> Any:
+    from envkit.models.compiled import compile_input
+
+    try:
+        return compile_input(schema)
+    except Exception:  # never a reason not to serve: the general path reads everything
+        logger.warning("the model's signature cannot be compiled; payloads take the general path")
+        return None
 
 
 def _call_or_none(obj: Any, name: str) -> Any:
@@ -281,10 +512,13 @@ def create_app(
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    batching: BatchSettings | None = None,
 ) -> Starlette:
     """The scoring server for a loaded pyfunc ``model`` (anything with ``predict``);
-    ``body_timeout``: seconds a client may take to send a request body (408 after)."""
-    import anyio
+    ``body_timeout``: seconds a client may take to send a request body (408 after);
+    ``batching``: merge concurrent requests into one predict (:mod:`envkit.serving.batching`),
+    for a model whose predict is row-independent only (:class:`~envkit.errors.UsageError`
+    otherwise)."""
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.responses import PlainTextResponse, Response
@@ -295,6 +529,7 @@ def create_app(
     if body_timeout <= 0:
         raise ValueError("body_timeout must be positive")
     scorer = _Scorer(model)
+    batcher = _batcher(scorer, batching)
 
     def json_response(body: bytes | str, status: int = 200) -> Response:
         return Response(body, status_code=status, media_type="application/json")
@@ -307,9 +542,9 @@ def create_app(
 
     async def invocations(request: Request) -> Response:
         try:
-            content_type = _content_type(request)
-            body = await _read_body(request, max_body_bytes, body_timeout)
-            result = await anyio.to_thread.run_sync(scorer.score, body, content_type)
+            result = await _score(request, scorer, batcher, max_body_bytes, body_timeout)
+            if not isinstance(result, bytes):
+                return result
         except ScoringError as exc:
             return json_response(_error_body(exc.error_code, exc.message), exc.status)
         except Exception as exc:  # a bug of ours: still an answer, and the server goes on
@@ -335,7 +570,7 @@ def create_app(
         error = internal_error(f"{type(exc).__name__}: {exc}")
         return json_response(_error_body(error.error_code, error.message), 500)
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/ping", ping, methods=["GET"]),
             Route("/health", ping, methods=["GET"]),
@@ -344,3 +579,5 @@ def create_app(
         ],
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
+    app.state.scorer = scorer
+    return app

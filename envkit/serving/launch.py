@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from envkit._subprocess import die_with_parent
 from envkit.errors import UsageError
@@ -30,9 +30,14 @@ from envkit.serving.server import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     check_port_free,
+    resolve_batching,
     resolve_body_timeout,
     resolve_max_body_bytes,
+    resolve_workers,
 )
+
+if TYPE_CHECKING:
+    from envkit.serving.batching import BatchSettings
 
 logger = logging.getLogger(__name__)
 
@@ -92,9 +97,13 @@ def _server_args(
     max_body_bytes: int,
     access_log: bool,
     body_timeout: float,
+    batching: BatchSettings | None = None,
 ) -> list[str]:
     args = [model, "--host", host, "--port", str(port), "--workers", str(workers)]
     args += ["--max-body-size", str(max_body_bytes), "--body-timeout", f"{body_timeout:g}"]
+    if batching is not None:
+        args += ["--max-batch-size", str(batching.max_batch_size)]
+        args += ["--max-latency-ms", f"{batching.max_latency_ms:g}"]
     if access_log:
         args.append("--access-log")
     return args
@@ -105,7 +114,7 @@ def prepare_server(
     *,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
-    workers: int = 1,
+    workers: int | None = None,
     env_manager: str = "uv",
     max_body_bytes: int | str | None = None,
     access_log: bool = False,
@@ -117,26 +126,32 @@ def prepare_server(
     progress: Callable[[str, str], None] | None = None,
     trust_model: bool = False,
     trusted_types: Sequence[str] = (),
+    max_batch_size: int | str | None = None,
+    max_latency_ms: float | str | None = None,
 ) -> PreparedServer:
     """The process that serves the model in its environment.
 
     ``max_body_bytes`` defaults to ``$ENVKIT_SERVE_MAX_BODY_BYTES``, else 50 MB,
     ``body_timeout`` (seconds for request headers and body) to ``$ENVKIT_SERVE_BODY_TIMEOUT``,
-    else 30. Scans the model's pickles on the host
-    (:class:`~envkit.errors.UnsafeModelError` for a dangerous one, unless ``trust_model`` or its
-    globals are in ``trusted_types``), checks that the port is free and builds (or takes from
-    the cache) the environment first; raises
+    else 30. ``workers`` defaults to ``$ENVKIT_SERVE_WORKERS``, else 1; ``max_batch_size`` and
+    ``max_latency_ms`` turn on micro-batching, refused (:class:`~envkit.errors.UsageError`)
+    for a model that does not declare a row-independent predict. Scans the model's pickles on
+    the host (:class:`~envkit.errors.UnsafeModelError` for a dangerous one, unless
+    ``trust_model`` or its globals are in ``trusted_types``), checks that the port is free and
+    builds (or takes from the cache) the environment first; raises
     :class:`~envkit.errors.EnvkitError` when it cannot be built.
     """
     from envkit.models.uri import resolve_model_uri
 
-    if workers < 1:
-        raise UsageError(f"--workers must be at least 1, got {workers}")
+    workers = resolve_workers(workers)
     if not 0 <= port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {port}")
     limit = resolve_max_body_bytes(max_body_bytes)
     timeout = resolve_body_timeout(body_timeout)
+    batching = resolve_batching(max_batch_size, max_latency_ms)
     model_dir = resolve_model_uri(model_uri)
+    if batching is not None:
+        _check_batchable(model_dir)
     trust = ModelTrust.of(trust_model, trusted_types)
     ensure_safe(model_dir, trust)  # on the host, before anything is built or loaded
     check_port_free(host, port)  # before a build that may take minutes
@@ -150,6 +165,7 @@ def prepare_server(
             max_body_bytes=limit,
             access_log=access_log,
             body_timeout=timeout,
+            batching=batching,
             python=python,
             base_image=base_image,
             ca_bundle=ca_bundle,
@@ -163,11 +179,27 @@ def prepare_server(
         max_body_bytes=limit,
         access_log=access_log,
         body_timeout=timeout,
+        batching=batching,
     )
     if env_manager == "local":
         local_env = {**os.environ, **trust.environment()} if trust.environment() else None
         return PreparedServer([sys.executable, "-m", "envkit.serving", *args], local_env)
     return _env_command(model_dir, args, env_manager, python, use_cache, progress, trust)
+
+
+def _check_batchable(model_dir: Path) -> None:
+    """Refuse batching, before anything is built, for a model whose MLmodel does not say its
+    predict is row-independent (the server checks again when it loads the model)."""
+    from envkit.models.model import MLMODEL_FILE_NAME, Model
+    from envkit.pyfunc.loading import ROW_INDEPENDENT, is_row_independent
+
+    if not is_row_independent(Model.load(model_dir / MLMODEL_FILE_NAME)):
+        raise UsageError(
+            "--max-batch-size: this model does not declare a row-independent predict "
+            f"(python_function {ROW_INDEPENDENT}: true), so requests cannot be merged; save it "
+            "with row_independent=True if each row's prediction depends on that row only, or "
+            "serve it without batching"
+        )
 
 
 def _env_command(
@@ -226,6 +258,7 @@ def _docker_command(
     max_body_bytes: int,
     access_log: bool,
     body_timeout: float,
+    batching: BatchSettings | None,
     python: str | None,
     base_image: str | None,
     ca_bundle: str | None,
@@ -255,6 +288,7 @@ def _docker_command(
         max_body_bytes=max_body_bytes,
         access_log=access_log,
         body_timeout=body_timeout,
+        batching=batching,
     )[1:]
     container = _ServerContainer(
         tag,

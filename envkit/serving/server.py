@@ -23,6 +23,8 @@ from envkit.serving.app import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
+    from envkit.serving.batching import BatchSettings
+
 logger = logging.getLogger("envkit.serving")
 
 DEFAULT_HOST = "127.0.0.1"
@@ -31,6 +33,10 @@ DEFAULT_PORT = 5000
 ENV_MODEL = "ENVKIT_SERVE_MODEL"
 ENV_MAX_BODY = "ENVKIT_SERVE_MAX_BODY_BYTES"
 ENV_BODY_TIMEOUT = "ENVKIT_SERVE_BODY_TIMEOUT"
+ENV_WORKERS = "ENVKIT_SERVE_WORKERS"
+ENV_MAX_BATCH_SIZE = "ENVKIT_SERVE_MAX_BATCH_SIZE"
+ENV_MAX_LATENCY_MS = "ENVKIT_SERVE_MAX_LATENCY_MS"
+DEFAULT_MAX_LATENCY_MS = 2.0
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -78,6 +84,58 @@ def resolve_body_timeout(option: str | float | None = None) -> float:
     if not seconds > 0 or seconds == float("inf"):
         raise UsageError(f"{where} must be a number of seconds > 0, got {value!r}")
     return seconds
+
+
+def _option_or_env(option: Any, variable: str, flag: str) -> tuple[str, Any]:
+    if option is not None and option != "":
+        return flag, option
+    return variable, os.environ.get(variable, "").strip() or None
+
+
+def resolve_workers(option: int | str | None = None) -> int:
+    """Server processes: ``option`` (``--workers``), else ``$ENVKIT_SERVE_WORKERS``, else 1."""
+    where, value = _option_or_env(option, ENV_WORKERS, "--workers")
+    if value is None:
+        return 1
+    try:
+        workers = int(value)
+    except ValueError:
+        workers = 0
+    if workers < 1:
+        raise UsageError(f"{where} must be at least 1, got {value!r}")
+    return workers
+
+
+def resolve_batching(
+    max_batch_size: int | str | None = None, max_latency_ms: float | str | None = None
+) -> BatchSettings | None:
+    """Micro-batching settings: ``--max-batch-size`` (rows merged into one predict; else
+    ``$ENVKIT_SERVE_MAX_BATCH_SIZE``) and ``--max-latency-ms`` (the longest a request waits for
+    others; else ``$ENVKIT_SERVE_MAX_LATENCY_MS``, else 2). None (off) without a batch size
+    over 1."""
+    from envkit.serving.batching import BatchSettings
+
+    where, size = _option_or_env(max_batch_size, ENV_MAX_BATCH_SIZE, "--max-batch-size")
+    latency_where, latency = _option_or_env(max_latency_ms, ENV_MAX_LATENCY_MS, "--max-latency-ms")
+    if size is None:
+        if latency is not None and latency_where == "--max-latency-ms":
+            raise UsageError("--max-latency-ms needs --max-batch-size (batching is off without)")
+        return None
+    try:
+        rows = int(size)
+    except ValueError:
+        rows = 0
+    if rows < 1:
+        raise UsageError(f"{where} must be a number of rows >= 1, got {size!r}")
+    try:
+        wait = DEFAULT_MAX_LATENCY_MS if latency is None else float(latency)
+    except ValueError:
+        wait = -1.0
+    if not 0 <= wait <= 60_000:
+        raise UsageError(
+            f"{latency_where} must be milliseconds between 0 and 60000, got {latency!r}"
+        )
+    return BatchSettings(rows, wait) if rows > 1 else None
 
 
 def _use_body_timeout(seconds: float) -> Any:
@@ -156,6 +214,7 @@ def app_from_environment() -> Starlette:
         load_scoring_model(model_uri),
         max_body_bytes=resolve_max_body_bytes(),
         body_timeout=timeout,
+        batching=resolve_batching(),
     )
 
 
@@ -187,8 +246,14 @@ def run_server(
     access_log: bool = False,
     log_level: str = "info",
     body_timeout: float | str | None = None,
+    max_batch_size: int | str | None = None,
+    max_latency_ms: float | str | None = None,
 ) -> None:
     """Load the model and serve it until interrupted (SIGINT/SIGTERM stop it gracefully).
+
+    ``max_batch_size``/``max_latency_ms`` turn on micro-batching (see
+    :func:`resolve_batching`, :mod:`envkit.serving.batching`): refused
+    (:class:`~envkit.errors.UsageError`) for a model whose predict is not row-independent.
 
     ``max_body_bytes`` (bytes, or a size such as ``50MB``) defaults to
     ``$ENVKIT_SERVE_MAX_BODY_BYTES``, else 50 MB. ``body_timeout`` (seconds a client may take
@@ -209,6 +274,7 @@ def run_server(
         raise UsageError(f"--workers must be at least 1, got {workers}")
     limit = resolve_max_body_bytes(max_body_bytes)
     timeout = resolve_body_timeout(body_timeout)
+    batching = resolve_batching(max_batch_size, max_latency_ms)
     if not 0 <= port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {port}")
     check_port_free(host, port)
@@ -233,13 +299,24 @@ def run_server(
         "timeout_keep_alive": 5,  # idle keep-alive connections
         "http": _use_body_timeout(timeout),  # request headers
     }
+    app = create_app(model, max_body_bytes=limit, body_timeout=timeout, batching=batching)
+    if batching is not None:
+        logger.info(
+            "micro-batching: up to %d rows per predict, waiting at most %g ms",
+            batching.max_batch_size,
+            batching.max_latency_ms,
+        )
     if workers == 1:
-        uvicorn.run(create_app(model, max_body_bytes=limit, body_timeout=timeout), **common)
+        uvicorn.run(app, **common)
         return
-    del model
+    del model, app
     os.environ[ENV_MODEL] = str(model_dir)
     os.environ[ENV_MAX_BODY] = str(limit)
     os.environ[ENV_BODY_TIMEOUT] = str(timeout)
+    os.environ.pop(ENV_MAX_BATCH_SIZE, None)
+    if batching is not None:
+        os.environ[ENV_MAX_BATCH_SIZE] = str(batching.max_batch_size)
+        os.environ[ENV_MAX_LATENCY_MS] = f"{batching.max_latency_ms:g}"
     uvicorn.run(
         "envkit.serving.server:app_from_environment", factory=True, workers=workers, **common
     )
@@ -253,7 +330,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("model", metavar="MODEL", help="model directory or URI")
     parser.add_argument("--host", default=DEFAULT_HOST)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--workers", default=None, help=f"server processes (default: ${ENV_WORKERS}, else 1)"
+    )
+    parser.add_argument(
+        "--max-batch-size",
+        default=None,
+        help=f"merge concurrent requests into one predict of up to this many rows (default: "
+        f"${ENV_MAX_BATCH_SIZE}, else off)",
+    )
+    parser.add_argument(
+        "--max-latency-ms",
+        default=None,
+        help=f"the longest a request waits for others to join its batch (default: "
+        f"${ENV_MAX_LATENCY_MS}, else {DEFAULT_MAX_LATENCY_MS:g})",
+    )
     parser.add_argument(
         "--max-body-size",
         default=None,
@@ -295,11 +386,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             Path(args.model) if "://" not in args.model else args.model,
             host=args.host,
             port=args.port,
-            workers=args.workers,
+            workers=resolve_workers(args.workers),
             max_body_bytes=resolve_max_body_bytes(args.max_body_size),
             access_log=args.access_log,
             log_level=args.log_level,
             body_timeout=args.body_timeout,
+            max_batch_size=args.max_batch_size,
+            max_latency_ms=args.max_latency_ms,
         )
     except EnvkitError as exc:
         print(f"error: {exc.message}", file=sys.stderr)

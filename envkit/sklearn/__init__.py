@@ -131,6 +131,7 @@ def save_model(
     serialization_format: str = SERIALIZATION_FORMAT_CLOUDPICKLE,
     skops_trusted_types: list[str] | None = None,
     pyfunc_predict_fn: str = "predict",
+    row_independent: bool | None = None,
     code_paths: Sequence[str | os.PathLike[str]] | None = None,
     input_example: Any = None,
     signature: Any = None,
@@ -147,6 +148,9 @@ def save_model(
     ``serialization_format`` is ``"cloudpickle"`` (default), ``"pickle"`` or ``"skops"``
     (no pickle; ``skops_trusted_types`` lists extra types to trust). ``pyfunc_predict_fn``
     chooses the estimator method the pyfunc ``predict`` calls (``predict_proba`` ...).
+    ``row_independent`` (python_function key, see ``envkit.pyfunc.save_model``) defaults to
+    true for the row-wise methods (``predict``, ``predict_proba``, ... not ``score``): pass
+    False for an estimator whose predictions depend on the other rows of the call.
     """
     import sklearn
 
@@ -177,6 +181,12 @@ def save_model(
             "model_path": file_name,
             "predict_fn": pyfunc_predict_fn,
         }
+        if row_independent is None:
+            from envkit.pyfunc.loading import SKLEARN_ROW_WISE_FNS
+
+            pyfunc_conf["row_independent"] = pyfunc_predict_fn in SKLEARN_ROW_WISE_FNS
+        else:
+            pyfunc_conf["row_independent"] = bool(row_independent)
         if code_dir:
             pyfunc_conf["code"] = code_dir
         model.add_flavor("python_function", **pyfunc_conf)

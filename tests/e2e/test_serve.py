@@ -557,3 +557,127 @@ def test_predictions_without_a_json_form_are_a_500_and_bytes_are_base64(serve_mo
     line = next(x for x in server.output().splitlines() if f"error {error_id}:" in x)
     assert "the model's predictions (list) cannot be sent as JSON" in line
     assert "a value of type object has no JSON form" in line and "<object object" not in line
+
+
+# --- workers and micro-batching ---------------------------------------------------------------
+
+BATCH_CODE = """
+import os
+
+import pandas as pd
+
+import envkit.models
+import envkit.pyfunc
+
+
+class Model(envkit.pyfunc.PythonModel):
+    \"\"\"Twice x for each row, with the rows of the call and the process that answered; a
+    row with x == 13 makes the whole call raise.\"\"\"
+
+    def predict(self, context, model_input, params=None):
+        if (model_input["x"] == 13).any():
+            raise ValueError("thirteen is unlucky")
+        n = len(model_input)
+        return pd.DataFrame(
+            {"double": model_input["x"] * 2, "rows": [n] * n, "pid": [os.getpid()] * n}
+        )
+
+
+envkit.models.set_model(Model())
+"""
+
+
+@pytest.fixture(scope="module")
+def batch_model(tmp_path_factory) -> Path:
+    import pandas as pd
+
+    import envkit.pyfunc
+
+    root = tmp_path_factory.mktemp("batch-model")
+    (root / "batch_code.py").write_text(BATCH_CODE)
+    envkit.pyfunc.save_model(
+        root / "model",
+        python_model=str(root / "batch_code.py"),
+        input_example=pd.DataFrame({"x": [1.0, 2.0]}),
+        pip_requirements=RUNTIME_PINS,
+        row_independent=True,
+    )
+    return root / "model"
+
+
+def concurrently(port: int, payloads: list) -> list[tuple[int, dict]]:
+    """Each payload from its own client thread, all at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(payloads)) as pool:
+        return list(pool.map(lambda p: post_json(port, p), payloads))
+
+
+def x_rows(*values) -> dict:
+    return {"dataframe_split": {"columns": ["x"], "data": [[v] for v in values]}}
+
+
+@pytest.mark.timeout(300)
+def test_two_workers_both_answer(batch_model):
+    server = Server(batch_model, "--env-manager", "local", "--workers", "2").wait_ready()
+    try:
+        pids: set[int] = set()
+        for _ in range(30):  # which worker accepts a connection is the kernel's choice
+            for status, body in concurrently(server.port, [x_rows(i) for i in range(8)]):
+                assert status == 200, body
+                pids.update(row["pid"] for row in body["predictions"])
+            if len(pids) == 2:
+                break
+        assert len(pids) == 2
+        assert server.proc.pid not in pids  # the workers are uvicorn's processes
+    finally:
+        assert server.stop() == 0, server.output()
+
+
+@pytest.mark.timeout(300)
+def test_batching_merges_concurrent_requests_and_a_bad_row_fails_alone(batch_model):
+    server = Server(
+        batch_model,
+        "--env-manager",
+        "local",
+        "--max-batch-size",
+        "64",
+        "--max-latency-ms",
+        "50",
+    ).wait_ready()
+    try:
+        merged = 0
+        for _ in range(10):
+            payloads = [x_rows(i + 20, i + 20.5) for i in range(16)]
+            payloads[3] = x_rows(13)  # fails the merged call: then each request alone
+            payloads[5] = {"dataframe_split": {"columns": ["x"], "data": [["text"]]}}  # 400
+            answers = concurrently(server.port, payloads)
+            for i, (status, body) in enumerate(answers):
+                if i == 3:
+                    assert status == 500 and body["error_code"] == "INTERNAL_ERROR", body
+                elif i == 5:
+                    assert status == 400 and body["error_code"] == "INVALID_PARAMETER_VALUE"
+                else:
+                    assert status == 200, body
+                    doubles = [row["double"] for row in body["predictions"]]
+                    assert doubles == [2.0 * i + 40, 2.0 * i + 41]
+                    merged = max(merged, *(row["rows"] for row in body["predictions"]))
+            if merged > 2:
+                break
+        assert merged > 2  # more rows in one predict than any request sent
+    finally:
+        assert server.stop() == 0, server.output()
+    assert "micro-batching: up to 64 rows per predict" in server.output()
+
+
+def test_batching_is_refused_for_a_model_that_does_not_declare_row_independence(serve_models):
+    args = ["--env-manager", "local", "--port", str(free_port()), "--max-batch-size", "8"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "envkit", "serve", str(serve_models["counting"]), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: --max-batch-size: this model does not declare a ")
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -96,11 +96,13 @@ def test_predictions_json_is_the_same_with_and_without_orjson() -> None:
 
 
 def test_payload_parsing_is_the_same_with_and_without_orjson() -> None:
-    from envkit.models.serving_input import _decode_json
+    from envkit.models.serving_input import decode_json_payload
 
     body = b'{"dataframe_split": {"columns": ["a"], "data": [[1.5], [2]]}}'
-    assert _decode_json(body) == {"dataframe_split": {"columns": ["a"], "data": [[1.5], [2]]}}
+    assert decode_json_payload(body) == {
+        "dataframe_split": {"columns": ["a"], "data": [[1.5], [2]]}
+    }
     # orjson refuses NaN and big integers: the stdlib parser still reads them.
-    assert _decode_json(b'{"inputs": [NaN, 123456789012345678901234567890]}')["inputs"][1] == (
-        123456789012345678901234567890
-    )
+    assert decode_json_payload(b'{"inputs": [NaN, 123456789012345678901234567890]}')["inputs"][
+        1
+    ] == (123456789012345678901234567890)
