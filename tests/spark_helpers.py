@@ -6,6 +6,16 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
+# pyspark 4.0 calls pandas 3 with its deprecated copy= keyword and leaves py4j's result sockets
+# to the garbage collector: pyspark's warnings, not envkit's.
+SPARK_WARNINGS = [
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
+
 
 def spark_session_builder(master: str):
     """A SparkSession builder for the tests: small, quiet, on the loopback address only, its

@@ -25,6 +25,7 @@ FLAVOR_ENTRY_POINT_GROUP = "envkit.flavors"
 _BUILTIN_FLAVORS = {
     "python_function": "envkit.pyfunc",
     "sklearn": "envkit.sklearn",
+    "spark": "envkit.spark",
 }
 
 # MLflow loader modules envkit can stand in for, and envkit's replacement.

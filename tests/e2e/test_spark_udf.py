@@ -16,14 +16,8 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from spark_helpers import SPARK_WARNINGS
 
-# pyspark 4.0 calls pandas 3 with its deprecated copy= keyword and leaves py4j's result sockets
-# to the garbage collector: pyspark's warnings, not envkit's.
-SPARK_WARNINGS = [
-    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
-    pytest.mark.filterwarnings("ignore::ResourceWarning"),
-    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
-]
 pytestmark = [pytest.mark.slow, *SPARK_WARNINGS]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -179,7 +173,8 @@ import envkit.pyfunc
 from sklearn.datasets import load_iris
 
 model, broken, out = sys.argv[2:5]
-spark = spark_session_builder("local-cluster[2,1,1024]").getOrCreate()
+builder = spark_session_builder("local-cluster[2,1,1024]")
+spark = builder.config("spark.task.maxFailures", "1").getOrCreate()  # a failure fails once
 spark.sparkContext.setLogLevel("ERROR")
 X, _ = load_iris(return_X_y=True, as_frame=True)
 X.columns = ["sl", "sw", "pl", "pw"]

@@ -12,6 +12,7 @@ LAYERS = {
     "deps": 1,
     "pyfunc": 2,
     "sklearn": 2,
+    "spark": 2,
     "sandbox": 3,
     "docker": 4,
     "serving": 4,
