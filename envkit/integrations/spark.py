@@ -314,12 +314,12 @@ def _pandas_udf(spec: _UdfSpec, rtype: Any) -> Any:
             frame = _input_frame(args if isinstance(args, tuple) else (args,), spec)
             yield to_result(predictor(frame), rtype)
 
-    out = pd.DataFrame if isinstance(rtype, StructType) else pd.Series
+    returns: Any = Iterator[pd.DataFrame] if isinstance(rtype, StructType) else Iterator[pd.Series]
     predict.__annotations__ = {
         "batches": Iterator[Tuple[Union[pd.Series, pd.DataFrame], ...]],  # noqa: UP006
-        "return": Iterator[out],
+        "return": returns,
     }
-    udf = pandas_udf(predict, rtype)
+    udf = pandas_udf(predict, rtype)  # type: ignore[call-overload]
 
     @functools.wraps(udf)
     def udf_with_default_columns(*args: Any) -> Any:

@@ -49,10 +49,16 @@ def local_session() -> Any:
     session = _active_session()
     if session is not None:
         return session
+    import tempfile
+
     from pyspark.sql import SparkSession
 
+    # The JVM's scratch space where Python's is ($TMPDIR: a sandbox's only writable place).
+    scratch = tempfile.gettempdir()
     return (
         SparkSession.builder.master("local[1]")
+        .config("spark.local.dir", scratch)
+        .config("spark.driver.extraJavaOptions", f"-Djava.io.tmpdir={scratch}")
         .appName("envkit-spark-model")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "1")

@@ -120,7 +120,11 @@ pdf = __import__("pandas").DataFrame(features)
 df = spark.createDataFrame(pdf.assign(label=[float(i % 3) for i in range(len(pdf))]))
 stages = [VectorAssembler(inputCols=["a", "b"], outputCol="features"), LogisticRegression()]
 fitted = Pipeline(stages=stages).fit(df)
-mlflow.spark.save_model(fitted, out + "/mlflow-model", input_example=pdf.head(3))
+# (its requirements given: MLflow's inference would start one more JVM to load the model)
+requirements = ["pyspark==" + __import__("pyspark").__version__]
+mlflow.spark.save_model(
+    fitted, out + "/mlflow-model", input_example=pdf.head(3), pip_requirements=requirements
+)
 result = {
     "mlflow_expected": [r.prediction for r in fitted.transform(df).select("prediction").collect()],
     "envkit_by_mlflow_spark": [
@@ -137,7 +141,7 @@ json.dump(result, open(out + "/result.json", "w"))
 
 @pytest.mark.mlflow
 @pytest.mark.timeout(900)
-def test_mlflow_interop_both_ways(spark, spark_model, run_in_mlflow, tmp_path):
+def test_mlflow_interop_both_ways(spark, spark_model, run_in_mlflow, tmp_path, monkeypatch):
     """One MLflow subprocess: MLflow loads envkit's model (mlflow.spark and pyfunc) and saves
     one with mlflow.spark, which envkit then loads (envkit.spark and pyfunc)."""
     import envkit.pyfunc
@@ -157,8 +161,22 @@ def test_mlflow_interop_both_ways(spark, spark_model, run_in_mlflow, tmp_path):
     theirs = tmp_path / "mlflow-model"
     section = yaml.safe_load((theirs / "MLmodel").read_text())["flavors"]["spark"]
     assert section["model_data"] == "sparkml" and "pyspark_version" in section
+    monkeypatch.setenv("ENVKIT_DEPENDENCY_MISMATCH", "ignore")  # (the two venvs' pyspark stacks)
     _, df = _iris(spark)
     loaded = envkit.spark.load_model(theirs)
     ours = [r.prediction for r in loaded.transform(df).select("prediction").collect()]
     assert ours == result["mlflow_expected"]
     assert list(envkit.pyfunc.load_model(theirs).predict(features)) == result["mlflow_expected"]
+
+
+@pytest.mark.timeout(900)
+def test_validate_runs_the_spark_model_contained_in_its_rebuilt_environment(
+    spark_model, shared_cache
+):
+    """pyspark from the index in a fresh environment; the model's JVM starts in the sandbox
+    (loopback up in its network namespace, scratch space in its work directory)."""
+    import envkit
+
+    report = envkit.validate(spark_model[0], cache_dir=shared_cache)
+    assert report.ok, report.headline
+    assert report.to_dict()["containment"]["network"]["held"]
