@@ -89,7 +89,9 @@ def _constraints(pinned: Path, shared: dict[str, str]) -> list[str]:
     return lines
 
 
-def _build_venv(target: Path, requirements: list[str], constraints: list[str]) -> None:
+def _build_venv(
+    target: Path, requirements: list[str], constraints: list[str], exclude_newer: str | None = None
+) -> None:
     """Create ``target`` with ``requirements`` installed (uv) under ``constraints``;
     ``.complete`` marks success.
 
@@ -106,10 +108,11 @@ def _build_venv(target: Path, requirements: list[str], constraints: list[str]) -
     )
     constraints_file = target / "constraints.txt"
     constraints_file.write_text("\n".join(constraints) + "\n")
+    frozen = ["--exclude-newer", exclude_newer] if exclude_newer else []
     proc = subprocess.run(
         [
             *uv, "pip", "install", "--quiet", "--python", str(target / "bin" / "python"),
-            "--constraint", str(constraints_file), *requirements,
+            "--constraint", str(constraints_file), *frozen, *requirements,
         ],
         capture_output=True,
         text=True,
@@ -121,16 +124,22 @@ def _build_venv(target: Path, requirements: list[str], constraints: list[str]) -
     (target / ".complete").write_text(json.dumps(requirements))
 
 
-def shared_venv(name: str, requirements: list[str], constraints: list[str] = ()) -> Path:
-    """A virtualenv with ``requirements``, built once per requirements set and shared."""
+def shared_venv(
+    name: str,
+    requirements: list[str],
+    constraints: list[str] = (),
+    exclude_newer: str | None = None,
+) -> Path:
+    """A virtualenv with ``requirements``, built once per requirements set and shared;
+    ``exclude_newer`` (uv's) freezes the whole dependency graph at a date."""
     from filelock import FileLock
 
-    blob = json.dumps([sys.version, requirements, list(constraints)])
+    blob = json.dumps([sys.version, requirements, list(constraints), exclude_newer])
     key = hashlib.sha256(blob.encode()).hexdigest()[:12]
     target = test_cache_root() / f"{name}-{key}"
     with FileLock(str(target) + ".lock", timeout=1800):
         if not (target / ".complete").exists():
-            _build_venv(target, requirements, list(constraints))
+            _build_venv(target, requirements, list(constraints), exclude_newer)
     return target / "bin" / "python"
 
 
@@ -141,6 +150,22 @@ def mlflow_venv_python() -> Path:
     requirements = [f"mlflow=={MLFLOW_VERSION}"]
     requirements += [f"{name}=={here[name]}" for name in _MLFLOW_VENV_EXTRAS if name in here]
     return shared_venv("mlflow", requirements, _constraints(PINS / "mlflow-venv.txt", here))
+
+
+# An MLflow 2.x, frozen with its whole dependency graph at a date of its time (uv
+# --exclude-newer), so that the models it writes are those of an MLflow 2.12 user of May 2024.
+MLFLOW2_REQUIREMENTS = [
+    "mlflow==2.12.2", "scikit-learn==1.4.2", "pandas==2.2.2", "numpy==1.26.4", "setuptools",
+]  # fmt: skip
+MLFLOW2_FROZEN_AT = "2024-05-20T00:00:00Z"
+
+
+@pytest.fixture(scope="session")
+def mlflow2_python() -> Path:
+    """Python of a virtualenv with MLflow 2.12.2 as of May 2024 (:data:`MLFLOW2_REQUIREMENTS`)."""
+    if not (3, 9) <= sys.version_info < (3, 13):
+        pytest.skip(f"MLflow 2.12's pins have no wheels for Python {sys.version.split()[0]}")
+    return shared_venv("mlflow2", MLFLOW2_REQUIREMENTS, exclude_newer=MLFLOW2_FROZEN_AT)
 
 
 @pytest.fixture(scope="session")

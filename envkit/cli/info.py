@@ -71,6 +71,25 @@ def wheels_lines(wheels: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+_SHOWN_KEYS = (
+    "loader_module",
+    "predict_fn",
+    "model_class",
+    "model_type",
+    "model_format",
+    "serialization_format",
+    "save_format",
+)
+
+
+def _shown_keys(name: str, conf: dict[str, Any]) -> list[str]:
+    """The flavor keys ``info`` shows: what loads the model, its class and format, and a
+    library flavor's version (``sklearn_version``, ``xgb_version``...)."""
+    if name == "python_function":
+        return list(_SHOWN_KEYS)
+    return [*_SHOWN_KEYS, *(k for k in conf if k.endswith("_version"))]
+
+
 def render_text(info: dict[str, Any]) -> str:
     """``describe_model`` output as readable text."""
     lines = [f"model: {info['path']}"]
@@ -83,8 +102,7 @@ def render_text(info: dict[str, Any]) -> str:
         lines.append(f"  run: runs:/{info['run_id']}/{info['artifact_path']}")
     lines.append("flavors:")
     for name, conf in info["flavors"].items():
-        keys = ("loader_module", "predict_fn", "serialization_format", "sklearn_version")
-        details = ", ".join(f"{k}={conf[k]}" for k in keys if conf.get(k))
+        details = ", ".join(f"{k}={conf[k]}" for k in _shown_keys(name, conf) if conf.get(k))
         lines.append(f"  {name}" + (f" ({details})" if details else ""))
     signature = info.get("signature")
     lines.append("signature:" + ("" if signature else " none"))

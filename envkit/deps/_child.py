@@ -58,7 +58,15 @@ class _Recorder:
         ) -> Any:
             if not level and name:
                 importer = globals.get("__name__") if globals else None
-                if type(importer) is not str or not importer or importer.startswith("importlib"):
+                if (
+                    type(importer) is not str
+                    or not importer
+                    or importer.startswith("importlib")
+                    # C code importing while this very function runs (an extension module's
+                    # lazy import during an import it started: matplotlib.ft2font) sees this
+                    # frame's globals; the importer is the module below it, not the model.
+                    or importer == __name__
+                ):
                     importer = _initializing_module() or _calling_module()
                 elif _is_machinery(importer) and not _is_statement(sys._getframe(1)):
                     # Not the loader's own ``import``: C code (pickle's find_class) called

@@ -11,7 +11,9 @@ loaded and predicted, who imported them, and the environment variable names read
   envkit's loader on its behalf), or when a needed distribution imported it *and declares it*
   as a requirement. A library importing an undeclared distribution is an optional import
   (``numpy.f2py`` trying ``charset_normalizer``): the library works without it, so the model
-  does too;
+  does too. What a deserializer (cloudpickle, joblib...) imports counts as the model's own
+  import, but only when the deserializer is needed itself: xgboost importing scikit-learn,
+  which imports joblib, which imports cloudpickle, makes none of them a requirement;
 * the standard library, the model's own code, envkit itself, development tooling (pytest...)
   and build tools (pip, setuptools, wheel...) are never requirements.
 """
@@ -208,12 +210,23 @@ def needed_distributions(
     """Decide which installed distributions the captured imports require (see module doc)."""
     owners, kinds, unresolved = _module_owners(captured, index, model_dir)
     modules_by_dist = _modules_by_distribution(owners, index)
-    root_targets, incoming = _distribution_edges(captured, owners, kinds)
+    edges = _distribution_edges(captured, owners, kinds)
     # A distribution loaded without any import edge from another one: keep it (cautious).
     unattributed = {
-        name for name in modules_by_dist if name not in root_targets and name not in incoming
+        name
+        for name in modules_by_dist
+        if name not in edges.root_targets
+        and name not in edges.incoming
+        and not any(name in targets for targets in edges.deserialized.values())
     }
-    needed = _reachable(root_targets | unattributed, incoming, index)
+    roots = edges.root_targets | unattributed
+    needed = _reachable(roots, edges.incoming, index)
+    while True:  # what a needed deserializer rebuilt is the model's own import
+        rebuilt = set().union(*(edges.deserialized.get(name, set()) for name in needed))
+        if rebuilt <= roots:
+            break
+        roots |= rebuilt
+        needed = _reachable(roots, edges.incoming, index)
     optional = {
         name: sorted(modules_by_dist.get(name, ()))
         for name in modules_by_dist
@@ -254,13 +267,18 @@ def _module_owners(
     return owners, kinds, unresolved
 
 
-def _dist_of(owners: dict[str, str | None], module: str) -> str | None:
-    """The distribution of ``module``, or of its nearest recorded parent package."""
-    while module not in owners:
+def _nearest(recorded: Mapping[str, str | None], module: str) -> str | None:
+    """``recorded``'s value for ``module``, or for its nearest recorded parent package."""
+    while module not in recorded:
         module = module.rpartition(".")[0]
         if not module:
             return None
-    return owners[module]
+    return recorded[module]
+
+
+def _dist_of(owners: dict[str, str | None], module: str) -> str | None:
+    """The distribution of ``module``, or of its nearest recorded parent package."""
+    return _nearest(owners, module)
 
 
 def _modules_by_distribution(
@@ -277,31 +295,44 @@ def _modules_by_distribution(
     return modules_by_dist
 
 
+@dataclass
+class _Edges:
+    """Cross-distribution import edges.
+
+    ``root_targets``: imported by the model (or on its behalf), needed unconditionally;
+    ``incoming``: target -> the distributions that imported it; ``deserialized``: deserializer
+    -> what it imported (needed when the deserializer is).
+    """
+
+    root_targets: set[str] = field(default_factory=set)
+    incoming: dict[str, set[str]] = field(default_factory=dict)
+    deserialized: dict[str, set[str]] = field(default_factory=dict)
+
+
 def _distribution_edges(
     captured: CapturedImports, owners: dict[str, str | None], kinds: dict[str, str]
-) -> tuple[set[str], dict[str, set[str]]]:
-    """Cross-distribution import edges: the targets of "root" edges, and target -> importers.
-
-    "Root" edges are those made by the model (or on its behalf), which justify their target
-    unconditionally.
-    """
-    root_targets: set[str] = set()
-    incoming: dict[str, set[str]] = {}  # target dist -> importing dists
+) -> _Edges:
+    """Cross-distribution import edges, sorted by what justifies their target (:class:`_Edges`)."""
+    edges = _Edges()
     for importer, imported in captured.edges:
         target = _dist_of(owners, imported)
         if target is None:
             continue
-        kind = kinds.get(importer)
+        # An importer missing from the modules failed to import (catboost's optional widget,
+        # which needs ipywidgets): its package's kind and distribution stand for it.
+        kind = _nearest(kinds, importer)
         if importer.partition(".")[0] == "importlib":
             continue  # the import machinery itself (C extensions importing their package)
         source = _dist_of(owners, importer)
         if source == target:
             continue
-        if source is None or kind in (STDLIB, LOCAL, "model", None) or source in DESERIALIZERS:
-            root_targets.add(target)
+        if source is None or kind in (STDLIB, LOCAL, "model", None):
+            edges.root_targets.add(target)
+        elif source in DESERIALIZERS:
+            edges.deserialized.setdefault(source, set()).add(target)
         else:
-            incoming.setdefault(target, set()).add(source)
-    return root_targets, incoming
+            edges.incoming.setdefault(target, set()).add(source)
+    return edges
 
 
 def _reachable(

@@ -199,21 +199,49 @@ def _rewrite_requirements(
     return options + sorted(model), sorted(envkit)
 
 
-def _copy_model(model_dir: Path, target: Path) -> None:
-    """Copy the model with world-readable modes (the image runs it as a non-root user)."""
+def _copy_model(model_dir: Path, target: Path, links: Mapping[str, str] | None = None) -> None:
+    """Copy the model with world-readable modes (the image runs it as a non-root user).
+
+    ``links`` maps top-level entries of the model to paths inside the image: they are not
+    copied but become symlinks there (a wheeled model's ``wheels/``, which the environment
+    layer already holds: the image carries them once)."""
+    links = dict(links or {})
+
+    def linked(directory: str, names: list[str]) -> set[str]:
+        return set(links) & set(names) if Path(directory) == model_dir else set()
+
     try:
-        shutil.copytree(model_dir, target, symlinks=False)
+        shutil.copytree(model_dir, target, symlinks=False, ignore=linked if links else None)
     except (shutil.Error, OSError) as exc:
         errors = exc.args[0] if exc.args and isinstance(exc.args[0], list) else []
         why = f"{errors[0][0]}: {errors[0][2]}" if errors else str(exc)
         if len(why) > 300:
             why = why[:300] + "..."
         raise ModelFormatError(f"cannot copy the model into the build context: {why}") from None
+    for name, inside_image in sorted(links.items()):
+        if (model_dir / name).exists():
+            os.symlink(inside_image, target / name)
     for dirpath, _dirnames, filenames in os.walk(target):
         os.chmod(dirpath, 0o755)
         for name in filenames:
             path = os.path.join(dirpath, name)
-            os.chmod(path, 0o755 if os.access(path, os.X_OK) else 0o644)
+            if not os.path.islink(path):  # a link of ``links``: its target is in the image
+                os.chmod(path, 0o755 if os.access(path, os.X_OK) else 0o644)
+
+
+def _carried_wheels(directory: Path, model_dir: Path) -> dict[str, str]:
+    """A wheeled model's ``wheels/``, when the environment layer holds the same wheels: the
+    model's copy links there instead of carrying them a second time."""
+    from envkit.sandbox.wheels import WHEELS_DIR
+
+    installed = directory / BUILD_DIR / "model-env" / "wheels"
+    carried = model_dir / WHEELS_DIR
+    if not (installed.is_dir() and carried.is_dir()):
+        return {}
+    names = {p.name for p in carried.iterdir() if not p.name.startswith("envkit-")}
+    if not names <= {p.name for p in installed.iterdir()}:
+        return {}
+    return {WHEELS_DIR: f"{CONTAINER_BUILD_DIR}/model-env/wheels"}
 
 
 def write_context(
@@ -252,7 +280,7 @@ def write_context(
     (directory / "Dockerfile").write_text(text, encoding="utf-8")
     (directory / ".dockerignore").write_text("Dockerfile\n.dockerignore\n", encoding="utf-8")
     if model_dir is not None:
-        _copy_model(model_dir, directory / MODEL_DIR)
+        _copy_model(model_dir, directory / MODEL_DIR, _carried_wheels(directory, model_dir))
     return BuildContext(
         directory=directory,
         base_image=base_image,

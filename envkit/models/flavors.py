@@ -25,6 +25,12 @@ FLAVOR_ENTRY_POINT_GROUP = "envkit.flavors"
 _BUILTIN_FLAVORS = {
     "python_function": "envkit.pyfunc",
     "sklearn": "envkit.sklearn",
+    "xgboost": "envkit.xgboost",
+    "lightgbm": "envkit.lightgbm",
+    "catboost": "envkit.catboost",
+    "statsmodels": "envkit.statsmodels",
+    "prophet": "envkit.prophet",
+    "pmdarima": "envkit.pmdarima",
     "spark": "envkit.spark",
 }
 
@@ -117,11 +123,20 @@ def _loader_import_error(name: str, exc: ImportError) -> LoaderImportError:
 
 
 def mlflow_if_importable() -> ModuleType | None:
-    """MLflow, when it is installed (imported only when a model needs it)."""
+    """MLflow, when it is installed (imported only when a model needs it); ``None`` when it is
+    not. An MLflow that is installed but cannot be imported (one of its own imports is missing,
+    such as ``pkg_resources`` under setuptools 81 for MLflow 2.x) is a
+    :class:`~envkit.errors.LoaderImportError` naming that module, not "MLflow is not installed"."""
     if "mlflow" in sys.modules:
         return sys.modules["mlflow"]
     try:
         import mlflow
-    except ImportError:
-        return None
+    except ModuleNotFoundError as exc:
+        if exc.name in (None, "mlflow"):
+            return None
+        raise LoaderImportError(
+            f"MLflow is installed but cannot be imported: it imports {exc.name!r}, which is not "
+            "installed in this environment",
+            module=exc.name,
+        ) from exc
     return mlflow

@@ -345,8 +345,10 @@ def load_input_example(
     if kind == "json_object":
         return data
     if kind == "ndarray":
-        from envkit.models.serving_input import parse_inputs_data
+        from envkit.models.serving_input import parse_inputs_data, parse_tf_serving_input
 
+        if info.get("format") == "tf-serving" and isinstance(data, dict):
+            return parse_tf_serving_input(data, schema)  # MLflow 2.x: {"inputs": [...]}
         return parse_inputs_data(data, schema)
     if kind == "dataframe":
         from envkit.models.serving_input import dataframe_from_parsed_json

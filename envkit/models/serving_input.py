@@ -337,6 +337,8 @@ def cast_dataframe(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
 def _spec_type_name(spec: Any) -> str:
     from envkit.models.coerce import type_name
 
+    if spec is None:  # no schema: the input becomes one numpy array
+        return "an array"
     if isinstance(spec, TensorSpec):
         return f"{spec.type.name} tensor"
     return type_name(spec.type)

@@ -25,6 +25,7 @@ __all__ = [
     "import_library",
     "log_flavor_model",
     "open_flavor",
+    "pin_library",
     "pyfunc_flavor_directory",
 ]
 
@@ -48,6 +49,19 @@ def import_library(module: str, distribution: str | None = None, *, flavor: str 
             f"pip install {package} (or add it to the model's requirements)",
             module=missing,
         ) from exc
+
+
+def pin_library(module: str, distribution: str) -> str:
+    """The requirement ``name==version`` of the installed distribution that provides the import
+    ``module``: ``distribution`` when it does, else the one that does (``xgboost-cpu`` provides
+    ``xgboost``), so that a sandbox installs what the model was saved with."""
+    from envkit.deps.distributions import canonical, current_index
+    from envkit.deps.envfiles import pin_installed
+
+    providers = current_index().top_level.get(module.split(".", 1)[0], [])
+    if not providers or canonical(distribution) in providers:
+        return pin_installed(distribution)
+    return pin_installed(providers[0])
 
 
 @dataclass(frozen=True)

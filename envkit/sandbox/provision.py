@@ -102,6 +102,7 @@ class EnvironmentPlan:
     recorded_python: str
     notes: list[str] = field(default_factory=list)  # what the overrides and envkit changed
     wheel: SelfWheel | None = None
+    python_recorded: bool = True  # False: no file records a version; the running Python's
 
 
 @dataclass
@@ -148,6 +149,19 @@ class ProvisionedEnvironment:
     @property
     def spec(self) -> EnvSpec:
         return self.plan.spec
+
+    def interpreter(self) -> dict[str, object]:
+        """The report's interpreter: the chosen Python, and what the model records (nothing,
+        for a model whose files give no version: ``recorded`` is then None and ``assumed``
+        says that the running interpreter's version was taken, as MLflow does)."""
+        data = self.python.to_dict()
+        if not self.plan.python_recorded:
+            chosen = self.python.requested != self.python.recorded
+            data["recorded"] = None
+            data["assumed"] = "the model records no Python version" + (
+                "; --python chose it" if chosen else ": the running one's was taken"
+            )
+        return data
 
     @property
     def isolated(self) -> bool:
@@ -250,16 +264,18 @@ def plan_environment(
 ) -> EnvironmentPlan:
     """The environment ``model`` records (read for ``env_manager``), with ``overrides`` applied
     and envkit (with ``envkit_extras``) installed from a wheel of the running envkit."""
+    from envkit.deps.recorded import RUNNING_PYTHON
     from envkit.sandbox.backends.base import install_plan
-    from envkit.sandbox.spec import apply_overrides, read_env_spec
+    from envkit.sandbox.spec import apply_overrides, read_model_environment, spec_from_recorded
 
     conf = model.flavors["python_function"]
-    spec = read_env_spec(
+    read = read_model_environment(
         model_dir,
         env_manager=env_manager,
         flavor_env=conf.get("env") if isinstance(conf.get("env"), dict) else None,
         python_version_hint=conf.get("python_version"),
     )
+    spec = spec_from_recorded(read, installer=env_manager)
     source, recorded = spec.source, spec.python
     notes: list[str] = []
     if model.extra.get("wheels") is not None:
@@ -287,7 +303,15 @@ def plan_environment(
         notes.append(f"requirements.lock: {len(install.pins)} pins, hashes checked")
     elif spec.hashes and with_envkit_wheel:
         notes.append("requirements.lock: hashes not checked (an --override replaced a locked pin)")
-    return EnvironmentPlan(spec, install, source, recorded, notes, wheel)
+    return EnvironmentPlan(
+        spec,
+        install,
+        source,
+        recorded,
+        notes,
+        wheel,
+        python_recorded=read.python_from != RUNNING_PYTHON,
+    )
 
 
 def _contemporary_build_tools(

@@ -213,6 +213,8 @@ def _interpreter_row(report: ValidationReport) -> str | None:
         text += f" (matches the recorded {recorded})"
     elif recorded:
         text += f" (the model recorded {recorded})"
+    elif interp.get("assumed"):
+        text += f" ({interp['assumed']})"
     return text
 
 

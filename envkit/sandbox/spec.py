@@ -294,14 +294,31 @@ def read_env_spec(
     the model has no ``python_env.yaml``, as MLflow does). ``flavor_env`` is the
     ``python_function.env`` mapping of the MLmodel (file names).
     """
+    recorded = read_model_environment(
+        model_dir,
+        env_manager=env_manager,
+        flavor_env=flavor_env,
+        python_version_hint=python_version_hint,
+    )
+    return spec_from_recorded(recorded, installer=env_manager)
+
+
+def read_model_environment(
+    model_dir: str | Path,
+    *,
+    env_manager: str = "uv",
+    flavor_env: Mapping[str, Any] | None = None,
+    python_version_hint: str | None = None,
+) -> RecordedEnvironment:
+    """What :func:`read_env_spec` reads, before it becomes a spec (which file gave the Python
+    version, and whether any did: ``python_from``)."""
     from envkit.deps.recorded import EnvFileNames, read_recorded_environment
 
-    recorded = read_recorded_environment(
+    return read_recorded_environment(
         model_dir,
         names=EnvFileNames.from_env(flavor_env, python_version_hint),
         conda=env_manager == "conda",
     )
-    return spec_from_recorded(recorded, installer=env_manager)
 
 
 def spec_from_recorded(recorded: RecordedEnvironment, *, installer: str) -> EnvSpec:

@@ -108,9 +108,9 @@ class _Session:
         report.spec_notes.extend(ready.plan.notes)
         report.overrides = list(self.options.provision.overrides)
         report.spec = {**ready.spec.to_dict(), "key": ready.spec.key, "source": ready.plan.source}
-        report.interpreter = ready.python.to_dict()
+        report.interpreter = ready.interpreter()
         ready.build()
-        report.interpreter = ready.python.to_dict()
+        report.interpreter = ready.interpreter()
         report.cache = ready.cache.to_dict()
         report.tools = dict(ready.tools)
         report.timings.update(ready.timings)

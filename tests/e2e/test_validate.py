@@ -211,6 +211,8 @@ def test_the_documentations_abbreviated_mlmodel_validates_with_envkits_loader(
     assert report["loader"] == "envkit.pyfunc.load_model"
     assert report["output"]["preview"].replace(" ", "") == "array([0,1])"
     assert "(none recorded) + requirements.txt" in report["spec"]["source"]
+    assert report["interpreter"]["recorded"] is None  # never "matches the recorded"
+    assert "records no Python version" in report["interpreter"]["assumed"]
     proc = envkit_cli(*args, "--loader", "mlflow", home=shared_cache)
     assert proc.returncode == 1
     report = json_report(proc)

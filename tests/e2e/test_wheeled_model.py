@@ -184,6 +184,11 @@ def test_the_docker_build_context_of_a_wheeled_model_installs_with_no_index(whee
     assert copied == carried
     assert all(" @ file:///" in line for line in lines[1:])
     assert all(str(out) not in line for line in lines)  # nothing points at this host
+    # The image carries the wheels once: the model's wheels/ links to the environment layer's.
+    model_wheels = context / "model" / "wheels"
+    assert model_wheels.is_symlink()
+    assert os.readlink(model_wheels) == "/opt/envkit/build/model-env/wheels"
+    assert (context / "model" / "MLmodel").is_file()
 
 
 def test_wheel_for_another_platform_takes_its_binary_wheels(tmp_path, local_index):

@@ -168,10 +168,10 @@ def test_a_missing_module_the_loader_imports_is_named(model, monkeypatch):
 
 def test_a_missing_loader_module_is_exit_1_through_validate(model, home):
     edit_mlmodel(
-        model, lambda d: d["flavors"]["python_function"].update(loader_module="mlflow.xgboost")
+        model, lambda d: d["flavors"]["python_function"].update(loader_module="mlflow.paddle")
     )
     cli = validate_local(model, home)
-    assert_exit(cli, EXIT_MODEL_FAILED, words="mlflow.xgboost")
+    assert_exit(cli, EXIT_MODEL_FAILED, words="mlflow.paddle")
 
 
 # --- 3: malformed models are exit 2 in every command ---------------------------------------------

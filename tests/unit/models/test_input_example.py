@@ -240,3 +240,44 @@ def test_an_example_its_inferred_signature_refuses_is_saved_without_a_signature(
     pd.testing.assert_frame_equal(loaded.predict(frame), frame)
     capture = json.loads((tmp_path / "m" / "requirements.provenance.json").read_text())["capture"]
     assert capture["predicted"] is True
+
+
+def test_an_mlflow_2_tensor_example_in_tf_serving_form_is_read_as_the_tensor(tmp_path):
+    """MLflow 2.x writes an ndarray example as ``{"inputs": [...]}`` with ``format:
+    tf-serving`` (MLflow 3 writes the bare list); both read as the same array."""
+    from envkit.models.input_example import load_input_example
+    from envkit.models.schema import Schema, TensorSpec
+    from envkit.models.signature import ModelSignature
+
+    schema = Schema([TensorSpec(np.dtype("float64"), (-1, 2))])
+    signature = ModelSignature(inputs=schema, outputs=schema)
+    Model(signature=signature).save(tmp_path)
+    (tmp_path / "input_example.json").write_text('{"inputs": [[1.0, 2.0], [3.0, 4.0]]}')
+    info = {"artifact_path": "input_example.json", "type": "ndarray", "format": "tf-serving"}
+    array = load_input_example(tmp_path, info)
+    assert isinstance(array, np.ndarray) and array.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    (tmp_path / "input_example.json").write_text("[[1.0, 2.0], [3.0, 4.0]]")
+    del info["format"]
+    assert load_input_example(tmp_path, info).tolist() == array.tolist()
+
+
+def test_an_installed_mlflow_that_cannot_import_is_not_called_missing(tmp_path, monkeypatch):
+    """A real package named mlflow whose own import fails (as MLflow 2.x does without
+    pkg_resources): the error names the missing module, not "MLflow is not installed"."""
+    import sys
+
+    from envkit.errors import LoaderImportError
+    from envkit.models.flavors import mlflow_if_importable
+
+    assert "mlflow" not in sys.modules
+    assert mlflow_if_importable() is None  # not installed here
+    (tmp_path / "mlflow").mkdir()
+    (tmp_path / "mlflow" / "__init__.py").write_text("import ek_pkg_resources_gone\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        with pytest.raises(LoaderImportError) as caught:
+            mlflow_if_importable()
+        assert caught.value.module == "ek_pkg_resources_gone"
+        assert "MLflow is installed but cannot be imported" in str(caught.value)
+    finally:
+        sys.modules.pop("mlflow", None)

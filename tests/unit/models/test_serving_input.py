@@ -98,6 +98,13 @@ def test_values_that_do_not_fit_the_schema_name_the_column():
         parse_serving_input({"inputs": {"a": ["one"]}}, schema=SCHEMA)
 
 
+def test_a_ragged_input_without_a_schema_is_refused_in_one_line():
+    """No schema: the input becomes one numpy array; one it cannot become is the client's
+    error (it was an AttributeError, a 500)."""
+    with pytest.raises(SchemaEnforcementError, match="the input: expected an array"):
+        parse_serving_input({"inputs": [[1, 2], [3]]})
+
+
 def test_llm_payloads_split_params_by_the_params_schema():
     params_schema = ParamSchema([ParamSpec("temperature", "double", 0.1)])
     data, params = parse_serving_input(

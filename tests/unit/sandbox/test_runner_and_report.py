@@ -182,3 +182,24 @@ def test_unrequested_distributions_are_what_no_requirement_needs():
     assert "pluggy" not in extra and "pytest" not in extra
     assert "pyyaml" not in extra and "cloudpickle" not in extra  # envkit's runtime
     assert "ruff" not in unrequested_distributions(["pytest", "ruff"])
+
+
+def test_the_interpreter_row_never_claims_a_recorded_version_the_model_lacks():
+    from envkit.sandbox.report import ValidationReport, _interpreter_row
+
+    report = ValidationReport(model="m")
+    report.interpreter = {
+        "version": "3.11.7",
+        "recorded": "3.11.7",
+        "requested": "3.11.7",
+        "exact": True,
+    }
+    assert _interpreter_row(report) == "Python 3.11.7 (matches the recorded 3.11.7)"
+    report.interpreter = {
+        "version": "3.11.7",
+        "recorded": None,
+        "requested": "3.11.7",
+        "exact": True,
+        "assumed": "the model records no Python version",
+    }
+    assert _interpreter_row(report) == "Python 3.11.7 (the model records no Python version)"
