@@ -283,3 +283,20 @@ def _restore_cli_output_config():
     saved = (logger.handlers[:], logger.level, logger.propagate, warnings.showwarning)
     yield
     logger.handlers[:], logger.level, logger.propagate, warnings.showwarning = saved
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local[2] SparkSession for the test session (a JVM takes seconds to start)."""
+    from spark_helpers import spark_session_builder
+
+    session = spark_session_builder("local[2]").getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def venv_factory() -> Callable[..., Path]:
+    """:func:`shared_venv`: ``(name, requirements)`` -> the Python of a shared virtualenv."""
+    return shared_venv

@@ -32,6 +32,7 @@ _BUILTIN_FLAVORS = {
     "prophet": "envkit.prophet",
     "pmdarima": "envkit.pmdarima",
     "onnx": "envkit.onnx",
+    "spark": "envkit.spark",
 }
 
 # MLflow loader modules envkit can stand in for, and envkit's replacement.

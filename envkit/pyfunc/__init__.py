@@ -43,6 +43,7 @@ __all__ = [
     "load_model",
     "log_model",
     "save_model",
+    "spark_udf",
 ]
 
 RequirementsArg = Union[Sequence[str], str, "os.PathLike[str]", None]
@@ -272,6 +273,32 @@ def get_model_dependencies(model_uri: str | os.PathLike[str], format: str = "pip
     if not path.is_file():
         raise ModelFormatError(f"the model has no {names[format]}")
     return str(path)
+
+
+def spark_udf(
+    spark: Any,
+    model_uri: str | os.PathLike[str],
+    result_type: Any = None,
+    env_manager: str = "local",
+    params: dict[str, Any] | None = None,
+    extra_env: Mapping[str, str] | None = None,
+) -> Any:
+    """A Spark pandas UDF predicting with the model at ``model_uri``, as MLflow's does:
+    ``env_manager="local"`` loads the model in the Spark workers' interpreter; ``"uv"``,
+    ``"virtualenv"`` or ``"conda"`` run it in its own rebuilt environment on each executor.
+    See :func:`envkit.integrations.spark.spark_udf`."""
+    import importlib
+
+    # By name: the implementation provisions environments (envkit.sandbox, a layer above).
+    spark_module = importlib.import_module("envkit.integrations.spark")
+    return spark_module.spark_udf(
+        spark,
+        model_uri,
+        result_type=result_type,
+        env_manager=env_manager,
+        params=params,
+        extra_env=extra_env,
+    )
 
 
 def _load_pyfunc(path: str, model_config: dict[str, Any] | None = None) -> Any:

@@ -182,6 +182,9 @@ def _namespace_support() -> str | None:
 # fails stops the run: the model never runs believing it is contained when it is not.
 _READ_ONLY_SCRIPT = r"""
 set -e
+# The new network namespace's loopback starts down: up, the model reaches only itself (a JVM,
+# as Spark's, refuses to start with no interface at all).
+ip link set lo up 2>/dev/null || true
 if [ -n "$ENVKIT_HIDE" ]; then
     # Hide each directory behind an empty tmpfs, the paths the run needs mounted back
     # (the lists are newline-separated: split on newlines only, and expand no pattern).

@@ -400,6 +400,10 @@ def prepare(
     started = time.perf_counter()
     backend, note = choose_backend(options.env_manager)
     _configure(backend, options.backend_options)
+    if backend.name != "docker":  # (an image brings its own JVM, or none)
+        from envkit.sandbox.java import check_java
+
+        check_java(model)  # a spark model on a host without its Java: before any build
     if note:
         logger.info("%s", note)
     cache = EnvCache(options.cache_dir)

@@ -19,6 +19,7 @@ LAYERS = {
     "prophet": 2,
     "pmdarima": 2,
     "onnx": 2,
+    "spark": 2,
     "sandbox": 3,
     "docker": 4,
     "serving": 4,
