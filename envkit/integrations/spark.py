@@ -422,9 +422,10 @@ class _ModelProcess:
         env = ready.environment
         child_env = child_environment(extra_env)
         child_env["VIRTUAL_ENV"] = str(env.path)
-        # -B: the cached environment stays as built (python -I ignores PYTHONDONTWRITEBYTECODE);
-        # bytecode written into it would make the next worker's cache check rebuild it.
-        argv = [str(env.python), *env.python_flags, "-B", "-m", _WORKER_MODULE, model_dir]
+        # python_flags holds -B: the cached environment stays as built (python -I ignores
+        # PYTHONDONTWRITEBYTECODE); bytecode written into it would make the next worker's
+        # cache check rebuild it.
+        argv = [str(env.python), *env.python_flags, "-m", _WORKER_MODULE, model_dir]
         self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 (read when the process dies)
         self.process = subprocess.Popen(
             [*argv, json.dumps(params)],

@@ -195,8 +195,9 @@ def _load(model_dir: str, loader: str) -> Any:
 
 def _write_no_bytecode_under(directory: str) -> None:
     """Leave the model directory as it was: no ``__pycache__`` for the model's own code
-    (``code/``, a models-from-code file), while the environment's packages still cache theirs
-    (``-B`` would make every run compile them again)."""
+    (``code/``, a models-from-code file). A cached environment's Python runs with ``-B``
+    already (envkit compiles its packages after the run); this matters where the runner runs on
+    the host's own interpreter (``--env-manager local``), whose packages still cache theirs."""
     from importlib.machinery import SourceFileLoader
 
     root = os.path.join(os.path.realpath(directory), "")

@@ -123,3 +123,16 @@ def test_a_killed_build_leaves_its_installer_temporary_files_where_prune_removes
     assert scratch, "the installer never wrote temporary files into the build directory"
     assert _cli(cache_root, "env", "prune").returncode == 0
     assert not any(p.exists() for p in scratch)
+
+
+def test_a_run_without_containment_writes_no_bytecode_into_the_environment(double_model, tmp_path):
+    """``-I`` makes Python ignore PYTHONDONTWRITEBYTECODE: a --no-contain run (whose environment
+    is writable) wrote bytecode into the cached environment, and the next use found it modified
+    and rebuilt it, under any process still running from it. The model's Python runs with -B."""
+    home = tmp_path / "home"  # an empty bytecode store: the first run imports sources
+    proc = _cli(home, "validate", str(double_model), "--no-contain", "--format", "json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    first = json.loads(proc.stdout)
+    again = _validate(home, double_model)
+    assert again["cache"]["hit"], again["cache"]
+    assert again["cache"]["path"] == first["cache"]["path"]

@@ -52,8 +52,10 @@ class Environment:
     python: Path
     backend: str
     # Flags for the environment's interpreter: ``-I`` keeps the host's PYTHONPATH and user
-    # site-packages out (the local backend, which *is* the host, passes none).
-    python_flags: tuple[str, ...] = ("-I",)
+    # site-packages out (the local backend, which *is* the host, passes none); ``-B``: the
+    # model's Python never writes bytecode into the cached environment (``-I`` ignores
+    # PYTHONDONTWRITEBYTECODE; envkit compiles what a run imported itself, afterwards).
+    python_flags: tuple[str, ...] = ("-I", "-B")
     isolated: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
