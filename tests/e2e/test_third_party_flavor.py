@@ -114,14 +114,16 @@ def test_the_flavor_saves_and_loads_through_its_entry_point(poly_model):
 def test_envkit_info_lists_the_flavor_where_it_is_installed(poly_model, flavor_venv):
     model, _ = poly_model
     there = _run([str(flavor_venv), "-m", "envkit", "info", str(model)], env=_clean_env())
-    assert "  ektest_poly (flavor module ektest_flavor)" in there.stdout.splitlines()
+    shown = "  ektest_poly (ektest_flavor_version=1.0.0, flavor module ektest_flavor)"
+    assert shown in there.stdout.splitlines()
     as_json = _run(
         [str(flavor_venv), "-m", "envkit", "info", str(model), "--format", "json"],
         env=_clean_env(),
     )
     assert json.loads(as_json.stdout)["flavor_modules"] == {"ektest_poly": "ektest_flavor"}
     here = _run([sys.executable, "-m", "envkit", "info", str(model)])  # not installed here
-    assert "  ektest_poly (no flavor installed here)" in here.stdout.splitlines()
+    shown = "  ektest_poly (ektest_flavor_version=1.0.0, no flavor installed here)"
+    assert shown in here.stdout.splitlines()
 
 
 @pytest.mark.timeout(600)
