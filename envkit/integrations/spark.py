@@ -370,7 +370,7 @@ def _predictor(spec: _UdfSpec) -> Any:
 
 @functools.cache
 def _local_model(model_dir: str) -> Any:
-    from envkit.pyfunc import load_model
+    from envkit.pyfunc.loading import load_model
 
     return load_model(model_dir, suppress_warnings=True)
 

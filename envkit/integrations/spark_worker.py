@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     out = os.fdopen(os.dup(1), "wb")  # frames only: the model's prints go to standard error
     os.dup2(2, 1)
     try:
-        from envkit.pyfunc import load_model
+        from envkit.pyfunc.loading import load_model
 
         model = load_model(model_dir, suppress_warnings=True)
     except Exception as exc:

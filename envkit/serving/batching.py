@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from envkit.serving.app import Prepared, _Scorer
+    from envkit.serving.scoring import Prepared, _Scorer
 
 logger = logging.getLogger("envkit.serving")
 
@@ -167,7 +167,7 @@ class MicroBatcher:
 
     def _read(self, request: _Request) -> bool:
         """Read and enforce one request; False (and answered) when it is refused."""
-        from envkit.serving.app import ScoringError
+        from envkit.serving.scoring import ScoringError
 
         try:
             request.prepared = self.scorer.read(request.body, request.content_type, enforce=True)
@@ -190,7 +190,7 @@ class MicroBatcher:
                 self._merged(group)
 
     def _alone(self, request: _Request) -> None:
-        from envkit.serving.app import ScoringError
+        from envkit.serving.scoring import ScoringError
 
         assert request.prepared is not None
         try:
@@ -201,7 +201,7 @@ class MicroBatcher:
             request.answer(exc)
 
     def _merged(self, group: list[_Request]) -> None:
-        from envkit.serving.app import Prepared
+        from envkit.serving.scoring import Prepared
 
         counts = [r.rows for r in group]
         first = group[0].prepared
@@ -228,7 +228,7 @@ class MicroBatcher:
             self._answer_part(request, part)
 
     def _answer_part(self, request: _Request, part: Any) -> None:
-        from envkit.serving.app import ScoringError
+        from envkit.serving.scoring import ScoringError
 
         try:
             request.answer(self.scorer.render(part))

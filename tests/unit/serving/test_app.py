@@ -81,7 +81,7 @@ def test_predictions_json_is_the_same_with_and_without_orjson() -> None:
 
     import numpy as np
 
-    from envkit.serving.app import _orjson_numeric, predictions_to_json
+    from envkit.serving.scoring import _orjson_numeric, predictions_to_json
 
     for array in (
         np.array([0, 1, 2]),

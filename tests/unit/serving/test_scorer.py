@@ -11,7 +11,8 @@ import pytest
 
 import envkit.pyfunc
 import envkit.sklearn
-from envkit.serving.app import _Scorer, create_app
+from envkit.serving.app import create_app
+from envkit.serving.scoring import _Scorer
 
 
 @pytest.fixture(scope="module")
