@@ -147,6 +147,8 @@ def mlflow_runs(
     mlflow_cli = mlflow_py.parent / "mlflow"
     env = dict(os.environ)
     env["PATH"] = f"{mlflow_py.parent}{os.pathsep}{env.get('PATH', '')}"
+    # MLflow 3 refuses the statsmodels and pmdarima pickles without it (our own models).
+    env["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"
     times = []
     for _ in range(runs):
         seconds, proc = timed(
