@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
+from envkit.pyfunc.flavor_kit import LibraryRequirements
+
 FLAVOR_NAME = "pmdarima"
 LOADER_MODULE = "envkit.pmdarima"
 _MODEL_BINARY_KEY = "data"
@@ -49,25 +51,18 @@ def _pmdarima() -> Any:
     return import_library("pmdarima", flavor=FLAVOR_NAME)
 
 
+_REQUIREMENTS = LibraryRequirements(("pmdarima",))
+
+
 def get_default_pip_requirements() -> list[str]:
     """What the model needs besides envkit, as MLflow's: pmdarima, pinned to this version."""
-    from envkit.deps.envfiles import pin_installed
-
-    return [pin_installed("pmdarima")]
+    return _REQUIREMENTS.pip()
 
 
 def get_default_conda_env() -> dict[str, Any]:
     """The ``conda.yaml`` mapping of a model of this flavor: this Python, envkit and
     :func:`get_default_pip_requirements`."""
-    from envkit.deps.envfiles import conda_env_dict
-
-    return conda_env_dict(_default_requirements())
-
-
-def _default_requirements() -> list[str]:
-    from envkit._version import __version__
-
-    return [f"envkit=={__version__}", *get_default_pip_requirements()]
+    return _REQUIREMENTS.conda_env()
 
 
 def save_model(
@@ -120,7 +115,7 @@ def save_model(
         path,
         FlavorWriter(
             write=write,
-            default_requirements=_default_requirements,
+            default_requirements=_REQUIREMENTS.with_envkit,
             pyfunc_impl=lambda staging: _PmdarimaModelWrapper(pmdarima_model),
         ),
         envkit_model=envkit_model,

@@ -22,6 +22,7 @@ from typing import Any
 
 __all__ = [
     "FlavorDirectory",
+    "LibraryRequirements",
     "import_library",
     "log_flavor_model",
     "open_flavor",
@@ -139,3 +140,30 @@ def log_flavor_model(
     from envkit.models.model import Model
 
     return Model.log(artifact_path, sys.modules[module_name], name=name, **kwargs)
+
+
+@dataclass(frozen=True)
+class LibraryRequirements:
+    """A flavor's default environment: its libraries (distribution names) pinned to the
+    versions installed here, as MLflow's ``get_default_pip_requirements()``; with envkit, what
+    a save records when capture is off or fails; and the ``conda.yaml`` mapping of that."""
+
+    distributions: tuple[str, ...]
+
+    def pip(self) -> list[str]:
+        """The libraries pinned to their installed versions (envkit is added by the save)."""
+        from envkit.deps.envfiles import pin_installed
+
+        return [pin_installed(name) for name in self.distributions]
+
+    def with_envkit(self) -> list[str]:
+        """:meth:`pip` and envkit: a model's requirements without capture."""
+        from envkit._version import __version__
+
+        return [f"envkit=={__version__}", *self.pip()]
+
+    def conda_env(self) -> dict[str, Any]:
+        """The ``conda.yaml`` mapping: this Python, envkit and the libraries."""
+        from envkit.deps.envfiles import conda_env_dict
+
+        return conda_env_dict(self.with_envkit())
