@@ -57,10 +57,10 @@ def test_validate_through_uv_leaves_the_model_directory_untouched(model, shared_
 def test_a_loader_module_missing_from_the_environment_is_exit_1(model, shared_cache):
     mlmodel = model / "MLmodel"
     data = yaml.safe_load(mlmodel.read_text())
-    data["flavors"]["python_function"]["loader_module"] = "mlflow.xgboost"
+    data["flavors"]["python_function"]["loader_module"] = "mlflow.paddle"
     mlmodel.write_text(yaml.safe_dump(data))
     cli = envkit_cli("validate", str(model), home=shared_cache)
-    assert_exit(cli, 1, words="mlflow.xgboost")
+    assert_exit(cli, 1, words="mlflow.paddle")
     assert "is not installed in the model's environment" in cli.stdout + cli.stderr
 
 
