@@ -271,9 +271,14 @@ def test_load_yaml_reads_what_safe_load_reads_and_refuses_deep_nesting():
     assert load_yaml(text) == yaml.safe_load(text)
     with pytest.raises(yaml.YAMLError):
         load_yaml("a: !!python/object:os.system {}\n")
-    for deep in ("a: " + "[" * 200 + "]" * 200, "- " * 200 + "x", "[" * 1_000_000):
+    for deep in ("a: " + "[" * 200 + "]" * 200, "- " * 200 + "x"):
         with pytest.raises(YAMLNestingError):
             load_yaml(deep)
+    # A million levels: envkit's composer refuses it, or, first, libyaml's own scanner, which
+    # has a depth limit of its own since the libyaml PyYAML 6.0.4's wheels carry (a
+    # ScannerError). Either way a YAML error, never a RecursionError or a crash.
+    with pytest.raises(yaml.YAMLError):
+        load_yaml("[" * 1_000_000)
     with pytest.raises(ValueError):
         load_json("[" * 200 + "]" * 200)
     if yaml.__with_libyaml__:
