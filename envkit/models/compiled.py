@@ -7,7 +7,10 @@ the common tabular case (every input a named, required ``double``, ``float``, ``
 :meth:`~CompiledInput.read` takes a decoded JSON payload (``dataframe_split``,
 ``dataframe_records`` or a columnar ``inputs`` object, without ``params``) and builds the
 DataFrame that :func:`~envkit.models.serving_input.parse_serving_input` followed by schema
-enforcement would build, from one numpy conversion instead of per-column pandas casts.
+enforcement would build, from one numpy conversion instead of per-column pandas casts; for a
+schema whose columns share one dtype, :meth:`~CompiledInput.read_array` gives that DataFrame's
+values as one 2-D array without building the DataFrame (for a model that reads columns by
+position, :meth:`envkit.pyfunc.PyFuncModel.positional_predictor`).
 
 It answers only where the result is the same by construction; for anything else (missing
 values, strings, extra, missing or duplicated columns, an index, nested data, params...) it
