@@ -18,22 +18,14 @@ from typing import Any, Literal
 
 __all__ = ["positional_predictor"]
 
-# The predict functions that take X alone and answer row by row.
-_ROW_WISE = (
-    "predict",
-    "predict_proba",
-    "predict_log_proba",
-    "predict_joint_log_proba",
-    "decision_function",
-    "transform",
-)
 # scikit-learn classes that read DataFrame columns by name or hand the DataFrame to user code.
 _BY_NAME = frozenset({"ColumnTransformer", "FunctionTransformer"})
 # What scikit-learn warns when an estimator fitted on a DataFrame is given an array: the
 # array's columns are the fitted ones, in order, which is what the warning asks the user to check.
 _NO_NAMES = "X does not have valid feature names"
-# A tree of estimators walked this far at most (a forest of 10,000 trees is still looked at).
-_MAX_PARTS = 100_000
+# Objects looked through at most (a forest of 10,000 trees is still looked through whole);
+# a model holding more keeps the DataFrame path.
+_MAX_VISITS = 1_000_000
 
 
 def positional_predictor(
@@ -42,7 +34,9 @@ def positional_predictor(
     """``estimator.<predict_fn>`` as a function of a 2-D numpy array whose columns are
     ``columns`` in this order, answering exactly what it answers for the DataFrame of those
     columns; None when that is not certain (see the module docstring)."""
-    method = getattr(estimator, predict_fn, None) if predict_fn in _ROW_WISE else None
+    from envkit.pyfunc.loading import SKLEARN_ROW_WISE_FNS  # X alone, answered row by row
+
+    method = getattr(estimator, predict_fn, None) if predict_fn in SKLEARN_ROW_WISE_FNS else None
     fitted = getattr(estimator, "feature_names_in_", None)
     if method is None or fitted is None or list(fitted) != list(columns):
         return None
@@ -69,22 +63,31 @@ def _reads_by_position(estimator: Any) -> bool:
     from sklearn.base import BaseEstimator
 
     count = 0
-    for part in _parts(estimator, BaseEstimator):
-        count += 1
-        cls = type(part)
-        if count > _MAX_PARTS or not cls.__module__.startswith("sklearn."):
-            return False
-        if cls.__name__ in _BY_NAME or any(c.__name__ in _BY_NAME for c in cls.__mro__):
-            return False
-        output = getattr(part, "_sklearn_output_config", None) or {}
-        if any(value != "default" for value in output.values()):
-            return False
+    try:
+        for part in _parts(estimator, BaseEstimator):
+            count += 1
+            cls = type(part)
+            if not cls.__module__.startswith("sklearn."):
+                return False
+            if any(c.__name__ in _BY_NAME for c in cls.__mro__):
+                return False
+            output = getattr(part, "_sklearn_output_config", None) or {}
+            if any(value != "default" for value in output.values()):
+                return False
+    except _TooLarge:
+        return False
     return count > 0
+
+
+class _TooLarge(Exception):
+    """The estimator holds more objects than are worth looking through."""
 
 
 def _parts(root: Any, base: type) -> Iterator[Any]:
     """``root`` and every estimator reachable from its attributes (parameters and fitted
-    attributes, through lists, tuples and dicts), each once."""
+    attributes, through lists, tuples, dicts and object arrays), each once."""
+    import numpy as np
+
     seen: set[int] = set()
     stack = [root]
     while stack:
@@ -92,6 +95,8 @@ def _parts(root: Any, base: type) -> Iterator[Any]:
         if id(value) in seen:
             continue
         seen.add(id(value))
+        if len(seen) > _MAX_VISITS:
+            raise _TooLarge
         if isinstance(value, base):
             yield value
             stack.extend(vars(value).values())
@@ -99,6 +104,8 @@ def _parts(root: Any, base: type) -> Iterator[Any]:
             stack.extend(value)
         elif isinstance(value, dict):
             stack.extend(value.values())
+        elif isinstance(value, np.ndarray) and value.dtype == object:
+            stack.extend(value.ravel().tolist())
 
 
 def _dataframe_order(columns: Sequence[str]) -> Literal["C", "F"]:

@@ -92,3 +92,20 @@ def test_other_columns_or_another_order_or_a_method_that_is_not_row_wise_are_dec
     assert positional_predictor(iris_pipeline, "predict", columns[::-1]) is None
     assert positional_predictor(iris_pipeline, "predict", columns[:3]) is None
     assert positional_predictor(iris_pipeline, "score", columns) is None
+
+
+def test_estimators_in_object_arrays_are_looked_at_too(iris):
+    """GradientBoosting keeps its trees in an object array: a part of user code there counts."""
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn.tree import DecisionTreeRegressor
+
+    X, y = iris
+    boosted = GradientBoostingClassifier(n_estimators=3, random_state=0).fit(X, y)
+    columns = list(X.columns)
+    assert positional_predictor(boosted, "predict_proba", columns) is not None
+
+    class _UserTree(DecisionTreeRegressor):
+        pass
+
+    boosted.estimators_[0, 0].__class__ = _UserTree
+    assert positional_predictor(boosted, "predict_proba", columns) is None
