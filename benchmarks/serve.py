@@ -10,6 +10,9 @@ is measured), on the same uvicorn:
 * **floor**: a bare Starlette endpoint that reads the body and calls the model's own
   ``predict`` on a prebuilt DataFrame of the same rows, so "envkit over the floor" is what
   envkit adds (parsing, enforcement, serialisation, its error handling);
+* **floor, array input**: the same, ``predict`` on a prebuilt numpy array: what envkit hands a
+  scikit-learn model that reads columns by position (no DataFrame for scikit-learn to check),
+  so the floor of envkit's own path for this model;
 * **envkit serve** with 1 and 2 workers, and with micro-batching (``--max-batch-size 64
   --max-latency-ms 2``);
 * **mlflow models serve** (from the test suite's MLflow virtualenv, built on first use).
@@ -56,6 +59,8 @@ mlflow.sklearn.save_model(model, sys.argv[1], input_example=X.head(3))
 FLOOR = textwrap.dedent(
     """
     import sys
+    import warnings
+
     import uvicorn
     from sklearn.datasets import load_iris
     from starlette.applications import Starlette
@@ -67,6 +72,9 @@ FLOOR = textwrap.dedent(
     model = envkit.sklearn.load_model(sys.argv[1])
     X, _ = load_iris(return_X_y=True, as_frame=True)
     inputs = {"1": X.head(1), "100": X.sample(100, random_state=0).reset_index(drop=True)}
+    if sys.argv[3] == "array":  # as envkit hands it over: F-ordered, as a DataFrame's values
+        inputs = {rows: frame.to_numpy() for rows, frame in inputs.items()}
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
 
     async def invocations(request):
         await request.body()
@@ -242,17 +250,29 @@ def main() -> int:
     print(f"{'server':<34}{'load':<22}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}")
     for (name, load), r in results.items():
         print(f"{name:<34}{load:<22}{r['rps']:>8.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}")
-    floor = results.get(("floor (bare Starlette + predict)", "sequential 1 row"))
-    mine = results.get(("envkit serve", "sequential 1 row"))
-    if floor and mine:
-        print(
-            f"envkit over the floor, 1 row: p50 {mine['p50_ms'] / floor['p50_ms']:.2f}x, "
-            f"req/s {mine['rps'] / floor['rps']:.2f}x of the floor's"
-        )
-    mlflow_row = results.get(("mlflow models serve", "sequential 1 row"))
+    print_ratios(results)
+    return 0
+
+
+def print_ratios(results: dict[tuple[str, str], dict]) -> None:
+    """The 1-row sequential ratios: envkit over each floor, envkit and the floor over MLflow."""
+    one = "sequential 1 row"
+    mine = results.get(("envkit serve", one))
+    mlflow_row = results.get(("mlflow models serve", one))
+    for floor_name in ("floor (bare Starlette + predict)", "floor, array input"):
+        floor = results.get((floor_name, one))
+        if floor and mine:
+            print(
+                f"envkit over the {floor_name}, 1 row: p50 "
+                f"{mine['p50_ms'] / floor['p50_ms']:.2f}x, req/s {mine['rps'] / floor['rps']:.2f}x"
+            )
+        if floor and mlflow_row:
+            print(
+                f"{floor_name} / mlflow models serve, 1 row req/s: "
+                f"{floor['rps'] / mlflow_row['rps']:.2f}x"
+            )
     if mine and mlflow_row:
         print(f"envkit / mlflow models serve, 1 row req/s: {mine['rps'] / mlflow_row['rps']:.2f}x")
-    return 0
 
 
 def run_all(args: argparse.Namespace, model: Path) -> dict[tuple[str, str], dict]:
@@ -314,9 +334,15 @@ def servers(
     found: list[tuple[str, Callable[[int], list[str]], dict[str, str], list[str]]] = [
         (
             "floor (bare Starlette + predict)",
-            lambda port: [args.python, "-c", FLOOR, str(model), str(port)],
+            lambda port: [args.python, "-c", FLOOR, str(model), str(port), "frame"],
             mine,
             ["seq", "conc"],
+        ),
+        (
+            "floor, array input",
+            lambda port: [args.python, "-c", FLOOR, str(model), str(port), "array"],
+            mine,
+            ["seq"],
         ),
         ("envkit serve", lambda port: [*serve, "--port", str(port)], mine, ["seq", "conc"]),
         (

@@ -8,6 +8,7 @@ A package's ``__init__`` lists which module defines each public name and binds w
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 from collections.abc import Callable, Collection, Mapping
@@ -36,3 +37,14 @@ def lazy_attributes(
         return sorted(set(namespace) | set(namespace.get("__all__", ())) | set(submodules))
 
     return __getattr__, __dir__
+
+
+@functools.cache
+def optional_module(name: str) -> Any:
+    """The module ``name`` if it can be imported, else None; looked up once per process (a
+    failed import is not cached by Python: retried per request it costs more than the work an
+    optional accelerator such as orjson saves)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None

@@ -7,7 +7,10 @@ the common tabular case (every input a named, required ``double``, ``float``, ``
 :meth:`~CompiledInput.read` takes a decoded JSON payload (``dataframe_split``,
 ``dataframe_records`` or a columnar ``inputs`` object, without ``params``) and builds the
 DataFrame that :func:`~envkit.models.serving_input.parse_serving_input` followed by schema
-enforcement would build, from one numpy conversion instead of per-column pandas casts.
+enforcement would build, from one numpy conversion instead of per-column pandas casts; for a
+schema whose columns share one dtype, :meth:`~CompiledInput.read_array` gives that DataFrame's
+values as one 2-D array without building the DataFrame (for a model that reads columns by
+position, :meth:`envkit.pyfunc.PyFuncModel.positional_predictor`).
 
 It answers only where the result is the same by construction; for anything else (missing
 values, strings, extra, missing or duplicated columns, an index, nested data, params...) it
@@ -17,6 +20,7 @@ general path stays the definition: tests compare the two on the payloads the fas
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -48,8 +52,44 @@ class CompiledInput:
     dtypes: tuple[np.dtype[Any], ...]
     rows_ok: bool  # every type takes the array numpy infers from JSON rows
 
+    @property
+    def uniform(self) -> bool:
+        """Whether every column has one numpy dtype (then :meth:`read_array` can answer)."""
+        return len(set(self.dtypes)) == 1
+
     def read(self, decoded: dict[str, Any]) -> pd.DataFrame | None:
         """The enforced DataFrame for ``decoded``, or None: the general path decides."""
+        data = self._read(decoded)
+        if data is None:
+            return None
+        import pandas as pd
+
+        if isinstance(data, dict):
+            return pd.DataFrame(data)
+        return pd.DataFrame(data, columns=self._columns_index.copy())
+
+    def read_array(self, decoded: dict[str, Any]) -> np.ndarray[Any, Any] | None:
+        """The values of :meth:`read`'s DataFrame as one 2-D array, columns in the schema's
+        order (no DataFrame built), or None: for a schema whose columns share one dtype."""
+        data = self._read(decoded)
+        if data is None or not self.uniform:
+            return None
+        if isinstance(data, dict):
+            import numpy as np
+
+            return np.column_stack(list(data.values()))
+        return data
+
+    @functools.cached_property
+    def _columns_index(self) -> pd.Index[Any]:
+        """The DataFrame's columns, built once (copied per frame: a model may rename them)."""
+        import pandas as pd
+
+        return pd.Index(list(self.names))
+
+    def _read(self, decoded: dict[str, Any]) -> np.ndarray[Any, Any] | dict[str, Any] | None:
+        """The enforced values for ``decoded``: one 2-D array (one dtype) or one array per
+        column; None: the general path decides."""
         if len(decoded) != 1:
             return None  # params, or a malformed payload
         key, value = next(iter(decoded.items()))
@@ -63,7 +103,7 @@ class CompiledInput:
             return self._records(value)
         return None
 
-    def _split(self, split: Any) -> pd.DataFrame | None:
+    def _split(self, split: Any) -> np.ndarray[Any, Any] | dict[str, Any] | None:
         if not isinstance(split, dict) or len(split) != 2 or "index" in split:
             return None
         columns, rows = split.get("columns"), split.get("data")
@@ -72,7 +112,7 @@ class CompiledInput:
             return None
         return self._from_rows(rows, order)
 
-    def _records(self, records: Any) -> pd.DataFrame | None:
+    def _records(self, records: Any) -> np.ndarray[Any, Any] | dict[str, Any] | None:
         if not isinstance(records, list) or not records:
             return None
         names, width = self.names, len(self.names)
@@ -97,7 +137,9 @@ class CompiledInput:
         except KeyError:
             return None
 
-    def _from_rows(self, rows: list[Any], order: list[int] | None) -> pd.DataFrame | None:
+    def _from_rows(
+        self, rows: list[Any], order: list[int] | None
+    ) -> np.ndarray[Any, Any] | dict[str, Any] | None:
         import numpy as np
 
         try:
@@ -112,20 +154,20 @@ class CompiledInput:
         kind = array.dtype.kind
         if any(kind not in _TAKES.get(t, "") for t in self.types):
             return None
-        if len(set(self.dtypes)) == 1:
+        if self.uniform:
             target = self.dtypes[0]
             if target.kind == "i" and not _fits(array, target):
                 return None
-            return self._frame(array.astype(target, copy=False))
+            return array.astype(target, copy=False)
         columns = {}
         for i, (name, target) in enumerate(zip(self.names, self.dtypes)):
             column = array[:, i]
             if target.kind == "i" and not _fits(column, target):
                 return None
             columns[name] = column.astype(target)
-        return self._frame(columns)
+        return columns
 
-    def _columns(self, inputs: Any) -> pd.DataFrame | None:
+    def _columns(self, inputs: Any) -> dict[str, Any] | None:
         """``{"inputs": {"a": [...], "b": [...]}}``: each list converted as the general path
         converts it (``numpy.array(values, dtype=<the column's type>)``)."""
         import numpy as np
@@ -146,14 +188,7 @@ class CompiledInput:
                 return None
             length = len(column)
             columns[name] = column
-        return self._frame(columns)
-
-    def _frame(self, data: Any) -> pd.DataFrame:
-        import pandas as pd
-
-        if isinstance(data, dict):
-            return pd.DataFrame(data)
-        return pd.DataFrame(data, columns=list(self.names))
+        return columns
 
 
 def _fits(values: np.ndarray[Any, Any], target: np.dtype[Any]) -> bool:

@@ -27,6 +27,7 @@ from collections import defaultdict
 from copy import deepcopy
 from typing import TYPE_CHECKING, Any
 
+from envkit._lazy import optional_module
 from envkit.errors import MalformedPayloadError, SchemaEnforcementError, ServingInputError
 from envkit.models.schema import AnyType, Array, ColSpec, DataType, Map, Object, Schema, TensorSpec
 
@@ -238,9 +239,8 @@ def _orjson_loads(payload: Any) -> Any:
     and words the error)."""
     if not isinstance(payload, (bytes, bytearray, str)):
         return None
-    try:
-        import orjson
-    except ImportError:
+    orjson = optional_module("orjson")
+    if orjson is None:
         return None
     try:
         return orjson.loads(payload)

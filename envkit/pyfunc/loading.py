@@ -8,7 +8,7 @@ import os
 import sys
 import warnings
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +150,17 @@ class PyFuncModel:
         the enforced input itself; anything else should call :meth:`predict`."""
         method = getattr(self._model_impl, self._predict_fn)
         return _call_with_params(method, data, params)
+
+    def positional_predictor(self, columns: Sequence[str]) -> Callable[[Any], Any] | None:
+        """A function of a 2-D numpy array whose columns are ``columns`` (the signature's, in
+        its order) that answers what :meth:`predict_enforced` answers for the DataFrame of that
+        array, without building it; None unless the flavor promises that (scikit-learn
+        estimators that read columns by position). The scoring server's fast path."""
+        factory = getattr(self._model_impl, "positional_predictor", None)
+        if factory is None:
+            return None
+        predictor: Callable[[Any], Any] | None = factory(self._predict_fn, tuple(columns))
+        return predictor
 
     @property
     def row_independent(self) -> bool:

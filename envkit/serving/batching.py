@@ -4,8 +4,9 @@ With ``--max-batch-size N --max-latency-ms MS``, each request's body goes to one
 thread per server process. The thread reads and enforces each request on its own (a request
 that is malformed or does not match the signature gets its own 4xx at once), then merges the
 ones whose inputs fit together (DataFrames with the same columns and dtypes, or arrays with
-the same dtype and row shape, and the same params) into one ``predict_enforced`` call, and
-splits the predictions back by rows. A batch closes when it holds N rows, or MS milliseconds
+the same dtype and row shape, and the same params) into one ``predict_enforced`` call (or
+one call of the model's positional predictor, for arrays read for it), and splits the
+predictions back by rows. A batch closes when it holds N rows, or MS milliseconds
 after its first request arrived, or at once when no other request is waiting and none is on
 its way (so a lone request is never held back: batches grow only with concurrency).
 
@@ -170,7 +171,9 @@ class MicroBatcher:
         from envkit.serving.scoring import ScoringError
 
         try:
-            request.prepared = self.scorer.read(request.body, request.content_type, enforce=True)
+            request.prepared = self.scorer.read(
+                request.body, request.content_type, enforce=True, positional=True
+            )
         except ScoringError as exc:
             request.answer(exc)
             return False
@@ -207,10 +210,10 @@ class MicroBatcher:
         first = group[0].prepared
         assert first is not None
         data = _concat([r.prepared.data for r in group if r.prepared is not None])
-        merged = Prepared(data, first.params, enforced=True)
+        merged = Prepared(data, first.params, enforced=True, positional=first.positional)
         try:
             with self.scorer.lock:
-                predictions = self.scorer.model.predict_enforced(merged.data, merged.params)
+                predictions = self.scorer.call_model(merged)
             parts = _split(predictions, counts)
         except (Exception, SystemExit, KeyboardInterrupt) as exc:
             logger.info(
@@ -269,7 +272,7 @@ def _merge_key(prepared: Prepared) -> Any:
             return None
         return ("frame", params, tuple(data.columns), tuple(map(str, data.dtypes)))
     if isinstance(data, np.ndarray) and data.ndim >= 1:
-        return ("array", params, str(data.dtype), data.shape[1:])
+        return ("array", prepared.positional, params, str(data.dtype), data.shape[1:])
     return None
 
 

@@ -12,6 +12,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from envkit._lazy import optional_module
+
 logger = logging.getLogger(__name__)
 
 # MLflow's error codes (databricks_pb2.ErrorCode names), so that MLflow clients understand them.
@@ -66,9 +68,8 @@ def _orjson_numeric(predictions: Any, kind: str) -> bytes | None:
     """The body written by orjson straight from the numpy buffer (no ``tolist()``), when orjson
     is installed (it is optional) and the output is the same as :func:`json.dumps`'s: finite
     numbers only, since json writes NaN where orjson writes null. None otherwise."""
-    try:
-        import orjson
-    except ImportError:
+    orjson = optional_module("orjson")
+    if orjson is None:
         return None
     if kind == "f":
         import numpy as np
@@ -111,11 +112,14 @@ def internal_error(detail: str, *, with_traceback: bool = False) -> ScoringError
 class Prepared:
     """A request read and checked: the model's input and params, and whether they are
     enforced already (:meth:`PyFuncModel.prepare_input` ran, or the compiled reader built
-    them), so that :meth:`_Scorer.predict` calls ``predict_enforced``."""
+    them), so that :meth:`_Scorer.predict` calls ``predict_enforced``; ``positional``: the
+    data is the 2-D array of the signature's columns, for the model's positional predictor
+    (:meth:`PyFuncModel.positional_predictor`)."""
 
     data: Any
     params: dict[str, Any] | None
     enforced: bool
+    positional: bool = False
 
 
 class _Scorer:
@@ -134,6 +138,7 @@ class _Scorer:
         self.from_type_hint = bool(getattr(meta, "is_signature_from_type_hint", False))
         self.pyfunc = _is_pyfunc_model(model) and not model.enforces_by_type_hint
         self.compiled = _compiled_reader(self.schema) if self.pyfunc else None
+        self.positional = _positional(model, self.compiled, self.params_schema)
         # One prediction at a time per process: models are not promised to be thread-safe.
         # Parallelism comes from --workers; /ping stays responsive while a prediction runs.
         self.lock = threading.Lock()
@@ -213,13 +218,16 @@ class _Scorer:
     def score(self, body: bytes, content_type: str) -> bytes:
         """The response body for one request; :class:`ScoringError` for an error response."""
         with self.lock:
-            prepared = self.read(body, content_type)
+            prepared = self.read(body, content_type, positional=True)
             predictions = self.predict(prepared)
         return self.render(predictions)
 
-    def read(self, body: bytes, content_type: str, *, enforce: bool = False) -> Prepared:
+    def read(
+        self, body: bytes, content_type: str, *, enforce: bool = False, positional: bool = False
+    ) -> Prepared:
         """The request's input; with ``enforce``, checked against the signature already (as
-        ``predict`` would), so that requests can be merged."""
+        ``predict`` would), so that requests can be merged; with ``positional``, as the array
+        for the model's positional predictor where it has one and the payload allows."""
         from envkit.errors import (
             MalformedPayloadError,
             SchemaEnforcementError,
@@ -235,6 +243,10 @@ class _Scorer:
             payload: Any = body
             if self.compiled is not None and check_content_type(content_type) == "application/json":
                 payload = decode_json_payload(body)
+                if positional and self.positional is not None:
+                    array = self.compiled.read_array(payload)
+                    if array is not None:
+                        return Prepared(array, None, enforced=True, positional=True)
                 data = self.compiled.read(payload)
                 if data is not None:
                     return Prepared(data, self._default_params(), enforced=True)
@@ -270,9 +282,7 @@ class _Scorer:
         from envkit.errors import EnvkitError, SchemaEnforcementError
 
         try:
-            if prepared.enforced:
-                return self.model.predict_enforced(prepared.data, prepared.params)
-            return self.model.predict(prepared.data, params=prepared.params)
+            return self.call_model(prepared)
         except SchemaEnforcementError as exc:
             raise ScoringError(400, INVALID_PARAMETER_VALUE, exc.message) from None
         except EnvkitError as exc:
@@ -283,6 +293,14 @@ class _Scorer:
                 f"the model raised {type(exc).__name__} while predicting: {exc}",
                 with_traceback=True,
             ) from None
+
+    def call_model(self, prepared: Prepared) -> Any:
+        """The model's predictions for ``prepared``, its exceptions as they are."""
+        if prepared.positional and self.positional is not None:
+            return self.positional(prepared.data)
+        if prepared.enforced:
+            return self.model.predict_enforced(prepared.data, prepared.params)
+        return self.model.predict(prepared.data, params=prepared.params)
 
     def render(self, predictions: Any) -> bytes:
         """The response body for ``predictions``."""
@@ -317,6 +335,18 @@ def _compiled_reader(schema: Any) -> Any:
         return compile_input(schema)
     except Exception:  # never a reason not to serve: the general path reads everything
         logger.warning("the model's signature cannot be compiled; payloads take the general path")
+        return None
+
+
+def _positional(model: Any, compiled: Any, params_schema: Any) -> Any:
+    """The model's predictor of arrays of the signature's columns (one dtype, no params), or
+    None: the compiled reader's DataFrame and ``predict_enforced`` then."""
+    if compiled is None or not compiled.uniform or params_schema is not None:
+        return None
+    try:
+        return model.positional_predictor(compiled.names)
+    except Exception:  # never a reason not to serve: the DataFrame path answers the same
+        logger.warning("the model's positional predictor is not available", exc_info=True)
         return None
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import pickle
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Union
 
@@ -279,6 +279,15 @@ class _SklearnModelWrapper:
 
     def get_raw_model(self) -> Any:
         return self.sklearn_model
+
+    def positional_predictor(
+        self, predict_fn: str, columns: Sequence[str]
+    ) -> Callable[[Any], Any] | None:
+        """``predict_fn`` on a 2-D array of ``columns`` (in order), answering what it answers
+        for their DataFrame, when the estimator reads columns by position; else None."""
+        from envkit.sklearn._positional import positional_predictor
+
+        return positional_predictor(self.sklearn_model, predict_fn, columns)
 
 
 def _load_pyfunc(path: str, model_config: dict[str, Any] | None = None) -> _SklearnModelWrapper:

@@ -102,3 +102,32 @@ def test_the_fast_path_is_taken_for_numeric_columns(iris_model, iris):
 
 def _scorer_of(app) -> _Scorer:
     return app.state.scorer
+
+
+@pytest.fixture(scope="module")
+def iris_proba_model(tmp_path_factory, iris, iris_pipeline):
+    from envkit.deps.capture import capture_disabled
+
+    X, _ = iris
+    path = tmp_path_factory.mktemp("scorer") / "iris-proba"
+    with capture_disabled("a unit test of the scoring server"):
+        envkit.sklearn.save_model(
+            iris_pipeline, path, input_example=X.head(3), pyfunc_predict_fn="predict_proba"
+        )
+    return envkit.pyfunc.load_model(path)
+
+
+def test_a_positional_sklearn_model_is_scored_from_the_array_with_the_same_answers(
+    iris_proba_model, iris
+):
+    """Floating-point answers (predict_proba), to the last digit, through the real app."""
+    fast = create_app(iris_proba_model)
+    scorer = _scorer_of(fast)
+    assert scorer.positional is not None
+    body = json.dumps(payloads(iris)[1]).encode()
+    assert scorer.read(body, "application/json", positional=True).positional
+    general = create_app(iris_proba_model)
+    _scorer_of(general).compiled = None
+    for payload in payloads(iris):
+        body = json.dumps(payload).encode()
+        assert without_error_id(post(fast, body)) == without_error_id(post(general, body))
