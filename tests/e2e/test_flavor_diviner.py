@@ -44,7 +44,7 @@ import mlflow.diviner, mlflow.models, mlflow.pyfunc
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-import envkit.diviner, envkit.pyfunc
+import envkit, envkit.diviner, envkit.pyfunc
 from flavor_models.diviner import KINDS, example, fit, plain, subset
 
 # MLflow's requirement inference (a subprocess loading the model) is not what is tested here.
@@ -91,6 +91,13 @@ for kind in KINDS:
             mlflow.diviner._load_pyfunc(str(ours / "model.div")).predict(example(kind))
         ),
     }
+# log_model into a run (no capture: the requirements given), loaded back by its runs:/ URI
+envkit.set_tracking_dir(out / "runs")
+info = envkit.diviner.log_model(
+    fit("GroupedPmdarima"), name="grouped", pip_requirements=["diviner==0.1.1"]
+)
+results["logged"] = [info.model_uri, type(envkit.diviner.load_model(info.model_uri)).__name__]
+envkit.set_tracking_dir(None)
 # requirements that miss diviner (envkit warns): its validation must name the package
 envkit.diviner.save_model(
     fit("GroupedPmdarima"), out / "no-diviner", input_example=example("GroupedPmdarima"),
@@ -144,6 +151,12 @@ def test_envkit_saves_loads_and_forecasts_every_group(diviner_models, kind):
     # groups: a subset, as JSON gives it (lists, not tuples)
     assert set(ours["envkit_subset"]["region"]) == {"south"}
     assert_same(ours["envkit_subset"], ours["mlflow_subset"])
+
+
+@pytest.mark.timeout(900)
+def test_log_model_saves_into_the_run_and_loads_by_its_uri(diviner_models):
+    uri, kind = diviner_models[1]["logged"]
+    assert uri.startswith("runs:/") and kind == "GroupedPmdarima"
 
 
 @pytest.mark.timeout(900)
