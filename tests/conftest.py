@@ -90,7 +90,11 @@ def _constraints(pinned: Path, shared: dict[str, str]) -> list[str]:
 
 
 def _build_venv(
-    target: Path, requirements: list[str], constraints: list[str], exclude_newer: str | None = None
+    target: Path,
+    requirements: list[str],
+    constraints: list[str],
+    exclude_newer: str | None = None,
+    newer_allowed: tuple[str, ...] = (),
 ) -> None:
     """Create ``target`` with ``requirements`` installed (uv) under ``constraints``;
     ``.complete`` marks success.
@@ -109,6 +113,8 @@ def _build_venv(
     constraints_file = target / "constraints.txt"
     constraints_file.write_text("\n".join(constraints) + "\n")
     frozen = ["--exclude-newer", exclude_newer] if exclude_newer else []
+    for name in newer_allowed:  # released after the freeze date, yet needed
+        frozen += ["--exclude-newer-package", f"{name}=2100-01-01T00:00:00Z"]
     proc = subprocess.run(
         [
             *uv, "pip", "install", "--quiet", "--python", str(target / "bin" / "python"),
@@ -129,17 +135,20 @@ def shared_venv(
     requirements: list[str],
     constraints: list[str] = (),
     exclude_newer: str | None = None,
+    newer_allowed: tuple[str, ...] = (),
 ) -> Path:
     """A virtualenv with ``requirements``, built once per requirements set and shared;
-    ``exclude_newer`` (uv's) freezes the whole dependency graph at a date."""
+    ``exclude_newer`` (uv's) freezes the whole dependency graph at a date, except the
+    distributions ``newer_allowed`` names."""
     from filelock import FileLock
 
-    blob = json.dumps([sys.version, requirements, list(constraints), exclude_newer])
+    inputs = [sys.version, requirements, list(constraints), exclude_newer]
+    blob = json.dumps([*inputs, list(newer_allowed)] if newer_allowed else inputs)
     key = hashlib.sha256(blob.encode()).hexdigest()[:12]
     target = test_cache_root() / f"{name}-{key}"
     with FileLock(str(target) + ".lock", timeout=1800):
         if not (target / ".complete").exists():
-            _build_venv(target, requirements, list(constraints), exclude_newer)
+            _build_venv(target, requirements, list(constraints), exclude_newer, newer_allowed)
     return target / "bin" / "python"
 
 
@@ -166,6 +175,19 @@ def mlflow2_python() -> Path:
     if not (3, 9) <= sys.version_info < (3, 13):
         pytest.skip(f"MLflow 2.12's pins have no wheels for Python {sys.version.split()[0]}")
     return shared_venv("mlflow2", MLFLOW2_REQUIREMENTS, exclude_newer=MLFLOW2_FROZEN_AT)
+
+
+@pytest.fixture(scope="session")
+def diviner_python(repo_root: Path) -> Path:
+    """Python of a virtualenv of MLflow 2.12.2's time (:data:`MLFLOW2_REQUIREMENTS`, May 2024)
+    with diviner 0.1.1, which fails with pandas 3, and envkit from this checkout (editable, with
+    its scoring server; picklescan, which envkit needs newer, is let past the date)."""
+    if not (3, 9) <= sys.version_info < (3, 13):
+        pytest.skip(f"MLflow 2.12's pins have no wheels for Python {sys.version.split()[0]}")
+    requirements = [*MLFLOW2_REQUIREMENTS, "diviner==0.1.1", "-e", f"{repo_root}[serve]"]
+    return shared_venv(
+        "diviner", requirements, exclude_newer=MLFLOW2_FROZEN_AT, newer_allowed=("picklescan",)
+    )
 
 
 @pytest.fixture(scope="session")

@@ -31,6 +31,7 @@ _BUILTIN_FLAVORS = {
     "statsmodels": "envkit.statsmodels",
     "prophet": "envkit.prophet",
     "pmdarima": "envkit.pmdarima",
+    "diviner": "envkit.diviner",
     "onnx": "envkit.onnx",
     "spark": "envkit.spark",
 }

@@ -41,6 +41,7 @@ __all__ = [
     "ModelTrust",
     "ensure_safe",
     "scan_model",
+    "scan_payloads",
 ]
 
 # How a trust decision made on the host reaches the model's own process (the sandbox runner,
@@ -317,22 +318,51 @@ def scan_file(path: Path, relative: str, trust: ModelTrust) -> FileScan:
             module=exc.name,
         ) from exc
 
+    try:
+        with open(path, "rb") as handle:
+            return _scan_stream(handle, relative, trust, scan_pickle_bytes, SafetyLevel)
+    except OSError as exc:
+        return FileScan(relative, error=exc.strerror or str(exc))
+
+
+def scan_payloads(
+    payloads: Iterable[tuple[str, bytes]], model: str, trust: ModelTrust
+) -> ModelScan:
+    """Scan pickles a model file holds inside another format (diviner's GroupedPmdarima keeps
+    base64 pickles in JSON), each named ``(where, bytes)``; refuse them as :func:`ensure_safe`
+    refuses a model's files (nothing to scan when ``trust.trust_model``)."""
+    import io
+
+    from picklescan.scanner import SafetyLevel, scan_pickle_bytes
+
+    files = []
+    if not trust.trust_model:
+        for where, payload in payloads:
+            stream = io.BytesIO(payload)
+            files.append(_scan_stream(stream, where, trust, scan_pickle_bytes, SafetyLevel))
+    scan = ModelScan(model, files, "picklescan", trust.strict)
+    _refuse_dangerous(scan)
+    if trust.strict:
+        _refuse_unknown(scan)
+    return scan
+
+
+def _scan_stream(
+    handle: Any, relative: str, trust: ModelTrust, scan_pickle_bytes: Any, level: Any
+) -> FileScan:
     result = FileScan(relative)
     try:
-        with open(path, "rb") as handle, _quiet_scanner():
+        with _quiet_scanner():
             scanned = scan_pickle_bytes(handle, relative, multiple_pickles=True)
             if not scanned.globals:
                 handle.seek(0)
                 _parses(handle)
-    except OSError as exc:
-        result.error = exc.strerror or str(exc)
-        return result
     except Exception as exc:  # not a pickle at all
         result.error = f"not a readable pickle ({type(exc).__name__}: {exc})"
         return result
     result.partial = bool(scanned.scan_err)
     for found in sorted(scanned.globals, key=lambda g: (g.module, g.name)):
-        flagged = found.safety == SafetyLevel.Dangerous
+        flagged = found.safety == level.Dangerous
         verdict = classify(found.module, found.name, flagged, trust)
         getattr(result, verdict).append(f"{found.module}.{found.name}")
     return result

@@ -45,12 +45,15 @@ class FlavorWriter:
     ``pyfunc_impl(staging_dir)`` returns the pyfunc implementation of the in-memory model (what
     ``_load_pyfunc`` would return), so that the input example is checked without loading the
     model a second time; without it the model is loaded from the staging directory.
+    ``infer_outputs=False``: a signature inferred from the input example has no outputs (a
+    flavor whose predictions have no MLflow type, for an MLflow that cannot read ``any``).
     """
 
     write: Callable[[Path, Model, str | None], None]
     default_requirements: Callable[[], list[str]]
     python_model: Any = None
     pyfunc_impl: Callable[[Path], Any] | None = None
+    infer_outputs: bool = True
 
 
 def save_model_directory(
@@ -233,7 +236,8 @@ def _check_example_and_signature(
     except Exception as exc:
         failure = _example_failed(exc, strict)
     if inferring:
-        _infer_full_signature(model, data, output, example_params, failure is None)
+        predicted = failure is None and writer.infer_outputs
+        _infer_full_signature(model, data, output, example_params, predicted)
     model.save(staging)
     return failure
 

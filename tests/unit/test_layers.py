@@ -18,6 +18,7 @@ LAYERS = {
     "statsmodels": 2,
     "prophet": 2,
     "pmdarima": 2,
+    "diviner": 2,
     "onnx": 2,
     "spark": 2,
     "sandbox": 3,
