@@ -45,7 +45,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 import envkit, envkit.diviner, envkit.pyfunc
-from flavor_models.diviner import KINDS, example, fit, plain, subset
+from diviner_models import KINDS, example, fit, plain, subset
 
 # MLflow's requirement inference (a subprocess loading the model) is not what is tested here.
 mlflow.models.infer_pip_requirements = lambda path, flavor, fallback=None, **kw: fallback or []

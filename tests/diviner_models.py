@@ -1,6 +1,7 @@
 """Tiny diviner models: a GroupedPmdarima (AR(1) per group) and a GroupedProphet, each on two
 groups of thirty daily points. diviner needs pandas < 3: these run in the diviner virtualenv of
-tests/e2e/test_flavor_diviner.py, never in the test interpreter."""
+tests/e2e/test_flavor_diviner.py, never in the test interpreter, which is why this module is not
+one of tests/flavor_models (benchmarks/validate.py runs those in the test interpreter)."""
 
 from __future__ import annotations
 
