@@ -180,16 +180,15 @@ def load_model(
 
     A GroupedPmdarima's group models are pickles inside ``model.div``: they are scanned first
     (see :func:`envkit.sklearn.load_model` for ``trust_model`` and ``trusted_types``)."""
-    from envkit.models.scan import ModelTrust
     from envkit.pyfunc.flavor_kit import open_flavor
 
     opened = open_flavor(
         model_uri, FLAVOR_NAME, trust_model=trust_model, trusted_types=trusted_types
     )
-    return _load(opened.conf, opened.path, ModelTrust.of(trust_model, trusted_types))
+    return _load(opened.conf, opened.path)
 
 
-def _load(conf: dict[str, Any], model_dir: Path, trust: Any) -> Any:
+def _load(conf: dict[str, Any], model_dir: Path) -> Any:
     """The diviner object the flavor section ``conf`` describes (its file inside ``model_dir``)."""
     from envkit._fs import resolve_inside
     from envkit.errors import ModelFormatError
@@ -204,18 +203,31 @@ def _load(conf: dict[str, Any], model_dir: Path, trust: Any) -> Any:
         raise ModelFormatError(
             f"the diviner flavor's model_type is {kind!r}; envkit loads {' or '.join(MODEL_TYPES)}"
         )
+    # A GroupedPmdarima's pickles inside the file were scanned with the model's files, before
+    # this (open_flavor and pyfunc's load_model scan; embedded_pickles names them).
     target = resolve_inside(model_dir, str(conf.get(_MODEL_BINARY_KEY, _MODEL_BINARY_FILE_NAME)))
     if kind == "GroupedPmdarima":
-        _scan_embedded_pickles(target, model_dir, trust)
+        _read_grouped_pmdarima(target)  # a format error before diviner's own traceback
     return getattr(_diviner(), kind).load(str(target))
 
 
-def _scan_embedded_pickles(target: Path, model_dir: Path, trust: Any) -> None:
-    """Refuse a GroupedPmdarima file whose base64 pickles call something dangerous."""
+def embedded_pickles(model_dir: Path, conf: dict[str, Any]) -> list[tuple[str, bytes]]:
+    """The pickles a GroupedPmdarima's JSON file holds (base64), for ``envkit scan`` and every
+    scan of the model (:func:`envkit.models.scan.scan_model` asks each flavor module); none for
+    a GroupedProphet. A file that is no JSON object is a ModelFormatError (exit 2)."""
+    from envkit._fs import resolve_inside
+
+    if conf.get(_MODEL_TYPE_KEY) != "GroupedPmdarima":
+        return []
+    target = resolve_inside(model_dir, str(conf.get(_MODEL_BINARY_KEY, _MODEL_BINARY_FILE_NAME)))
+    document = _read_grouped_pmdarima(target)
+    return list(_pickles_in(document, target.relative_to(model_dir).as_posix()))
+
+
+def _read_grouped_pmdarima(target: Path) -> dict[str, Any]:
     import json
 
     from envkit.errors import ModelFormatError
-    from envkit.models.scan import scan_payloads
 
     try:
         document = json.loads(target.read_text(encoding="utf-8"))
@@ -223,8 +235,7 @@ def _scan_embedded_pickles(target: Path, model_dir: Path, trust: Any) -> None:
         raise ModelFormatError(f"{target.name} is not a diviner GroupedPmdarima file: {exc}")
     if not isinstance(document, dict):
         raise ModelFormatError(f"{target.name} is not a diviner GroupedPmdarima file")
-    relative = target.relative_to(model_dir).as_posix()
-    scan_payloads(_pickles_in(document, relative), str(model_dir), trust)
+    return document
 
 
 def _pickles_in(value: Any, where: str) -> Iterator[tuple[str, bytes]]:
@@ -374,8 +385,7 @@ class _DivinerModelWrapper:
 
 def _load_pyfunc(path: str, model_config: dict[str, Any] | None = None) -> _DivinerModelWrapper:
     """Loader contract (also used for models MLflow 2.x wrote with ``mlflow.diviner``)."""
-    from envkit.models.scan import ModelTrust
     from envkit.pyfunc.flavor_kit import pyfunc_flavor_directory
 
     opened = pyfunc_flavor_directory(path, FLAVOR_NAME)
-    return _DivinerModelWrapper(_load(opened.conf, opened.path, ModelTrust.of()))
+    return _DivinerModelWrapper(_load(opened.conf, opened.path))

@@ -41,7 +41,6 @@ __all__ = [
     "ModelTrust",
     "ensure_safe",
     "scan_model",
-    "scan_payloads",
 ]
 
 # How a trust decision made on the host reaches the model's own process (the sandbox runner,
@@ -325,28 +324,6 @@ def scan_file(path: Path, relative: str, trust: ModelTrust) -> FileScan:
         return FileScan(relative, error=exc.strerror or str(exc))
 
 
-def scan_payloads(
-    payloads: Iterable[tuple[str, bytes]], model: str, trust: ModelTrust
-) -> ModelScan:
-    """Scan pickles a model file holds inside another format (diviner's GroupedPmdarima keeps
-    base64 pickles in JSON), each named ``(where, bytes)``; refuse them as :func:`ensure_safe`
-    refuses a model's files (nothing to scan when ``trust.trust_model``)."""
-    import io
-
-    from picklescan.scanner import SafetyLevel, scan_pickle_bytes
-
-    files = []
-    if not trust.trust_model:
-        for where, payload in payloads:
-            stream = io.BytesIO(payload)
-            files.append(_scan_stream(stream, where, trust, scan_pickle_bytes, SafetyLevel))
-    scan = ModelScan(model, files, "picklescan", trust.strict)
-    _refuse_dangerous(scan)
-    if trust.strict:
-        _refuse_unknown(scan)
-    return scan
-
-
 def _scan_stream(
     handle: Any, relative: str, trust: ModelTrust, scan_pickle_bytes: Any, level: Any
 ) -> FileScan:
@@ -403,7 +380,45 @@ def scan_model(
     except PackageNotFoundError:
         scanner = "picklescan"
     files = [scan_file(p, p.relative_to(root).as_posix(), trust) for p in pickle_files(root)]
+    files += _scan_embedded(root, trust)
     return ModelScan(str(root), files, scanner, strict)
+
+
+def _scan_embedded(root: Path, trust: ModelTrust) -> list[FileScan]:
+    """Scans of the pickles a flavor keeps inside another format (diviner's GroupedPmdarima:
+    base64 pickles in JSON), which :func:`pickle_files` cannot see: each flavor module of the
+    MLmodel that defines ``embedded_pickles(model_dir, flavor_conf)`` names them, as
+    ``(where, bytes)`` pairs."""
+    import io
+
+    from picklescan.scanner import SafetyLevel, scan_pickle_bytes
+
+    return [
+        _scan_stream(io.BytesIO(payload), where, trust, scan_pickle_bytes, SafetyLevel)
+        for where, payload in _embedded_payloads(root)
+    ]
+
+
+def _embedded_payloads(root: Path) -> Iterator[tuple[str, bytes]]:
+    import importlib
+
+    from envkit.models.flavors import registered_flavors
+    from envkit.models.model import MLMODEL_FILE_NAME, Model
+
+    if not (root / MLMODEL_FILE_NAME).is_file():
+        return
+    try:
+        flavors = Model.load(root).flavors
+    except (ModelFormatError, OSError):
+        return  # the model's loading says what is wrong with its MLmodel
+    modules = registered_flavors()
+    for name, conf in flavors.items():
+        module_name = modules.get(name)
+        if module_name is None or name == "python_function" or not isinstance(conf, dict):
+            continue
+        hook = getattr(importlib.import_module(module_name), "embedded_pickles", None)
+        if callable(hook):
+            yield from hook(root, conf)
 
 
 def ensure_safe(model_dir: str | os.PathLike[str], trust: ModelTrust) -> ModelScan | None:

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 import envkit.diviner
+import envkit.models.scan
 import envkit.pyfunc
 from envkit.diviner import ForecastConfig
 from envkit.errors import (
@@ -153,3 +154,24 @@ def test_groups_that_are_not_a_list_are_refused():
     config = ForecastConfig.from_frame(pd.DataFrame({"n_periods": [2], "groups": ["north"]}))
     with pytest.raises(SchemaEnforcementError, match="groups to be defined as a"):
         config.groups()
+
+
+def test_envkit_scan_sees_the_pickles_inside_model_div(tmp_path):
+    """The scan command (and every scan: info, validate, build-docker) reports the pickles a
+    GroupedPmdarima keeps in JSON, as the loader refuses them: not 'safe'."""
+    model = write_model(tmp_path / "m", {}, grouped_pmdarima_file(RunsACommand()))
+    proc = subprocess.run(
+        [sys.executable, "-m", "envkit", "scan", str(model), "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["verdict"] == "dangerous"
+    flagged = [f for f in report["files"] if f["dangerous"]]
+    assert flagged and all(f["path"].startswith("model.div") for f in flagged)
+    clean = write_model(tmp_path / "clean", {}, grouped_pmdarima_file({"order": (1, 0, 0)}))
+    assert envkit.models.scan.scan_model(clean).exit_code == 0
+    # The template, the pickled group key and the group model.
+    assert len(envkit.models.scan.scan_model(clean).files) == 3
