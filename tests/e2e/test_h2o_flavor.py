@@ -59,9 +59,7 @@ def h2o_model(h2o_cluster, tmp_path_factory):
     features = rows[["a", "b"]]
     expected = glm.predict(h2o.H2OFrame(features)).as_data_frame(use_multi_thread=False)
     path = tmp_path_factory.mktemp("h2o-flavor") / "model"
-    envkit.h2o.save_model(
-        glm, path, settings={"init": h2o_cluster}, input_example=features.head(3)
-    )
+    envkit.h2o.save_model(glm, path, settings={"init": h2o_cluster}, input_example=features.head(3))
     return path, features, expected["predict"].tolist()
 
 
@@ -158,9 +156,12 @@ result = {
     "envkit_by_mlflow_h2o": column(
         mlflow.h2o.load_model(envkit_model).predict(h2o.H2OFrame(features))
     ),
-    "envkit_by_mlflow_pyfunc": mlflow.pyfunc.load_model(envkit_model)
-    .predict(features)["predict"].tolist(),
 }
+assert "envkit" not in sys.modules  # mlflow.h2o read envkit's files on its own
+# (the pyfunc's loader_module is envkit.h2o, as MLflow's is mlflow.h2o: envkit is importable)
+result["envkit_by_mlflow_pyfunc"] = (
+    mlflow.pyfunc.load_model(envkit_model).predict(features)["predict"].tolist()
+)
 json.dump(result, open(out + "/result.json", "w"))
 """
 
@@ -176,13 +177,15 @@ def test_mlflow_interop_both_ways(h2o_cluster, h2o_model, mlflow_h2o_python, tmp
     import envkit.pyfunc
 
     path, features, expected = h2o_model
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    script = textwrap.dedent(_MLFLOW_H2O)
+    init, rows = json.dumps(h2o_cluster), _rows().to_json(orient="columns")
     done = subprocess.run(
-        [str(mlflow_h2o_python), "-c", textwrap.dedent(_MLFLOW_H2O), str(path), str(tmp_path)]
-        + [json.dumps(h2o_cluster), _rows().to_json(orient="columns")],
+        [str(mlflow_h2o_python), "-c", script, str(path), str(tmp_path), init, rows],
         capture_output=True,
         text=True,
         env=env,
+        cwd=tmp_path,
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
