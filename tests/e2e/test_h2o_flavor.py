@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from flavor_models import h2o as h2o_models
 
 pytestmark = [
     pytest.mark.slow,
@@ -28,24 +29,6 @@ pytestmark = [
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _rows():
-    """Thirty rows: two float features and y = 2a - b + 1 plus a little noise."""
-    import pandas as pd
-
-    a = [float(i) for i in range(30)]
-    b = [float((i * 7) % 5) for i in range(30)]
-    y = [2 * x - z + 1 + (i % 3) * 0.1 for i, (x, z) in enumerate(zip(a, b))]
-    return pd.DataFrame({"a": a, "b": b, "y": y})
-
-
-def _glm(h2o, frame):
-    from h2o.estimators import H2OGeneralizedLinearEstimator
-
-    glm = H2OGeneralizedLinearEstimator(lambda_=0, seed=1)
-    glm.train(x=["a", "b"], y="y", training_frame=frame)
-    return glm
-
-
 @pytest.fixture(scope="session")
 def h2o_model(h2o_cluster, tmp_path_factory):
     """A GLM trained in the session's cluster, saved with envkit.h2o (the cluster's h2o.init
@@ -54,9 +37,9 @@ def h2o_model(h2o_cluster, tmp_path_factory):
 
     import envkit.h2o
 
-    rows = _rows()
-    glm = _glm(h2o, h2o.H2OFrame(rows))
-    features = rows[["a", "b"]]
+    rows = h2o_models.training_data()
+    glm = h2o_models.glm(rows)
+    features = rows[h2o_models.FEATURES]
     expected = glm.predict(h2o.H2OFrame(features)).as_data_frame(use_multi_thread=False)
     path = tmp_path_factory.mktemp("h2o-flavor") / "model"
     envkit.h2o.save_model(glm, path, settings={"init": h2o_cluster}, input_example=features.head(3))
@@ -129,34 +112,36 @@ def test_validate_exits_3_when_the_java_the_model_needs_is_missing(h2o_model, tm
     assert not envs.exists() or not any(envs.iterdir())
 
 
-_MLFLOW_H2O = """
+_MLFLOW_H2O = f"""
 import json, sys
+from typing import Any
+
 import h2o, pandas as pd
 import mlflow.h2o, mlflow.pyfunc
-from h2o.estimators import H2OGeneralizedLinearEstimator
 
-envkit_model, out, init, rows = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
+{h2o_models._SOURCE}
+
+envkit_model, out, init = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 h2o.init(**init, verbose=False)  # joins the test session's cluster
 h2o.no_progress()
-rows = pd.DataFrame(json.loads(rows))
+rows = training_data()
 features = rows[["a", "b"]]
-glm = H2OGeneralizedLinearEstimator(lambda_=0, seed=1)
-glm.train(x=["a", "b"], y="y", training_frame=h2o.H2OFrame(rows))
+model = glm(rows)
 # (its requirements given: MLflow's inference would load the model in one more process)
 mlflow.h2o.save_model(
-    glm, out + "/mlflow-model", settings={"init": init}, input_example=features.head(3),
+    model, out + "/mlflow-model", settings={{"init": init}}, input_example=features.head(3),
     pip_requirements=["h2o==" + h2o.__version__, "pandas==" + pd.__version__],
 )
 
 def column(frame):
     return frame.as_data_frame()["predict"].tolist()
 
-result = {
-    "mlflow_expected": column(glm.predict(h2o.H2OFrame(features))),
+result = {{
+    "mlflow_expected": column(model.predict(h2o.H2OFrame(features))),
     "envkit_by_mlflow_h2o": column(
         mlflow.h2o.load_model(envkit_model).predict(h2o.H2OFrame(features))
     ),
-}
+}}
 assert "envkit" not in sys.modules  # mlflow.h2o read envkit's files on its own
 # (the pyfunc's loader_module is envkit.h2o, as MLflow's is mlflow.h2o: envkit is importable)
 result["envkit_by_mlflow_pyfunc"] = (
@@ -179,9 +164,9 @@ def test_mlflow_interop_both_ways(h2o_cluster, h2o_model, mlflow_h2o_python, tmp
     path, features, expected = h2o_model
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     script = textwrap.dedent(_MLFLOW_H2O)
-    init, rows = json.dumps(h2o_cluster), _rows().to_json(orient="columns")
+    init = json.dumps(h2o_cluster)
     done = subprocess.run(
-        [str(mlflow_h2o_python), "-c", script, str(path), str(tmp_path), init, rows],
+        [str(mlflow_h2o_python), "-c", script, str(path), str(tmp_path), init],
         capture_output=True,
         text=True,
         env=env,
