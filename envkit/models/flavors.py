@@ -33,6 +33,7 @@ _BUILTIN_FLAVORS = {
     "pmdarima": "envkit.pmdarima",
     "onnx": "envkit.onnx",
     "spark": "envkit.spark",
+    "h2o": "envkit.h2o",
 }
 
 # MLflow loader modules envkit can stand in for, and envkit's replacement.

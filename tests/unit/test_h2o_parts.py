@@ -15,6 +15,13 @@ def _model(flavors: dict) -> object:
     return model
 
 
+def test_the_flavor_is_registered_and_stands_for_mlflow_h2o():
+    from envkit.models.flavors import envkit_loader_for, registered_flavors
+
+    assert registered_flavors()["h2o"] == "envkit.h2o"
+    assert envkit_loader_for("mlflow.h2o") == "envkit.h2o"
+
+
 def test_required_java_from_the_record_or_the_h2o_version():
     from envkit.sandbox.java import required_java
 
