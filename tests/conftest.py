@@ -155,7 +155,7 @@ def mlflow_venv_python() -> Path:
 def mlflow_venv_with(name: str, libraries: tuple[str, ...]) -> Path:
     """Python of a virtualenv of its own with MLflow and ``libraries`` (at this interpreter's
     versions, their dependencies within the oracle's pins): for a flavor whose library the
-    shared oracle venv does not carry (h2o: ~190 MB that only its tests need)."""
+    shared oracle venv does not carry (h2o: ~270 MB installed that only its tests need)."""
     here = _installed_closure(libraries)
     requirements = [f"mlflow=={MLFLOW_VERSION}", *(f"{n}=={here[n]}" for n in libraries)]
     return shared_venv(name, requirements, _constraints(PINS / "mlflow-venv.txt", here))
