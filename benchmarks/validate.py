@@ -23,7 +23,8 @@ validate cold (environment rebuilt, bytecode store kept) and warm on each, and `
 predict --env-manager uv`` on the MLflow-saved one (its serving input example as payload), as
 ratios to MLflow in the same run.
 
-MLflow runs from its own virtualenv (built like ``tests/conftest.py::mlflow_python``).
+MLflow runs from its own virtualenv (built like ``tests/conftest.py::mlflow_python``; for a
+flavor whose module names ``MLFLOW_LIBRARIES``, h2o, one of its own with those libraries).
 
     python benchmarks/validate.py [--runs 3] [--flavor NAME ...]
 
@@ -54,6 +55,17 @@ def mlflow_python() -> Path:
     from conftest import mlflow_venv_python
 
     return mlflow_venv_python()
+
+
+def flavor_mlflow_python(flavor: str, module: object, default: Path) -> Path:
+    """The oracle's Python, or one of a virtualenv with MLflow and the flavor's
+    ``MLFLOW_LIBRARIES`` when its module names libraries the oracle lacks (h2o)."""
+    libraries = getattr(module, "MLFLOW_LIBRARIES", None)
+    if not libraries:
+        return default
+    from conftest import mlflow_venv_with
+
+    return mlflow_venv_with(f"mlflow-{flavor}", tuple(libraries))
 
 
 def make_models(workdir: Path, mlflow_py: Path) -> tuple[Path, Path, Path]:
@@ -242,6 +254,7 @@ class FlavorFigures:
 
 def flavor_figures(flavor: str, module: object, runs: int, mlflow_py: Path) -> FlavorFigures:
     """Save the flavor's models (envkit here, MLflow in its virtualenv) and time both tools."""
+    mlflow_py = flavor_mlflow_python(flavor, module, mlflow_py)
     with tempfile.TemporaryDirectory(prefix=f"envkit-bench-{flavor}-") as tmp:
         ours, theirs = Path(tmp) / "envkit_model", Path(tmp) / "mlflow_model"
         module.save_envkit(ours)  # type: ignore[attr-defined]

@@ -161,6 +161,15 @@ def mlflow_venv_python() -> Path:
     return shared_venv("mlflow", requirements, _constraints(PINS / "mlflow-venv.txt", here))
 
 
+def mlflow_venv_with(name: str, libraries: tuple[str, ...]) -> Path:
+    """Python of a virtualenv of its own with MLflow and ``libraries`` (at this interpreter's
+    versions, their dependencies within the oracle's pins): for a flavor whose library the
+    shared oracle venv does not carry (h2o: ~270 MB installed that only its tests need)."""
+    here = _installed_closure(libraries)
+    requirements = [f"mlflow=={MLFLOW_VERSION}", *(f"{n}=={here[n]}" for n in libraries)]
+    return shared_venv(name, requirements, _constraints(PINS / "mlflow-venv.txt", here))
+
+
 # An MLflow 2.x, frozen with its whole dependency graph at a date of its time (uv
 # --exclude-newer), so that the models it writes are those of an MLflow 2.12 user of May 2024.
 MLFLOW2_REQUIREMENTS = [
@@ -316,6 +325,34 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_h2o_python() -> Path:
+    """Python of a virtualenv with MLflow and this interpreter's h2o (:func:`mlflow_venv_with`)."""
+    if sys.version_info < (3, 10):
+        pytest.skip(f"MLflow {MLFLOW_VERSION} needs Python >= 3.10")
+    return mlflow_venv_with("mlflow-h2o", ("h2o", "pandas", "numpy"))
+
+
+@pytest.fixture(scope="session")
+def h2o_cluster():
+    """One small local H2O cluster per test process (its JVM takes ~10 s to start), on a free
+    loopback port, shut down at the end. Yields the ``h2o.init`` arguments, which the test
+    models record: their loads (capture, MLflow, a server without a network namespace) join
+    this cluster instead of starting one more JVM."""
+    import socket
+
+    import h2o
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    init = {"ip": "127.0.0.1", "port": port, "max_mem_size": "512M", "nthreads": 1}
+    h2o.init(**init, verbose=False)
+    h2o.no_progress()
+    yield init
+    h2o.cluster().shutdown()
 
 
 @pytest.fixture(scope="session")

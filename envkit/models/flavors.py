@@ -34,6 +34,7 @@ _BUILTIN_FLAVORS = {
     "diviner": "envkit.diviner",
     "onnx": "envkit.onnx",
     "spark": "envkit.spark",
+    "h2o": "envkit.h2o",
 }
 
 # MLflow loader modules envkit can stand in for, and envkit's replacement.

@@ -1,6 +1,7 @@
-"""The Java a model needs: flavors that run on a JVM (``spark``) record the Java major version
-they were saved with (``java_major_version`` in their flavor section); a model MLflow wrote
-records none, and its ``pyspark_version`` says it (Spark 4 needs Java 17, Spark 3 Java 8).
+"""The Java a model needs: flavors that run on a JVM (``spark``, ``h2o``) record the Java major
+version they were saved with (``java_major_version`` in their flavor section); a model MLflow
+wrote records none, and its library's version says it: ``pyspark_version`` (Spark 4 needs Java
+17, Spark 3 Java 8), ``h2o_version`` (H2O 3 runs on Java 8 or later).
 
 :func:`check_java` runs before an environment is built for such a model: a missing or older JVM
 is an :class:`~envkit.errors.EnvironmentBuildError` (exit 3) that says what to install. The JVM
@@ -9,19 +10,25 @@ is the host's (``$JAVA_HOME/bin/java``, else ``java`` on ``PATH``), as pyspark f
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from envkit._java import installed_java_major, java_executable
 from envkit.errors import EnvironmentBuildError
 
 if TYPE_CHECKING:
     from envkit.models.model import Model
 
+__all__ = [
+    "JAVA_KEY",
+    "JavaNeed",
+    "check_java",
+    "installed_java_major",
+    "java_executable",
+    "required_java",
+]
+
 JAVA_KEY = "java_major_version"
-_VERSION = re.compile(r'version "(\d+)(?:\.(\d+))?')
 
 
 @dataclass(frozen=True)
@@ -53,26 +60,9 @@ def _recorded_major(conf: dict[str, object]) -> int | None:
     pyspark = conf.get("pyspark_version")
     if isinstance(pyspark, str) and pyspark[:1].isdigit():
         return 17 if int(pyspark.split(".")[0]) >= 4 else 8
+    if isinstance(conf.get("h2o_version"), str):
+        return 8  # every H2O 3 release runs on Java 8 or later
     return None
-
-
-def java_executable() -> str | None:
-    home = os.environ.get("JAVA_HOME")
-    if home and os.access(os.path.join(home, "bin", "java"), os.X_OK):
-        return os.path.join(home, "bin", "java")
-    return shutil.which("java")
-
-
-def installed_java_major(java: str) -> int | None:
-    """The major version of ``java`` (``java -version``; 8 for 1.8), ``None`` when unknown."""
-    from envkit._subprocess import run
-
-    outcome = run([java, "-version"], timeout=60)
-    match = _VERSION.search(outcome.stderr + outcome.stdout)
-    if not outcome.ok or match is None:
-        return None
-    first, second = int(match.group(1)), match.group(2)
-    return int(second) if first == 1 and second is not None else first
 
 
 def check_java(model: Model) -> None:

@@ -5,7 +5,10 @@ Each module ``tests/flavor_models/<flavor>.py`` (the file named after the flavor
 - ``save_envkit(path)``: trains a tiny model on a few rows and saves it with envkit at
   ``path``, with an input example;
 - ``MLFLOW_SAVE``: a Python script; run in the MLflow oracle's virtualenv with the output path
-  as ``sys.argv[1]``, it saves the same kind of model with ``mlflow.<flavor>``.
+  as ``sys.argv[1]``, it saves the same kind of model with ``mlflow.<flavor>``;
+- optionally ``MLFLOW_LIBRARIES``: the libraries (at this interpreter's versions) that
+  ``MLFLOW_SAVE`` needs and the oracle's virtualenv lacks; MLflow then runs from a virtualenv of
+  its own with them (``tests/conftest.py::mlflow_venv_with``).
 
 ``benchmarks/validate.py`` runs every module found here (:func:`flavor_modules`).
 """

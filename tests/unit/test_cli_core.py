@@ -97,9 +97,10 @@ def test_no_command_prints_help_and_exits_2():
 
 def test_import_envkit_stays_light():
     code = (
-        "import sys, envkit, envkit.models, envkit.pyfunc, envkit.sklearn, envkit.spark; "
+        "import sys, envkit, envkit.models, envkit.pyfunc, envkit.sklearn, envkit.spark, "
+        "envkit.h2o; "
         "heavy = [m for m in ('pandas', 'numpy', 'sklearn', 'scipy', 'mlflow', 'rich', "
-        "'skops', 'uv', 'virtualenv', 'pyspark', 'py4j', 'pyarrow') if m in sys.modules]; "
+        "'skops', 'uv', 'virtualenv', 'pyspark', 'py4j', 'pyarrow', 'h2o') if m in sys.modules]; "
         "print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -21,6 +21,7 @@ LAYERS = {
     "diviner": 2,
     "onnx": 2,
     "spark": 2,
+    "h2o": 2,
     "sandbox": 3,
     "docker": 4,
     "serving": 4,
