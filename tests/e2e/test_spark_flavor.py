@@ -170,13 +170,26 @@ def test_mlflow_interop_both_ways(spark, spark_model, run_in_mlflow, tmp_path, m
 
 
 @pytest.mark.timeout(900)
-def test_validate_runs_the_spark_model_contained_in_its_rebuilt_environment(
-    spark_model, shared_cache
-):
+def test_validate_and_serve_the_spark_model_in_its_rebuilt_environment(spark_model, shared_cache):
     """pyspark from the index in a fresh environment; the model's JVM starts in the sandbox
-    (loopback up in its network namespace, scratch space in its work directory)."""
+    (loopback up in its network namespace, scratch space in its work directory), and `envkit
+    serve` answers what the pipeline predicts (its pyfunc starts a local Spark session in the
+    server)."""
+    from test_serve import Server, post_json
+
     import envkit
 
-    report = envkit.validate(spark_model[0], cache_dir=shared_cache)
+    path, features, expected = spark_model
+    report = envkit.validate(path, cache_dir=shared_cache)
     assert report.ok, report.headline
     assert report.to_dict()["containment"]["network"]["held"]
+
+    server = Server(path, env={**os.environ, "ENVKIT_HOME": str(shared_cache)})
+    try:
+        server.wait_ready(timeout=900)
+        payload = {"dataframe_split": features.head(4).to_dict(orient="split")}
+        status, body = post_json(server.port, payload)
+        assert status == 200, body
+        assert [float(p) for p in body["predictions"]] == expected[:4]
+    finally:
+        assert server.stop() == 0, server.output()
