@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import numpy as np
 import pytest
 import yaml
 from flavor_models import h2o as h2o_models
+from java_check import assert_validate_exits_3_without_the_java
 
 pytestmark = [
     pytest.mark.slow,
@@ -82,34 +81,9 @@ def test_save_load_and_pyfunc_in_mlflow_layout(h2o_cluster, h2o_model):
 
 @pytest.mark.timeout(300)
 def test_validate_exits_3_when_the_java_the_model_needs_is_missing(h2o_model, tmp_path):
-    """Checked before anything is built: a JVM too old (the model asks for Java 99) and no JVM
-    at all (PATH without java, no JAVA_HOME)."""
-    model = tmp_path / "needs-java-99"
-    shutil.copytree(h2o_model[0], model)
-    mlmodel = yaml.safe_load((model / "MLmodel").read_text())
-    mlmodel["flavors"]["h2o"]["java_major_version"] = 99
-    (model / "MLmodel").write_text(yaml.safe_dump(mlmodel))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "ENVKIT_HOME": str(tmp_path / "home")}
-    argv = [sys.executable, "-m", "envkit", "validate", str(model)]
-    too_old = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=240)
-    assert too_old.returncode == 3, too_old.stderr
-    assert "h2o flavor runs on Java 99" in too_old.stderr + too_old.stdout
-    bin_dir = tmp_path / "bin"  # python without java beside it
-    bin_dir.mkdir()
-    (bin_dir / "python").symlink_to(sys.executable)
-    env_no_java = {**env, "PATH": str(bin_dir)}
-    env_no_java.pop("JAVA_HOME", None)
-    missing = subprocess.run(
-        [str(bin_dir / "python"), *argv[1:4], str(h2o_model[0])],
-        capture_output=True,
-        text=True,
-        env=env_no_java,
-        timeout=240,
-    )
-    assert missing.returncode == 3, missing.stderr
-    assert "no java is installed" in missing.stderr + missing.stdout
-    envs = tmp_path / "home" / "envs"
-    assert not envs.exists() or not any(envs.iterdir())
+    """Checked before anything is built: a JVM too old and no JVM at all."""
+    words = "h2o flavor runs on Java 99"
+    assert_validate_exits_3_without_the_java(h2o_model[0], "h2o", tmp_path, words)
 
 
 _MLFLOW_H2O = f"""

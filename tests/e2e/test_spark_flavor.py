@@ -5,18 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
+from java_check import assert_validate_exits_3_without_the_java
 from spark_helpers import SPARK_WARNINGS
 
 pytestmark = [pytest.mark.slow, *SPARK_WARNINGS]
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _iris(spark):
@@ -72,35 +67,8 @@ def test_save_load_and_pyfunc_in_mlflow_layout(spark, spark_model):
 
 @pytest.mark.timeout(300)
 def test_validate_exits_3_when_the_java_the_model_needs_is_missing(spark_model, tmp_path):
-    """Checked before anything is built: a JVM too old (the model asks for Java 99) and no JVM
-    at all (PATH without java, no JAVA_HOME)."""
-    model = tmp_path / "needs-java-99"
-    shutil.copytree(spark_model[0], model)
-    mlmodel = yaml.safe_load((model / "MLmodel").read_text())
-    mlmodel["flavors"]["spark"]["java_major_version"] = 99
-    (model / "MLmodel").write_text(yaml.safe_dump(mlmodel))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "ENVKIT_HOME": str(tmp_path / "home")}
-    argv = [sys.executable, "-m", "envkit", "validate", str(model)]
-    too_old = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=240)
-    assert too_old.returncode == 3, too_old.stderr
-    assert "runs on Java 99" in too_old.stderr + too_old.stdout
-    bin_dir = tmp_path / "bin"  # python without java beside it
-    bin_dir.mkdir()
-    (bin_dir / "python").symlink_to(sys.executable)
-    env_no_java = {**env, "PATH": str(bin_dir)}
-    env_no_java.pop("JAVA_HOME", None)
-    missing = subprocess.run(
-        [str(bin_dir / "python"), *argv[1:4], str(spark_model[0])],
-        capture_output=True,
-        text=True,
-        env=env_no_java,
-        timeout=240,
-    )
-    assert missing.returncode == 3, missing.stderr
-    assert "no java is installed" in missing.stderr + missing.stdout
-    assert not (tmp_path / "home" / "envs").exists() or not any(
-        (tmp_path / "home" / "envs").iterdir()
-    )
+    """Checked before anything is built: a JVM too old and no JVM at all."""
+    assert_validate_exits_3_without_the_java(spark_model[0], "spark", tmp_path, "runs on Java 99")
 
 
 _MLFLOW_SPARK = """
