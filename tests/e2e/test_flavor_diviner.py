@@ -13,18 +13,16 @@ serves it with that virtualenv's envkit.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from test_serve import Server, post_json
 
 KINDS = ("GroupedPmdarima", "GroupedProphet")
 
@@ -239,57 +237,22 @@ def test_a_model_whose_requirements_miss_diviner_fails_validate_naming_it(
     assert "the diviner flavor needs the package 'diviner'" in proc.stdout + proc.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _post(port: int, body: bytes) -> tuple[int, dict]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    try:
-        conn.request("POST", "/invocations", body, {"Content-Type": "application/json"})
-        response = conn.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        conn.close()
-
-
-def _wait_ready(proc: subprocess.Popen, port: int, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"the server exited {proc.returncode}"
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        try:
-            conn.request("GET", "/ping")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            time.sleep(0.3)
-        finally:
-            conn.close()
-    raise AssertionError(f"the server did not answer /ping within {timeout}s")
-
-
 @pytest.mark.timeout(600)
 def test_serve_answers_with_every_groups_forecast(diviner_models, diviner_python):
     out, results = diviner_models
     model = out / "envkit" / "GroupedPmdarima"
-    port = _free_port()
-    argv = [str(diviner_python), "-m", "envkit", "serve", str(model), "--port", str(port)]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.Popen(
-        [*argv, "--env-manager", "local"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
-    )
+    server = Server(model, "--env-manager", "local", env=env, python=diviner_python)
     try:
-        _wait_ready(proc, port)
-        status, body = _post(port, (model / "serving_input_example.json").read_bytes())
+        server.wait_ready(timeout=180)
+        example = json.loads((model / "serving_input_example.json").read_text())
+        status, body = post_json(server.port, example)
         # the flavor's own rule: a positive number of periods
         none = {"dataframe_split": {"columns": ["n_periods"], "data": [[0]]}}
-        bad_status, bad = _post(port, json.dumps(none).encode())
+        bad_status, bad = post_json(server.port, none)
     finally:
-        proc.terminate()
-        output = proc.communicate(timeout=60)[0].decode(errors="replace")
+        server.stop()
+    output = server.output()
     assert status == 200, (body, output[-2000:])
     predictions = body["predictions"]
     expected = results["GroupedPmdarima"]["envkit"]

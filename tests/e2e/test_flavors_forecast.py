@@ -8,13 +8,10 @@ the tiny ones of tests/flavor_models, built once per session and shared by the x
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
@@ -26,6 +23,7 @@ import yaml
 from conftest import RUNTIME_PINS  # (tests/e2e/conftest.py)
 from flavor_models import prophet as prophet_models
 from forecast_cases import FLAVOR_OF, FLAVORS, arima_window, builder, fit_arima, plain, pyfunc_input
+from test_serve import Server, post_json
 
 import envkit.pmdarima
 import envkit.prophet
@@ -288,58 +286,23 @@ def test_a_model_whose_requirements_miss_the_library_fails_validate_naming_it(
     assert "the statsmodels flavor needs the package 'statsmodels'" in proc.stdout + proc.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _post(port: int, body: bytes) -> tuple[int, dict]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    try:
-        conn.request("POST", "/invocations", body, {"Content-Type": "application/json"})
-        response = conn.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        conn.close()
-
-
-def _wait_ready(proc: subprocess.Popen, port: int, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"the server exited {proc.returncode}"
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        try:
-            conn.request("GET", "/ping")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            time.sleep(0.3)
-        finally:
-            conn.close()
-    raise AssertionError(f"the server did not answer /ping within {timeout}s")
-
-
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("flavor", FLAVORS)
 def test_serve_answers_the_serving_example_with_the_models_predictions(forecast_models, flavor):
     model = forecast_models / flavor
-    port = _free_port()
-    argv = [sys.executable, "-m", "envkit", "serve", str(model), "--port", str(port)]
-    proc = subprocess.Popen(
-        [*argv, "--env-manager", "local"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    server = Server(model, "--env-manager", "local")
     try:
-        _wait_ready(proc, port)
-        status, body = _post(port, (model / "serving_input_example.json").read_bytes())
+        server.wait_ready(timeout=120)
+        example = json.loads((model / "serving_input_example.json").read_text())
+        status, body = post_json(server.port, example)
         if flavor == "pmdarima":  # the flavor's own input rule: one row
             rows = {"dataframe_split": {"columns": ["n_periods"], "data": [[1], [2]]}}
-            bad_status, bad = _post(port, json.dumps(rows).encode())
+            bad_status, bad = post_json(server.port, rows)
             assert bad_status == 400, bad
             assert "Only 1 row should be supplied" in bad["message"]
     finally:
-        proc.terminate()
-        output = proc.communicate(timeout=60)[0].decode(errors="replace")
+        server.stop()
+    output = server.output()
     assert status == 200, (body, output[-2000:])
     from envkit.models.input_example import load_input_example
 

@@ -63,10 +63,12 @@ def post_json(port: int, payload, **kwargs) -> tuple[int, dict]:
 class Server:
     """`envkit serve ...` in a subprocess, stopped with SIGTERM (forwarded to the server)."""
 
-    def __init__(self, model: Path, *args: str, env: dict | None = None) -> None:
+    def __init__(
+        self, model: Path, *args: str, env: dict | None = None, python: str | Path = sys.executable
+    ) -> None:
         self.port = free_port()
         self.argv = [
-            sys.executable,
+            str(python),
             "-m",
             "envkit",
             "serve",
