@@ -7,7 +7,8 @@ or a missing file fails early), then :func:`capture_environment` on the complete
    input example) in a fresh interpreter that records what it imports and which environment
    variable names it reads (:mod:`envkit.deps.imports`);
 2. imported modules are mapped to installed distributions and pinned (``==`` the installed
-   version; a local label such as ``+cpu`` is stripped with a warning);
+   version, a local label such as ``+cpu`` kept: that build is what the model ran with; the
+   remote extra indexes configured here are recorded beside it, see ``_Builder._local_build``);
 3. the flavor's own requirements (``envkit``, ``scikit-learn``...) are always included, the
    user's ``extra_pip_requirements`` are added and win over inferred pins (with a warning when
    the installed version does not satisfy them), constraints files are copied into the model;
@@ -298,9 +299,8 @@ class _Builder:
             record = RequirementProvenance(requirement=name, name=name, source=source)
             record.note = "not installed when the model was saved"
         else:
-            public, local = _split_local(version)
-            record = self._record(name, f"{name}=={public}", source)
-            record.local_label = local
+            record = self._record(name, f"{name}=={version}", source)
+            record.local_label = _split_local(version)[1]
         record.modules = sorted(modules or [])
         self.entries[name] = record
 
@@ -328,7 +328,7 @@ class _Builder:
                 f"{name}=={version}",
                 f"{line.split('==', 1)[0]}=={version}",
             ):
-                self.pinned(name, source)  # the installed version: strip a local label
+                self.pinned(name, source)  # the installed version, with its local label
                 return
         existing = self.entries.get(name)
         if existing is not None and existing.requirement == line:
@@ -425,20 +425,34 @@ class _Builder:
 
     def _final_messages(self) -> None:
         """Warnings about the pins that remain (a user line replacing one settles it)."""
-        for record in self.entries.values():
+        for record in list(self.entries.values()):
             if record.source == SOURCE_USER or record.name in (None, "envkit"):
                 continue
-            if record.local_label:
-                public = record.requirement.split("==", 1)[-1]
-                self.messages.append(
-                    f"{record.name} {record.installed_version} has a local version label "
-                    f"(+{record.local_label}); it was recorded as {record.name}=={public} so that "
-                    "it installs from the index. If the model needs that build, pass it with "
-                    "pip_requirements/extra_pip_requirements and the index URL that serves it "
-                    "(--extra-index-url)"
-                )
+            if record.local_label and record.requirement.endswith(f"+{record.local_label}"):
+                self._local_build(record)
             if self.warn_installs:
                 self._warn_install(str(record.name), record.requirement, record.install, record.url)
+
+    def _local_build(self, record: RequirementProvenance) -> None:
+        """A pin with a local label (``torch==2.13.0+cpu``) installs only from where that build
+        is served: the environment's remote extra indexes go into requirements.txt with it (once);
+        with none, and no find-links either, nothing says where it came from: a warning."""
+        remote = self.index_config.remote_extra_indexes()
+        for url in remote:
+            line = f"--extra-index-url {url}"
+            if line not in self.entries:
+                option = RequirementProvenance(requirement=line, name=None, source=SOURCE_ENVKIT)
+                option.note = f"serves the local build {record.requirement}"
+                self.entries[line] = option
+        if remote or self.index_config.find_links:
+            return
+        self.messages.append(
+            f"{record.name} {record.installed_version} is a local build (+{record.local_label}): "
+            f"the recorded {record.requirement} installs only from an index that serves it, and "
+            "this environment names none (no extra index, no find-links). Add it with "
+            "extra_pip_requirements, e.g. '--extra-index-url https://download.pytorch.org/whl/"
+            f"{record.local_label}' for PyTorch's builds"
+        )
 
     def result(self, framework: str | None) -> list[RequirementProvenance]:
         """Framework line first, then requirements sorted by name, user lines in their order."""

@@ -1,7 +1,7 @@
 """Where each requirement came from: ``requirements.provenance.json``.
 
-For every requirement: the installed version, a local version label that was stripped from the
-pin, how the distribution was installed (from an index, editable, a VCS URL, a local path or
+For every requirement: the installed version, its local version label (``+cpu``, kept in the
+pin), how the distribution was installed (from an index, editable, a VCS URL, a local path or
 archive; read from its ``direct_url.json``), the index URL the environment was configured with
 (credentials stripped), and why it is a requirement (inferred from imports, the flavor, the user).
 """
@@ -62,12 +62,20 @@ class IndexConfig:
 
     index_url: str = DEFAULT_INDEX_URL
     extra_index_urls: tuple[str, ...] = ()
+    # pip's --find-links (directories or URLs): a build with a local version label (torch
+    # 2.13.0+cpu) may have come from one; recorded, never written into requirements.txt.
+    find_links: tuple[str, ...] = ()
+
+    def remote_extra_indexes(self) -> tuple[str, ...]:
+        """The extra indexes another machine could reach (http/https, not ``file://``)."""
+        return tuple(u for u in self.extra_index_urls if u.startswith(("http://", "https://")))
 
     @classmethod
     def current(cls) -> IndexConfig:
         """Read pip's config files and the PIP_/UV_ variables; credentials are stripped."""
         index: str | None = None
         extras: list[str] = []
+        links: list[str] = []
         parser = configparser.RawConfigParser()
         for path in _pip_config_files():
             try:
@@ -79,6 +87,8 @@ class IndexConfig:
                 index = parser.get(section, "index-url").strip() or index
             if parser.has_option(section, "extra-index-url"):
                 extras = parser.get(section, "extra-index-url").split()
+            if parser.has_option(section, "find-links"):
+                links = parser.get(section, "find-links").split()
         for name in ("UV_DEFAULT_INDEX", "UV_INDEX_URL", "PIP_INDEX_URL"):
             value = os.environ.get(name, "").strip()
             if value:
@@ -87,14 +97,22 @@ class IndexConfig:
             value = os.environ.get(name, "").strip()
             if value:
                 extras = value.split()
+        for name in ("PIP_FIND_LINKS", "UV_FIND_LINKS"):
+            value = os.environ.get(name, "").strip()
+            if value:
+                links = value.replace(",", " ").split()
         return cls(
             index_url=strip_credentials(index or DEFAULT_INDEX_URL),
             extra_index_urls=tuple(strip_credentials(u) for u in extras),
+            find_links=tuple(strip_credentials(u) for u in links),
         )
 
 
 def _pip_config_files() -> list[str]:
-    """pip's config files, lowest precedence first (global, user, site); PIP_CONFIG_FILE last."""
+    """pip's config files, lowest precedence first (global, user, site); PIP_CONFIG_FILE last.
+    ``PIP_CONFIG_FILE=/dev/null`` means none at all, as for pip."""
+    if os.environ.get("PIP_CONFIG_FILE") == os.devnull:
+        return []
     files: list[str] = []
     xdg_dirs = os.environ.get("XDG_CONFIG_DIRS", "/etc/xdg").split(os.pathsep)
     files.extend(os.path.join(d, "pip", "pip.conf") for d in xdg_dirs if d)
@@ -229,6 +247,7 @@ class Provenance:
             "python": self.python,
             "index_url": self.index.index_url,
             "extra_index_urls": list(self.index.extra_index_urls),
+            "find_links": list(self.index.find_links),
             "capture": self.capture.to_dict(),
             "requirements": [r.to_dict() for r in self.requirements],
             "unresolved_modules": list(self.unresolved_modules),
@@ -259,6 +278,7 @@ class Provenance:
             index=IndexConfig(
                 index_url=str(data.get("index_url") or DEFAULT_INDEX_URL),
                 extra_index_urls=tuple(data.get("extra_index_urls") or ()),
+                find_links=tuple(str(u) for u in data.get("find_links") or ()),
             ),
             env_vars=[str(n) for n in data.get("env_vars") or []],
             unresolved_modules=[str(n) for n in data.get("unresolved_modules") or []],

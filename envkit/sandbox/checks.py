@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -143,3 +145,56 @@ def write_input_data(data: Any, path: Path, kind: str) -> None:
         path.write_text(json.dumps(payload), encoding="utf-8")
     except TypeError as exc:
         raise UsageError(f"input_data cannot be sent as JSON: {exc}") from exc
+
+
+def cuda_builds(requirements: Iterable[str]) -> list[str]:
+    """The requirements that ask for a CUDA build: a ``+cuXXX`` local label (PyTorch's wheels)
+    or NVIDIA's CUDA libraries (``nvidia-cublas-cu12``...), as recorded."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.version import InvalidVersion, Version
+
+    found = []
+    for line in requirements:
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if requirement.name.lower().startswith("nvidia-"):
+            found.append(line)
+            continue
+        for specifier in requirement.specifier:
+            try:
+                local = Version(specifier.version).local
+            except InvalidVersion:
+                continue
+            if local and _CUDA_LABEL.match(local):
+                found.append(line)
+                break
+    return found
+
+
+_CUDA_LABEL = re.compile(r"cu\d+")
+
+
+def has_nvidia_gpu(dev: Path = Path("/dev"), proc: Path = Path("/proc")) -> bool:
+    """Whether an NVIDIA GPU is visible here: a device node ``/dev/nvidia0``... or a GPU listed
+    by the driver under ``/proc/driver/nvidia/gpus``."""
+    gpus = proc / "driver" / "nvidia" / "gpus"
+    try:
+        if gpus.is_dir() and any(gpus.iterdir()):
+            return True
+        return any(p.name[len("nvidia") :].isdigit() for p in dev.glob("nvidia[0-9]*"))
+    except OSError:
+        return False
+
+
+def gpu_build_note(requirements: Iterable[str], *, gpu: bool | None = None) -> str | None:
+    """A warning when the environment records a CUDA build and this machine has no NVIDIA GPU
+    (``gpu``: the probe's answer, :func:`has_nvidia_gpu` by default); None otherwise."""
+    builds = cuda_builds(requirements)
+    if not builds or (has_nvidia_gpu() if gpu is None else gpu):
+        return None
+    return (
+        f"the model records a CUDA build ({', '.join(builds)}) and this machine has no NVIDIA "
+        "GPU: it ran on the CPU here, so this validation does not show that it runs on a GPU"
+    )

@@ -105,6 +105,11 @@ class _Session:
         report.backend, report.backend_note = ready.backend.name, ready.backend_note
         report.isolated = ready.isolated
         report.warnings.extend(ready.warnings)
+        from envkit.sandbox.checks import gpu_build_note
+
+        gpu_note = gpu_build_note(ready.spec.requirements)
+        if gpu_note is not None:
+            report.warnings.append(gpu_note)
         report.spec_notes.extend(ready.plan.notes)
         report.overrides = list(self.options.provision.overrides)
         report.spec = {**ready.spec.to_dict(), "key": ready.spec.key, "source": ready.plan.source}

@@ -4,6 +4,7 @@ how each was installed. Real distributions in a temporary site directory, real s
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -77,17 +78,72 @@ def test_declared_dependencies_are_kept_and_optional_imports_are_not(fake_site, 
     assert requirement_names(tmp_path / "m") == {"envkit", "cloudpickle", "deproot", "depleaf"}
 
 
-def test_a_local_version_label_is_stripped_with_a_warning_and_recorded(fake_site, tmp_path):
+@pytest.fixture
+def index_settings(monkeypatch):
+    """``set(**variables)``: pip's and uv's index settings are exactly these (no config file)."""
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    for name in (
+        "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "UV_DEFAULT_INDEX",
+        "UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_INDEX", "UV_FIND_LINKS",
+    ):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+
+    def set_variables(**variables: str) -> None:
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
+
+    return set_variables
+
+
+def test_a_local_build_is_pinned_with_its_label_and_a_warning_when_nothing_serves_it(
+    fake_site, tmp_path, index_settings
+):
+    """torch 2.3.0+cu121 from nowhere envkit can name: the pin keeps +cu121 (that build is what
+    the model ran with), and the warning says which index to add."""
+    index_settings()
     record = _install_and_save(
         fake_site,
         tmp_path,
         "labelled",
         "2.3.0+cu121",
-        warns=r"labelled 2\.3\.0\+cu121 has a local version",
+        warns=r"labelled 2\.3\.0\+cu121 is a local build.*download\.pytorch\.org/whl/cu121",
     )
-    assert "labelled==2.3.0" in (tmp_path / "m" / "requirements.txt").read_text().splitlines()
+    lines = (tmp_path / "m" / "requirements.txt").read_text().splitlines()
+    assert "labelled==2.3.0+cu121" in lines
+    assert not any(line.startswith("--") for line in lines)
     assert record["local_label"] == "cu121"
     assert record["installed_version"] == "2.3.0+cu121"
+
+
+def test_a_local_build_records_the_remote_index_it_needs_in_requirements(
+    fake_site, tmp_path, index_settings
+):
+    """With PyTorch's index configured (pip's extra index), requirements.txt carries it beside
+    the labelled pin, so that plain pip install -r finds the build; local file:// indexes are
+    this machine's, never written."""
+    index_settings(
+        PIP_EXTRA_INDEX_URL="https://user:pw@download.pytorch.org/whl/cpu file:///opt/mirror"
+    )
+    _install_and_save(fake_site, tmp_path, "labelled", "2.3.0+cpu")
+    lines = (tmp_path / "m" / "requirements.txt").read_text().splitlines()
+    assert "labelled==2.3.0+cpu" in lines
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in lines
+    assert not any("file://" in line or "pw@" in line for line in lines)
+
+
+def test_a_local_build_from_find_links_is_recorded_in_the_provenance(
+    fake_site, tmp_path, index_settings
+):
+    """pip's find-links (a wheel directory, as on this machine) served the build: no warning,
+    no path of this machine in requirements.txt, the directory in the provenance."""
+    wheels = tmp_path / "wheels"
+    index_settings(PIP_FIND_LINKS=str(wheels))
+    _install_and_save(fake_site, tmp_path, "labelled", "2.3.0+cpu")
+    lines = (tmp_path / "m" / "requirements.txt").read_text().splitlines()
+    assert "labelled==2.3.0+cpu" in lines
+    assert not any(line.startswith("--") for line in lines)
+    provenance = json.loads((tmp_path / "m" / "requirements.provenance.json").read_text())
+    assert provenance["find_links"] == [str(wheels)]
 
 
 def test_a_vcs_install_is_reported_with_the_line_to_use(fake_site, tmp_path):
@@ -180,9 +236,10 @@ def test_owner_of_stdlib_installed_and_local_modules(tmp_path):
     assert sys.modules["yaml"] is yaml
 
 
-def test_a_flavor_requirement_with_a_local_label_is_stripped_too(fake_site, tmp_path):
+def test_a_flavor_requirement_with_a_local_label_keeps_it(fake_site, tmp_path, index_settings):
     from envkit.deps.capture import UserRequirements, decide_requirements
 
+    index_settings(PIP_FIND_LINKS=str(tmp_path))
     fake_site.install("flavorlib", "1.4.0+cpu", {"flavorlib.py": "A = 1\n"})
     envkit.pyfunc.save_model(tmp_path / "m", python_model=model_importing(), pip_requirements=[])
     decision = decide_requirements(
@@ -192,8 +249,8 @@ def test_a_flavor_requirement_with_a_local_label_is_stripped_too(fake_site, tmp_
         input_example_info=None,
         strict=True,
     )
-    assert "flavorlib==1.4.0" in decision.requirements
-    assert any("+cpu" in message for message in decision.messages)
+    assert "flavorlib==1.4.0+cpu" in decision.requirements
+    assert decision.messages == []
 
 
 def test_a_user_line_for_a_vcs_install_settles_the_warning(fake_site, tmp_path):

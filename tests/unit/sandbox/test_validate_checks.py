@@ -418,3 +418,39 @@ def test_a_secret_quoted_by_the_models_error_is_redacted_in_the_report(model, ho
     assert "bad key ***" in report.error["message"]
     for form in ("text", "json", "junit"):
         assert secret not in render(report, form)
+
+
+def test_cuda_builds_are_local_cu_labels_and_nvidia_libraries():
+    from envkit.sandbox.checks import cuda_builds
+
+    lines = [
+        "torch==2.3.0+cu121", "torch==2.3.0+cpu", "torchvision==0.18.0",
+        "nvidia-cublas-cu12==12.1.3", "jax[cuda12]>=0.4",
+        "--extra-index-url https://download.pytorch.org/whl/cu121",
+    ]  # fmt: skip
+    assert cuda_builds(lines) == ["torch==2.3.0+cu121", "nvidia-cublas-cu12==12.1.3"]
+
+
+def test_the_gpu_probe_reads_device_nodes_and_the_drivers_list(tmp_path):
+    from envkit.sandbox.checks import has_nvidia_gpu
+
+    dev, proc = tmp_path / "dev", tmp_path / "proc"
+    dev.mkdir()
+    proc.mkdir()
+    (dev / "nvidiactl").touch()  # the driver's control node alone is not a GPU
+    assert not has_nvidia_gpu(dev, proc)
+    (dev / "nvidia0").touch()
+    assert has_nvidia_gpu(dev, proc)
+    (dev / "nvidia0").unlink()
+    (proc / "driver" / "nvidia" / "gpus" / "0000:01:00.0").mkdir(parents=True)
+    assert has_nvidia_gpu(dev, proc)
+
+
+def test_a_cuda_build_without_a_gpu_is_one_warning_line():
+    from envkit.sandbox.checks import gpu_build_note
+
+    assert gpu_build_note(["torch==2.3.0+cu121"], gpu=True) is None
+    assert gpu_build_note(["torch==2.3.0+cpu"], gpu=False) is None
+    note = gpu_build_note(["torch==2.3.0+cu121"], gpu=False)
+    assert note is not None and "\n" not in note
+    assert note.startswith("the model records a CUDA build (torch==2.3.0+cu121)")
