@@ -172,7 +172,8 @@ class DistributionIndex:
         """Who provides ``module``, imported from ``file``."""
         if self.is_stdlib(module, file):
             return Owner(STDLIB)
-        if file is None:
+        if file is None or not os.path.isabs(file):
+            # No file, or one that names no place (torch.ops: "_ops.py"): its package says who
             return Owner(NONE)
         path = _norm(file)
         top = module.partition(".")[0]

@@ -3,7 +3,8 @@
 Unpickling runs code: a pickle names the globals (functions, classes) it calls while it is read,
 and one that names ``os.system`` runs a command. :func:`scan_model` lists the globals every
 pickle-based file of a model references (pickle, cloudpickle and joblib files: ``model.pkl``,
-``python_model.pkl``, artifacts), without loading any of them, using picklescan's disassembler
+``python_model.pkl``, artifacts, and the ``*.pkl`` members of zip archives: torch's
+``model.pth``), without loading any of them, using picklescan's disassembler
 and blocklist (imported lazily: ``import envkit`` stays light). :func:`ensure_safe` refuses a
 model that references a dangerous global (:class:`~envkit.errors.UnsafeModelError`, exit code 1)
 unless the caller trusts the model, or the global (``trusted_types``).
@@ -54,6 +55,11 @@ PICKLE_SUFFIXES = frozenset(
 )
 # Pickles of protocol 2 and later start with PROTO and the protocol number.
 _PICKLE_MAGIC = frozenset(bytes([0x80, n]) for n in range(2, 6))
+# A zip archive (torch.save's format since torch 1.6: ``<name>/data.pkl`` beside the raw
+# tensor data, whatever the file's suffix: model.pth, .pt, .bin...); its *.pkl members are the
+# pickles torch.load unpickles.
+_ZIP_MAGIC = b"PK\x03\x04"
+_ZIP_PICKLE_SUFFIX = ".pkl"
 
 _CLOUDPICKLE_INTERNALS = frozenset(
     {
@@ -275,6 +281,50 @@ def pickle_files(model_dir: Path) -> Iterator[Path]:
                 yield path
 
 
+def zip_files(model_dir: Path) -> Iterator[Path]:
+    """The model's files that are zip archives (by their first bytes: torch names its files
+    freely), symlinks not followed."""
+    for root, dirs, names in os.walk(model_dir):
+        dirs.sort()
+        for name in sorted(names):
+            path = Path(root) / name
+            if path.is_symlink() or not path.is_file():
+                continue
+            try:
+                with open(path, "rb") as handle:
+                    head = handle.read(len(_ZIP_MAGIC))
+            except OSError:
+                continue
+            if head == _ZIP_MAGIC:
+                yield path
+
+
+def scan_zip_members(path: Path, relative: str, trust: ModelTrust) -> list[FileScan]:
+    """A scan of each ``*.pkl`` member of the zip archive ``path`` (torch's ``data.pkl``), named
+    ``<file>:<member>``; none for an archive without pickles. An archive that cannot be read is
+    one unreadable file."""
+    import io
+    import zipfile
+
+    from picklescan.scanner import SafetyLevel, scan_pickle_bytes
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [
+                info
+                for info in archive.infolist()
+                if info.filename.lower().endswith(_ZIP_PICKLE_SUFFIX) and not info.is_dir()
+            ]
+            payloads = [(info.filename, archive.read(info)) for info in members]
+    except (OSError, zipfile.BadZipFile, RuntimeError, ValueError) as exc:
+        return [FileScan(relative, error=f"not a readable zip archive ({exc})")]
+    return [
+        _scan_stream(io.BytesIO(data), f"{relative}:{member}", trust, scan_pickle_bytes,
+                     SafetyLevel)
+        for member, data in payloads
+    ]  # fmt: skip
+
+
 def classify(module: str, name: str, flagged: bool, trust: ModelTrust) -> str:
     """``safe``, ``dangerous`` or ``unknown`` for the global ``module.name`` (``flagged``: on
     the scanner's blocklist)."""
@@ -287,10 +337,25 @@ def classify(module: str, name: str, flagged: bool, trust: ModelTrust) -> str:
         return "safe"  # cloudpickle's code objects of classes pickled by value
     if flagged or _more_dangerous(module, name) or "unknown" in (module, name):
         return "dangerous"
+    if _torch_data(module, name):
+        return "safe"
     top = module.split(".")[0]
     if top in ("builtins", "__builtin__"):
         return "safe" if name in _SAFE_BUILTINS else "unknown"
     return "safe" if top in _SAFE_PACKAGES else "unknown"
+
+
+def _torch_data(module: str, name: str) -> bool:
+    """What torch.save writes for a module's weights: tensors and parameters rebuilt from their
+    storages, dtypes, and the layers of torch.nn (not torch as a whole: torch.load, torch.hub,
+    torch.jit and the like run code)."""
+    if module == "torch._utils":
+        return name.startswith("_rebuild_")
+    if module == "torch":
+        return name.endswith("Storage") or name in ("Size", "device", "dtype", "float32")
+    if module == "torch.storage":  # not _load_from_bytes: it calls torch.load
+        return name in ("TypedStorage", "UntypedStorage")
+    return module == "torch.nn.parameter" or module.startswith("torch.nn.modules.")
 
 
 def _more_dangerous(module: str, name: str) -> bool:
@@ -380,6 +445,8 @@ def scan_model(
     except PackageNotFoundError:
         scanner = "picklescan"
     files = [scan_file(p, p.relative_to(root).as_posix(), trust) for p in pickle_files(root)]
+    for archive in zip_files(root):
+        files += scan_zip_members(archive, archive.relative_to(root).as_posix(), trust)
     files += _scan_embedded(root, trust)
     return ModelScan(str(root), files, scanner, strict)
 
