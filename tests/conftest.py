@@ -122,12 +122,22 @@ def _build_venv(
         ],
         capture_output=True,
         text=True,
+        env=_uv_env(),
         timeout=1200,
     )  # fmt: skip
     if proc.returncode != 0:
         shutil.rmtree(target, ignore_errors=True)
         raise RuntimeError(f"building the test venv failed:\n{proc.stderr[-3000:]}")
     (target / ".complete").write_text(json.dumps(requirements))
+
+
+def _uv_env() -> dict[str, str]:
+    """This environment, with pip's find-links given to uv when uv has none (outside a test
+    session too: benchmarks/validate.py): ``torch==2.13.0+cpu`` is found in /opt/wheels."""
+    env = dict(os.environ)
+    if env.get("PIP_FIND_LINKS") and not env.get("UV_FIND_LINKS"):
+        env["UV_FIND_LINKS"] = ",".join(env["PIP_FIND_LINKS"].split())
+    return env
 
 
 def shared_venv(
@@ -405,3 +415,16 @@ def h2o_cluster():
 def venv_factory() -> Callable[..., Path]:
     """:func:`shared_venv`: ``(name, requirements)`` -> the Python of a shared virtualenv."""
     return shared_venv
+
+
+@pytest.fixture(scope="session")
+def mlflow_torch_python(_sdist_wheels) -> Path:
+    """Python of a virtualenv with MLflow and this interpreter's torch (:func:`mlflow_venv_with`):
+    ``torch==2.13.0+cpu``, the CPU build uv finds in the find-links (``/opt/wheels``). Skipped
+    with a CUDA build of torch here: its copy would be several GB."""
+    torch = pytest.importorskip("torch")
+    if sys.version_info < (3, 10):
+        pytest.skip(f"MLflow {MLFLOW_VERSION} needs Python >= 3.10")
+    if torch.version.cuda is not None:
+        pytest.skip(f"torch {torch.__version__} is a CUDA build: no multi-GB copy for MLflow")
+    return mlflow_venv_with("mlflow-torch", ("torch", "pandas", "numpy", "cloudpickle"))

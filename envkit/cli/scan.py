@@ -20,7 +20,8 @@ def register(subparsers: Any) -> None:
         run,
         help="scan the model's pickles for globals that run code when loaded",
         description=(
-            "List, per pickle-based file of the model (pickle, cloudpickle, joblib), the "
+            "List, per pickle-based file of the model (pickle, cloudpickle, joblib, and the "
+            "pickles inside zip archives such as torch's model.pth), the "
             "globals it calls when unpickled, without loading it: safe, dangerous (commands, "
             "code, files, network: os.system, builtins.eval, subprocess...) or unknown (not on "
             "envkit's safe list, such as the model's own classes; loading allows them unless "
