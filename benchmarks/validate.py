@@ -327,6 +327,9 @@ def main() -> None:
     flavors = [name for name in wanted if name != "iris"]
     modules = flavor_modules(flavors) if flavors else {}
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    if os.environ.get("PIP_FIND_LINKS") and not os.environ.get("UV_FIND_LINKS"):
+        # MLflow's uv finds torch==2.13.0+cpu (the pytorch row) where pip does: /opt/wheels
+        os.environ["UV_FIND_LINKS"] = ",".join(os.environ["PIP_FIND_LINKS"].split())
     mlflow_py = mlflow_python()
     if "iris" in wanted:
         iris_rows(runs, mlflow_py)
