@@ -300,9 +300,10 @@ def zip_files(model_dir: Path) -> Iterator[Path]:
 
 
 def scan_zip_members(path: Path, relative: str, trust: ModelTrust) -> list[FileScan]:
-    """A scan of each ``*.pkl`` member of the zip archive ``path`` (torch's ``data.pkl``), named
-    ``<file>:<member>``; none for an archive without pickles. An archive that cannot be read is
-    one unreadable file."""
+    """A scan of each ``*.pkl`` member of the zip archive ``path`` (torch's ``data.pkl``), and of
+    those of the zip archives inside it (the ``sample_inputs/model.pt`` of a ``torch.export``
+    archive), each named ``<file>:<member>``; none for an archive without pickles. An archive
+    that cannot be read is one unreadable file."""
     import io
     import zipfile
 
@@ -310,19 +311,36 @@ def scan_zip_members(path: Path, relative: str, trust: ModelTrust) -> list[FileS
 
     try:
         with zipfile.ZipFile(path) as archive:
-            members = [
-                info
-                for info in archive.infolist()
-                if info.filename.lower().endswith(_ZIP_PICKLE_SUFFIX) and not info.is_dir()
-            ]
-            payloads = [(info.filename, archive.read(info)) for info in members]
+            payloads = _zip_pickles(archive, relative, depth=2)
     except (OSError, zipfile.BadZipFile, RuntimeError, ValueError) as exc:
         return [FileScan(relative, error=f"not a readable zip archive ({exc})")]
     return [
-        _scan_stream(io.BytesIO(data), f"{relative}:{member}", trust, scan_pickle_bytes,
-                     SafetyLevel)
-        for member, data in payloads
-    ]  # fmt: skip
+        _scan_stream(io.BytesIO(data), where, trust, scan_pickle_bytes, SafetyLevel)
+        for where, data in payloads
+    ]
+
+
+def _zip_pickles(archive: Any, where: str, depth: int) -> list[tuple[str, bytes]]:
+    """``(name, bytes)`` of the ``*.pkl`` members of ``archive``, and, ``depth`` levels down,
+    of the zip archives it holds."""
+    import io
+    import zipfile
+
+    found: list[tuple[str, bytes]] = []
+    for info in archive.infolist():
+        if info.is_dir():
+            continue
+        name = f"{where}:{info.filename}"
+        if info.filename.lower().endswith(_ZIP_PICKLE_SUFFIX):
+            found.append((name, archive.read(info)))
+            continue
+        if depth > 0:
+            with archive.open(info) as member:
+                nested = member.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC
+            if nested:
+                with zipfile.ZipFile(io.BytesIO(archive.read(info))) as inner:
+                    found += _zip_pickles(inner, name, depth - 1)
+    return found
 
 
 def classify(module: str, name: str, flagged: bool, trust: ModelTrust) -> str:

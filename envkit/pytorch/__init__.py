@@ -42,6 +42,9 @@ _SERIALIZED_MODEL_FILE_NAME = "model.pth"
 _EXPORTED_MODEL_FILE_NAME = "model.pt2"
 _STATE_DICT_FILE_NAME = "state_dict.pth"
 _PICKLE_MODULE_INFO_FILE_NAME = "pickle_module_info.txt"
+SERIALIZATION_FORMAT_PICKLE = "pickle"
+SERIALIZATION_FORMAT_PT2 = "pt2"
+SERIALIZATION_FORMATS = (SERIALIZATION_FORMAT_PICKLE, SERIALIZATION_FORMAT_PT2)
 CPU_DEVICE = "cpu"
 GPU_DEVICE = "cuda"
 
@@ -56,6 +59,7 @@ _KNOWN_PICKLE_MODULES = {
 
 __all__ = [
     "FLAVOR_NAME",
+    "SERIALIZATION_FORMATS",
     "load_model",
     "load_state_dict",
     "log_model",
@@ -77,6 +81,7 @@ def save_model(
     pytorch_model: Any,
     path: str | os.PathLike[str],
     *,
+    serialization_format: str = SERIALIZATION_FORMAT_PICKLE,
     pickle_module: Any = None,
     code_paths: Sequence[str | os.PathLike[str]] | None = None,
     input_example: Any = None,
@@ -90,10 +95,14 @@ def save_model(
     envkit_model: Any = None,
     **kwargs: Any,
 ) -> Any:
-    """Save a ``torch.nn.Module`` (whole, pickled) as an MLflow Model directory at ``path``.
+    """Save a ``torch.nn.Module`` as an MLflow Model directory at ``path``.
 
-    ``pickle_module`` defaults to cloudpickle (:mod:`envkit.pytorch.pickle_module`); ``kwargs``
-    go to ``torch.save``. A ``torch.Tensor`` input example is saved as its numpy array.
+    ``serialization_format``: ``"pickle"`` (default) pickles the whole module into
+    ``data/model.pth`` with ``pickle_module`` (cloudpickle: :mod:`envkit.pytorch.pickle_module`;
+    ``kwargs`` go to ``torch.save``); ``"pt2"`` saves the graph ``torch.export`` traces on the
+    input example (a numpy array or a tensor, its first dimension dynamic) into
+    ``data/model.pt2``: no pickle of the module, the model class is not needed to load it. A
+    ``torch.Tensor`` input example is saved as its numpy array.
     Requirements: torch (with its local label: ``torch==2.13.0+cpu``) and cloudpickle.
     """
     torch = _torch()
@@ -109,18 +118,32 @@ def save_model(
         from envkit.pytorch import pickle_module as default_pickle_module
 
         pickle_module = default_pickle_module
+    if serialization_format not in SERIALIZATION_FORMATS:
+        raise UsageError(
+            f"serialization_format must be one of {', '.join(SERIALIZATION_FORMATS)}, "
+            f"not {serialization_format!r}"
+        )
+    example_tensor = _example_tensor(torch, input_example)
+    if serialization_format == SERIALIZATION_FORMAT_PT2 and example_tensor is None:
+        raise UsageError(
+            'serialization_format="pt2" traces the model on its input example: give '
+            "input_example as a numpy array or a torch.Tensor"
+        )
     if isinstance(input_example, torch.Tensor):
         input_example = input_example.detach().cpu().numpy()
 
     def write(staging: Path, model: Any, code_dir: str | None) -> None:
         data = staging / _MODEL_DATA_SUBPATH
         data.mkdir()
-        (data / _PICKLE_MODULE_INFO_FILE_NAME).write_text(pickle_module.__name__)
-        target = str(data / _SERIALIZED_MODEL_FILE_NAME)
-        if isinstance(pytorch_model, torch.jit.ScriptModule):
-            torch.jit.save(pytorch_model, target)
+        if serialization_format == SERIALIZATION_FORMAT_PT2:
+            _export(torch, pytorch_model, example_tensor, data / _EXPORTED_MODEL_FILE_NAME)
         else:
-            torch.save(pytorch_model, target, pickle_module=pickle_module, **kwargs)
+            (data / _PICKLE_MODULE_INFO_FILE_NAME).write_text(pickle_module.__name__)
+            target = str(data / _SERIALIZED_MODEL_FILE_NAME)
+            if isinstance(pytorch_model, torch.jit.ScriptModule):
+                torch.jit.save(pytorch_model, target)
+            else:
+                torch.save(pytorch_model, target, pickle_module=pickle_module, **kwargs)
         model.add_flavor(
             FLAVOR_NAME,
             model_data=_MODEL_DATA_SUBPATH,
@@ -155,6 +178,28 @@ def save_model(
         strict=strict,
         conda_env=conda_env,
     )
+
+
+def _example_tensor(torch: Any, input_example: Any) -> Any:
+    """The input example as a tensor (None: it is no array nor tensor)."""
+    import numpy as np
+
+    if isinstance(input_example, torch.Tensor):
+        return input_example.detach()
+    if isinstance(input_example, np.ndarray):
+        return torch.from_numpy(np.require(input_example, requirements="W"))
+    return None
+
+
+def _export(torch: Any, model: Any, example: Any, target: Path) -> None:
+    """``torch.export`` the module on ``example``, its first dimension dynamic (the batch), and
+    save the program at ``target``."""
+    from torch.export import Dim
+
+    batch = getattr(Dim, "AUTO", None) or Dim("batch")
+    dynamic = [{0: batch}] if example.dim() > 0 else None
+    program = torch.export.export(model, (example,), dynamic_shapes=dynamic)
+    torch.export.save(program, str(target))
 
 
 def log_model(

@@ -64,6 +64,16 @@ def torch_array_model(tmp_path_factory, torch_net) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def torch_pt2_model(tmp_path_factory, torch_net) -> Path:
+    """The network saved as torch.export traces it (MLflow's default format)."""
+    path = tmp_path_factory.mktemp("pytorch-envkit-pt2") / "net"
+    envkit.pytorch.save_model(
+        torch_net, path, serialization_format="pt2", input_example=X.head(3).to_numpy()
+    )
+    return path
+
+
 def _mlmodel(path: Path) -> dict:
     return yaml.safe_load((path / "MLmodel").read_text())
 
@@ -116,6 +126,25 @@ def test_pyfunc_predicts_arrays_and_tensors(torch_array_model, torch_net):
     )
     with pytest.raises(ValueError, match="load time"):
         raw.predict(array, params={"device": "cpu"})
+
+
+def test_pt2_saves_the_traced_program_without_a_pickle_of_the_module(torch_pt2_model, torch_net):
+    assert {p.name for p in (torch_pt2_model / "data").iterdir()} == {"model.pt2"}
+    array = X.to_numpy(dtype=np.float32)  # twelve rows: the batch dimension is dynamic
+    pyfunc = envkit.pyfunc.load_model(torch_pt2_model)
+    np.testing.assert_allclose(pyfunc.predict(array), _expected(torch_net, array), rtol=1e-6)
+    native = envkit.pytorch.load_model(torch_pt2_model)
+    np.testing.assert_allclose(_expected(native, array), _expected(torch_net, array), rtol=1e-6)
+
+
+def test_pt2_without_an_array_example_is_a_usage_error(tmp_path, torch_net):
+    from envkit.errors import UsageError
+
+    with pytest.raises(UsageError, match="input_example as a numpy array"):
+        envkit.pytorch.save_model(
+            torch_net, tmp_path / "m", serialization_format="pt2", input_example=X.head(3)
+        )
+    assert not (tmp_path / "m").exists()
 
 
 def test_a_state_dict_round_trips_into_a_fresh_module(tmp_path, torch_net):
@@ -221,7 +250,7 @@ os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"  # envkit's model is 
 result = {}
 for name, path in request["envkit_models"].items():
     native = mlflow.pytorch.load_model(path)
-    predicted = mlflow.pyfunc.load_model(path).predict(X)
+    predicted = mlflow.pyfunc.load_model(path).predict(X.to_numpy() if "pt2" in name else X)
     result[name] = {"native": type(native).__name__, "pyfunc": np.asarray(predicted).tolist()}
 for name in ("mlflow-pickle", "mlflow-pt2"):
     data = X if name == "mlflow-pickle" else X.to_numpy()
@@ -234,7 +263,9 @@ print(json.dumps(result))
 
 
 @pytest.fixture(scope="session")
-def mlflow_torch(mlflow_torch_python, torch_model, torch_net, tmp_path_factory) -> dict:
+def mlflow_torch(
+    mlflow_torch_python, torch_model, torch_pt2_model, torch_net, tmp_path_factory
+) -> dict:
     """``out``: where MLflow saved its models; ``results``: what MLflow predicted."""
     root = tmp_path_factory.mktemp("pytorch-mlflow")
     envkit.pytorch.save_state_dict(torch_net.state_dict(), root / "envkit-state-dict")
@@ -244,7 +275,7 @@ def mlflow_torch(mlflow_torch_python, torch_model, torch_net, tmp_path_factory) 
             {
                 "out": str(root),
                 "mlflow_save": torch_models.MLFLOW_SAVE,
-                "envkit_models": {"envkit": str(torch_model)},
+                "envkit_models": {"envkit": str(torch_model), "envkit-pt2": str(torch_pt2_model)},
                 "envkit_state_dict": str(root / "envkit-state-dict"),
                 "X": X.to_dict(orient="split"),
             }
@@ -287,10 +318,25 @@ def test_envkit_writes_the_sections_and_files_mlflow_writes(torch_model, mlflow_
 
 
 @pytest.mark.mlflow
-def test_mlflow_loads_envkit_models_and_predicts_the_same(torch_model, torch_net, mlflow_torch):
-    loaded = mlflow_torch["results"]["envkit"]
-    assert loaded["native"] == "Sequential"
+def test_envkit_writes_the_pt2_sections_mlflow_writes(torch_pt2_model, mlflow_torch):
+    theirs = mlflow_torch["out"] / "mlflow-pt2"
+    mine, mlflows = _mlmodel(torch_pt2_model), _mlmodel(theirs)
+    assert mine["flavors"]["pytorch"] == mlflows["flavors"]["pytorch"]
+    assert mine["signature"]["inputs"] == mlflows["signature"]["inputs"]
+    assert {p.name for p in (theirs / "data").iterdir()} == {"model.pt2"}
+
+
+@pytest.mark.mlflow
+@pytest.mark.parametrize(("name", "native"), [("envkit", "Sequential"), ("envkit-pt2", None)])
+def test_mlflow_loads_envkit_models_and_predicts_the_same(torch_net, mlflow_torch, name, native):
+    loaded = mlflow_torch["results"][name]
+    if native:
+        assert loaded["native"] == native
     np.testing.assert_allclose(np.asarray(loaded["pyfunc"]), _expected(torch_net, X), rtol=1e-6)
+
+
+@pytest.mark.mlflow
+def test_mlflow_loads_envkits_state_dict(torch_net, mlflow_torch):
     assert mlflow_torch["results"]["envkit-state-dict"] == sorted(torch_net.state_dict())
 
 
