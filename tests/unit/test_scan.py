@@ -308,3 +308,66 @@ def test_strict_scan_on_the_command_line(own_class_model):
     assert proc.returncode == 1, proc.stderr
     assert own in proc.stderr and "strict scan" in proc.stderr
     assert len([line for line in proc.stderr.splitlines() if line.strip()]) == 1
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_the_pickles_inside_zip_archives_are_scanned_whatever_the_suffix(tmp_path):
+    """torch.save's layout (``<name>/data.pkl`` beside raw tensor bytes, in a file named
+    ``.pth``), and a zip inside a zip (torch.export's ``sample_inputs/model.pt``), built here
+    without torch: a dangerous global in either is found and named by member."""
+    marker = tmp_path / "pwned"
+    evil = pickle.dumps(_Pwn(marker), protocol=2)
+    model = tmp_path / "m"
+    (model / "data").mkdir(parents=True)
+    (model / "data" / "model.pth").write_bytes(
+        _zip({"model/data.pkl": evil, "model/data/0": b"\x80\x02\x00\x01", "model/version": b"3"})
+    )
+    inner = _zip({"archive/data.pkl": evil})
+    (model / "data" / "model.pt2").write_bytes(_zip({"m/data/sample_inputs/model.pt": inner}))
+    (model / "data" / "plain.zip").write_bytes(_zip({"readme.txt": b"no pickles"}))
+
+    scan = scan_model(model)
+    assert sorted(f.path for f in scan.dangerous) == [
+        "data/model.pt2:m/data/sample_inputs/model.pt:archive/data.pkl",
+        "data/model.pth:model/data.pkl",
+    ]
+    assert all(f.dangerous == ["posix.system"] for f in scan.dangerous)
+    assert len(scan.files) == 2  # the raw tensor bytes and the plain zip are not pickles
+    with pytest.raises(UnsafeModelError, match=r"data/model\.pt"):
+        ensure_safe(model, ModelTrust())
+    assert not marker.exists()
+
+
+def test_a_broken_zip_is_unreadable_not_skipped(tmp_path):
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "model.pth").write_bytes(b"PK\x03\x04 truncated")
+    (bad,) = scan_model(model).files
+    assert bad.path == "model.pth" and bad.verdict == "unreadable"
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "verdict"),
+    [
+        ("torch._utils", "_rebuild_tensor_v2", "safe"),
+        ("torch", "FloatStorage", "safe"),
+        ("torch.nn.modules.linear", "Linear", "safe"),
+        ("torch.storage", "_load_from_bytes", "unknown"),  # it calls torch.load
+        ("torch", "load", "unknown"),
+        ("torch.hub", "load", "unknown"),
+    ],
+)
+def test_torch_data_globals_are_safe_and_nothing_else_of_torch(module, name, verdict):
+    from envkit.models.scan import classify
+
+    assert classify(module, name, False, ModelTrust()) == verdict
