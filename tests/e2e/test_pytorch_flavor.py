@@ -155,6 +155,23 @@ def test_a_state_dict_round_trips_into_a_fresh_module(tmp_path, torch_net):
     np.testing.assert_allclose(_expected(fresh.eval(), X), _expected(torch_net, X), rtol=1e-6)
 
 
+def test_log_model_saves_into_the_run_and_loads_by_runs_uri(tmp_path, torch_net):
+    envkit.set_tracking_dir(tmp_path / "runs")
+    try:
+        with envkit.start_run():
+            info = envkit.pytorch.log_model(torch_net, name="net", pip_requirements=["torch"])
+        assert info.model_uri.startswith("runs:/") and "pytorch" in info.flavors
+        loaded = envkit.pytorch.load_model(info.model_uri)
+        np.testing.assert_allclose(_expected(loaded, X), _expected(torch_net, X), rtol=1e-6)
+    finally:
+        envkit.set_tracking_dir(None)
+
+
+def test_importing_the_flavor_imports_no_torch():
+    code = "import sys, envkit.pytorch; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
 def test_capture_records_torch_with_its_local_label_and_cloudpickle(torch_model):
     from envkit.deps.requirements import requirement_name
 
