@@ -60,6 +60,8 @@ _PICKLE_MAGIC = frozenset(bytes([0x80, n]) for n in range(2, 6))
 # pickles torch.load unpickles.
 _ZIP_MAGIC = b"PK\x03\x04"
 _ZIP_PICKLE_SUFFIX = ".pkl"
+# A member is read into memory to be scanned: a bigger one (a zip bomb's) is not read.
+MAX_ZIP_MEMBER_BYTES = 1 << 30
 
 _CLOUDPICKLE_INTERNALS = frozenset(
     {
@@ -331,7 +333,15 @@ def _zip_pickles(archive: Any, where: str, depth: int) -> list[tuple[str, bytes]
         if info.is_dir():
             continue
         name = f"{where}:{info.filename}"
-        if info.filename.lower().endswith(_ZIP_PICKLE_SUFFIX):
+        is_pickle = info.filename.lower().endswith(_ZIP_PICKLE_SUFFIX)
+        if (is_pickle or depth > 0) and info.file_size > MAX_ZIP_MEMBER_BYTES:
+            if not is_pickle:
+                continue  # too big to open as a nested archive: raw tensor data, say
+            raise ValueError(
+                f"its member {info.filename} is {info.file_size} bytes uncompressed, more than "
+                f"the {MAX_ZIP_MEMBER_BYTES} envkit reads to scan"
+            )
+        if is_pickle:
             found.append((name, archive.read(info)))
             continue
         if depth > 0:

@@ -356,6 +356,20 @@ def test_a_broken_zip_is_unreadable_not_skipped(tmp_path):
     assert bad.path == "model.pth" and bad.verdict == "unreadable"
 
 
+def test_a_pickle_member_too_big_to_read_is_unreadable_not_read(tmp_path, monkeypatch):
+    """A zip bomb's member would fill the memory: its size in the archive's directory is
+    checked before it is read (the limit lowered here: a real 1 GiB member is no unit test)."""
+    import envkit.models.scan as scan_module
+
+    monkeypatch.setattr(scan_module, "MAX_ZIP_MEMBER_BYTES", 64)
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "model.pth").write_bytes(_zip({"model/data.pkl": pickle.dumps(list(range(100)))}))
+    (big,) = scan_model(model).files
+    assert big.verdict == "unreadable"
+    assert "model/data.pkl is" in str(big.error) and "more than the 64" in str(big.error)
+
+
 @pytest.mark.parametrize(
     ("module", "name", "verdict"),
     [
