@@ -55,7 +55,10 @@ def get_default_pip_requirements() -> list[str]:
 def _transformer_metadata(model: Any) -> dict[str, str]:
     """``source_model_name`` and ``pipeline_model_type`` of the (first) transformers model
     inside, as MLflow records them; empty when the model has none."""
-    from sentence_transformers.models import Transformer
+    try:  # sentence-transformers 6 moved it (the old path warns)
+        from sentence_transformers.sentence_transformer.modules import Transformer
+    except ImportError:
+        from sentence_transformers.models import Transformer
 
     for module in model.modules():
         if isinstance(module, Transformer):

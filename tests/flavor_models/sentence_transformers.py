@@ -18,7 +18,12 @@ def tiny_sentence_model(workdir: str | Path) -> Any:
     """models.Transformer over the tiny BERT (saved in ``workdir/bert``) + mean pooling."""
     import torch
     import transformers
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+
+    try:  # sentence-transformers 6 (sentence_transformers.models warns there)
+        from sentence_transformers.sentence_transformer import modules as models
+    except ImportError:
+        from sentence_transformers import models
 
     bert = Path(workdir) / "bert"
     tokenizer = tiny_tokenizer(workdir)

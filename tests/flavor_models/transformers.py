@@ -66,7 +66,7 @@ def tiny_pipeline(task: str, workdir: str | Path) -> Any:
             n_layer=2,
             n_head=2,
             bos_token_id=2,
-            eos_token_id=3,
+            eos_token_id=0,
             pad_token_id=0,
         )
         model = transformers.GPT2LMHeadModel(config)
