@@ -54,15 +54,28 @@ SOURCE = "\n\n".join(
     ]
 )
 
+# Given to MLflow: its own would pin torch without its local label (torch==2.13.0, which
+# PyPI serves as a CUDA build of several GB) and, for transformers, ask for torchvision.
+MLFLOW_REQUIREMENTS = """
+from importlib.metadata import version
+
+REQUIREMENTS = [
+    f"{name}=={version(name)}" for name in ("torch", "transformers", "sentence-transformers")
+]
+"""
+
 MLFLOW_SAVE = f"""
 import sys
+{MLFLOW_REQUIREMENTS}
 
 import mlflow.sentence_transformers
 
 {SOURCE}
 
 model = tiny_sentence_model(Path(sys.argv[1] + "-build"))
-mlflow.sentence_transformers.save_model(model, sys.argv[1], input_example={SENTENCES[:2]!r})
+mlflow.sentence_transformers.save_model(
+    model, sys.argv[1], input_example={SENTENCES[:2]!r}, pip_requirements=REQUIREMENTS
+)
 """
 
 # MLflow runs from a virtualenv of its own with these (tests/conftest.py: HF_LIBRARIES).

@@ -104,8 +104,19 @@ SOURCE = "\n\n".join(
     ]
 )
 
+# Given to MLflow: its own would pin torch without its local label (torch==2.13.0, which
+# PyPI serves as a CUDA build of several GB) and, for transformers, ask for torchvision.
+MLFLOW_REQUIREMENTS = """
+from importlib.metadata import version
+
+REQUIREMENTS = [
+    f"{name}=={version(name)}" for name in ("torch", "transformers")
+]
+"""
+
 MLFLOW_SAVE = f"""
 import sys
+{MLFLOW_REQUIREMENTS}
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +125,9 @@ import mlflow.transformers
 {SOURCE}
 
 pipe = tiny_pipeline("text-classification", Path(sys.argv[1] + "-build"))
-mlflow.transformers.save_model(pipe, sys.argv[1], input_example=sentences()[:2])
+mlflow.transformers.save_model(
+    pipe, sys.argv[1], input_example=sentences()[:2], pip_requirements=REQUIREMENTS
+)
 """
 
 # MLflow runs from a virtualenv of its own with these (tests/conftest.py: HF_LIBRARIES).
