@@ -366,3 +366,33 @@ def test_validate_and_serve(hf_models_dir, shared_cache, name):
             assert scores == pytest.approx(expected["score"].tolist(), rel=1e-5)
     finally:
         assert server.stop() == 0, server.output()
+
+
+def test_what_envkit_does_not_load_is_refused_in_one_line(hf_models_dir, tmp_path):
+    import shutil
+
+    from envkit.errors import ModelFormatError, UsageError
+
+    def edited(name: str, change) -> Path:
+        path = tmp_path / name
+        shutil.copytree(hf_models_dir / "text-classification", path)
+        mlmodel = _mlmodel(path)
+        change(mlmodel["flavors"]["transformers"])
+        (path / "MLmodel").write_text(yaml.safe_dump(mlmodel))
+        return path
+
+    custom = edited("custom", lambda conf: conf.update(pipeline_model_type="MyRemoteModel"))
+    with pytest.raises(ModelFormatError, match="custom model code is not loaded"):
+        envkit.transformers.load_model(custom)
+
+    def on_the_hub(conf: dict) -> None:
+        del conf["model_binary"]
+        conf.update(source_model_name="org/model", source_model_revision="abc123")
+
+    with pytest.raises(ModelFormatError, match="saved without its weights.*org/model"):
+        envkit.transformers.load_model(edited("hub", on_the_hub))
+    with pytest.raises(UsageError, match="Pipeline or a dict"):
+        envkit.transformers.save_model("bert-base-uncased", tmp_path / "nope")
+    with pytest.raises(UsageError, match="task= is required"):
+        envkit.transformers.save_model({"model": object()}, tmp_path / "nope")
+    assert not (tmp_path / "nope").exists()
