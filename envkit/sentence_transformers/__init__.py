@@ -58,7 +58,7 @@ def _transformer_metadata(model: Any) -> dict[str, str]:
     try:  # sentence-transformers 6 moved it (the old path warns)
         from sentence_transformers.sentence_transformer.modules import Transformer
     except ImportError:
-        from sentence_transformers.models import Transformer
+        from sentence_transformers.models import Transformer  # type: ignore[no-redef]
 
     for module in model.modules():
         if isinstance(module, Transformer):
