@@ -396,3 +396,22 @@ def test_what_envkit_does_not_load_is_refused_in_one_line(hf_models_dir, tmp_pat
     with pytest.raises(UsageError, match="task= is required"):
         envkit.transformers.save_model({"model": object()}, tmp_path / "nope")
     assert not (tmp_path / "nope").exists()
+
+
+def test_log_model_into_a_run_and_load_it_by_its_uri(hf_models_dir, tmp_path):
+    import envkit
+    from envkit.deps.capture import capture_disabled
+
+    pipe = envkit.transformers.load_model(hf_models_dir / "fill-mask")
+    sentence = envkit.sentence_transformers.load_model(hf_models_dir / "sentence")
+    envkit.set_tracking_dir(tmp_path / "runs")
+    try:
+        with capture_disabled("log_model is tested, not the capture"), envkit.start_run():
+            logged = envkit.transformers.log_model(pipe, name="masker")
+            embedder = envkit.sentence_transformers.log_model(sentence, name="embedder")
+        assert logged.model_uri.startswith("runs:/")
+        assert envkit.transformers.load_model(logged.model_uri).task == "fill-mask"
+        got = envkit.pyfunc.load_model(embedder.model_uri).predict(INPUTS["sentence"])
+        np.testing.assert_allclose(got, sentence.encode(INPUTS["sentence"]), rtol=1e-6)
+    finally:
+        envkit.set_tracking_dir(None)
