@@ -52,12 +52,24 @@ def _transformers() -> Any:
     return import_library("transformers", flavor=FLAVOR_NAME)
 
 
-def get_default_pip_requirements() -> list[str]:
-    """transformers and the deep learning backend it runs on (torch with transformers 5),
-    pinned to the installed versions (torch with its local label, e.g. ``+cpu``)."""
+def backend_of(model: Any) -> str:
+    """The distribution of the deep learning backend ``model`` runs on: tensorflow or flax for
+    transformers 4's TF and Flax models, else torch (the only backend of transformers 5)."""
+    bases = {cls.__name__ for cls in type(model).__mro__} if model is not None else set()
+    if "TFPreTrainedModel" in bases:
+        return "tensorflow"
+    if "FlaxPreTrainedModel" in bases:
+        return "flax"
+    return "torch"
+
+
+def get_default_pip_requirements(model: Any = None) -> list[str]:
+    """transformers and the deep learning backend ``model`` runs on (:func:`backend_of`;
+    torch without a model), pinned to the installed versions (torch with its local label,
+    e.g. ``+cpu``)."""
     from envkit.pyfunc.flavor_kit import LibraryRequirements
 
-    return LibraryRequirements(("transformers", "torch")).pip()
+    return LibraryRequirements(("transformers", backend_of(model))).pip()
 
 
 def _pipeline_of(transformers_model: Any, task: str | None) -> Any:
@@ -206,7 +218,7 @@ def save_model(
             write=write,
             default_requirements=lambda: [
                 f"envkit=={__version__}",
-                *get_default_pip_requirements(),
+                *get_default_pip_requirements(pipeline.model),
             ],
             pyfunc_impl=lambda staging: TransformersWrapper(pipeline, conf, model_config),
         ),

@@ -269,6 +269,11 @@ def test_the_capture_records_torch_with_its_local_label(hf_models_dir):
             assert records["sentence-transformers"]["requirement"] == (
                 f"sentence-transformers=={version}"
             )
+    model = envkit.transformers.load_model(hf_models_dir / "text-classification").model
+    assert envkit.transformers.get_default_pip_requirements(model) == [
+        f"transformers=={transformers.__version__}",
+        f"torch=={torch.__version__}",  # without capture too: the backend, with its label
+    ]
     requirements = (hf_models_dir / "sentence" / "requirements.txt").read_text().splitlines()
     assert f"torch=={torch.__version__}" in requirements
 
