@@ -137,7 +137,7 @@ def _uv_environment() -> dict[str, str]:
     instead of failing, and never replaced by PyPI's multi-GB CUDA build."""
     env = dict(os.environ)
     if env.get("PIP_FIND_LINKS") and not env.get("UV_FIND_LINKS"):
-        env["UV_FIND_LINKS"] = env["PIP_FIND_LINKS"]
+        env["UV_FIND_LINKS"] = ",".join(env["PIP_FIND_LINKS"].split())  # uv's separator
     return env
 
 
