@@ -189,6 +189,52 @@ MLFLOW2_REQUIREMENTS = [
 MLFLOW2_FROZEN_AT = "2024-05-20T00:00:00Z"
 
 
+# Test dependencies PyPI has only as sdists, hundreds of MB each (h2o bundles H2O's jar).
+SDIST_ONLY = ("h2o", "pyspark")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sdist_wheels() -> Path:
+    """The wheels of :data:`SDIST_ONLY` at their installed versions, offered to uv
+    (``UV_FIND_LINKS``) and pip (``PIP_FIND_LINKS``) for every environment the tests build.
+
+    On this workplace's machines PyPI's files come through a proxy that sends no cache headers,
+    so uv cannot revalidate what it cached: every environment with h2o downloaded its 266 MB
+    sdist again, built it again (about 20 s) and kept another 530 MB in uv's cache (38 GB of
+    it over one day, until the disk filled). pip built these wheels when the README's install
+    command installed the test extra, and ``pip wheel`` takes them from its wheel cache.
+    What the environments install is unchanged: the same release, built from the same sdist.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    from filelock import FileLock
+
+    pins = []
+    for name in SDIST_ONLY:
+        try:
+            pins.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            continue
+    key = hashlib.sha256(str(pins).encode()).hexdigest()[:12]
+    target = test_cache_root() / f"sdist-wheels-{key}"
+    with FileLock(str(target) + ".lock", timeout=1800):
+        if pins and not (target / ".complete").exists():
+            shutil.rmtree(target, ignore_errors=True)
+            subprocess.run(
+                [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(target),
+                 *pins],
+                check=True, capture_output=True, timeout=1800,
+            )  # fmt: skip
+            (target / ".complete").write_text("\n".join(pins))
+    links = [str(target), *os.environ.get("PIP_FIND_LINKS", "").split()]
+    uv_links = [str(target), *os.environ.get("UV_FIND_LINKS", "").replace(",", " ").split()]
+    if not os.environ.get("UV_FIND_LINKS"):
+        uv_links += links[1:]  # (envkit gives uv pip's find-links when uv has none)
+    os.environ["PIP_FIND_LINKS"] = " ".join(dict.fromkeys(links))
+    os.environ["UV_FIND_LINKS"] = ",".join(dict.fromkeys(uv_links))
+    return target
+
+
 @pytest.fixture(scope="session")
 def mlflow2_python() -> Path:
     """Python of a virtualenv with MLflow 2.12.2 as of May 2024 (:data:`MLFLOW2_REQUIREMENTS`)."""

@@ -78,6 +78,27 @@ def failure_text(error: Mapping[str, Any], *, isolated: bool, backend: str) -> s
     return template.format(**words)
 
 
+def network_text(records: list[dict[str, str]], stage: str | None = None) -> str:
+    """The hosts the model reached for (at ``stage``, or at any), as a report names them."""
+    hosts = sorted({r["host"] for r in records if stage is None or r["stage"] == stage})
+    shown = ", ".join(hosts[:5]) + (f" and {len(hosts) - 5} more" if len(hosts) > 5 else "")
+    return shown
+
+
+def network_failure_text(error: Mapping[str, Any], records: list[dict[str, str]]) -> str:
+    """The one line for a model that failed after reaching for the network (the runner's
+    audit records, not its message, say so): validate runs it with no network."""
+    stage = str(error.get("stage", "?"))
+    hosts = network_text(records, stage) or network_text(records)
+    return (
+        f"{STAGE_WORDS.get(stage, 'the model')} failed after the model tried to reach the "
+        f"network ({hosts}): validate runs it with no network, as a deployment may have. Save "
+        "what it downloads inside the model (artifacts), or pass --no-contain to allow the "
+        f"network; {str(error.get('type', 'Exception')).rsplit('.', 1)[-1]}: "
+        f"{strip_ansi(str(error.get('message', 'unknown error')))}"
+    )
+
+
 def absorb_result(report: ValidationReport, data: Mapping[str, Any]) -> None:
     """Copy what the runner reported (``result.json``) into ``report``."""
     for name in ("load", "input", "predict", "stream"):
@@ -93,6 +114,11 @@ def absorb_result(report: ValidationReport, data: Mapping[str, Any]) -> None:
     if "unrequested" in data:
         report.unrequested = [str(name) for name in data["unrequested"]]
     report.warnings.extend(strip_ansi(str(w)) for w in data.get("warnings") or [])
+    report.network = [
+        {"stage": str(r.get("stage", "?")), "host": strip_ansi(str(r.get("host", "?")))}
+        for r in data.get("network") or []
+        if isinstance(r, Mapping)
+    ]
     if data.get("python"):
         _ran_with(report, str(data["python"]))
 

@@ -54,6 +54,8 @@ class ValidationReport:
     # Distributions the environment holds beyond the model's requirements and envkit's runtime
     # (None where the environment is not envkit's to build: local).
     unrequested: list[str] | None = None
+    # Remote hosts the model's process reached for ({"stage", "host"}), from the runner.
+    network: list[dict[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: dict[str, Any] | None = None
     model_log: str = ""
@@ -108,6 +110,7 @@ class ValidationReport:
             "overrides": list(self.overrides),
             "containment": self.containment,
             "unrequested": self.unrequested,
+            "network": list(self.network),
             "warnings": list(self.warnings),
             "error": self.error,
         }

@@ -135,6 +135,64 @@ def _error_kind(exc: BaseException, stage: str) -> str:
     return stage
 
 
+# --- the network ---------------------------------------------------------------------------------
+
+# Audit events (PEP 578) of a process reaching for another host, with the argument that names it.
+_NETWORK_EVENTS = {
+    "socket.getaddrinfo": 0,
+    "socket.gethostbyname": 0,
+    "socket.gethostbyname_ex": 0,
+    "socket.connect": 1,
+    "socket.sendto": 1,
+}
+_LOOPBACK = ("localhost", "127.", "::1", "0.0.0.0", "::")
+MAX_NETWORK_RECORDS = 20
+
+
+def _remote_host(event: str, args: tuple[Any, ...]) -> str | None:
+    """The host ``event`` reaches for, unless it is this machine (loopback, a Unix socket)."""
+    target = args[_NETWORK_EVENTS[event]] if len(args) > _NETWORK_EVENTS[event] else None
+    if isinstance(target, tuple):
+        target = target[0] if target else None
+    if isinstance(target, bytes):
+        target = target.decode("ascii", "replace")
+    if not isinstance(target, str) or not target:
+        return None
+    if event in ("socket.connect", "socket.sendto") and "/" in target:
+        return None  # a Unix socket path given as a string
+    if target == "::" or target.startswith(_LOOPBACK):
+        return None
+    return target
+
+
+def watch_network(run: _Run) -> None:
+    """Record in ``run.result["network"]`` each remote host the model's process reaches for
+    (resolving a name, connecting, sending), with the stage: data for the report, which says
+    that a failure came from a model needing the network, without reading its message."""
+    records: list[dict[str, str]] = run.result.setdefault("network", [])
+    seen: set[tuple[str, str]] = set()
+    named: set[str] = set()  # stages that looked a name up: their connects go to its address
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        if event not in _NETWORK_EVENTS or len(records) >= MAX_NETWORK_RECORDS:
+            return
+        try:
+            host = _remote_host(event, args)
+        except Exception:  # never disturb the audited call
+            return
+        stage = str(run.result.get("stage", "start"))
+        if host is None or (stage, host) in seen:
+            return
+        if event.startswith("socket.get"):
+            named.add(stage)
+        elif stage in named:
+            return
+        seen.add((stage, host))
+        records.append({"stage": stage, "host": host})
+
+    sys.addaudithook(hook)
+
+
 # --- loading -------------------------------------------------------------------------------------
 
 
@@ -561,6 +619,8 @@ def _first_row(data: Any) -> tuple[Any, int]:
 def execute(request: dict[str, Any]) -> int:
     """Run one request; returns the process exit status (0 ok, 1 the model failed)."""
     run = _Run(request)
+    if request.get("watch_network", True):
+        watch_network(run)
     interrupted: BaseException | None = None
     with warnings.catch_warnings(record=True) as captured:
         warnings.simplefilter("always")

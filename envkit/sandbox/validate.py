@@ -169,7 +169,7 @@ class _Session:
 
     def _judge(self, ready: ProvisionedEnvironment, outcome: Outcome, data: dict[str, Any]) -> None:
         """Fail the report for a timeout, a crash before reporting, or what the runner caught."""
-        from envkit.sandbox.outcome import failure_text
+        from envkit.sandbox.outcome import failure_text, network_failure_text
 
         log = _log_tail(self.report.model_log)
         if outcome.timed_out:
@@ -198,14 +198,38 @@ class _Session:
             error = data.get("error") or {}
             stage = str(error.get("stage", "?"))
             exit_code = error.get("exit_code")
+            network = self.report.network if self._network_closed() else []
             self._fail(
-                str(error.get("kind", stage)),
-                failure_text(error, isolated=ready.isolated, backend=ready.backend.name),
+                "network" if network else str(error.get("kind", stage)),
+                network_failure_text(error, network)
+                if network
+                else failure_text(error, isolated=ready.isolated, backend=ready.backend.name),
                 detail=strip_ansi(str(error["traceback"])) if error.get("traceback") else None,
                 stage=stage,
                 exit_code=exit_code if exit_code == EXIT_BAD_INPUT else EXIT_MODEL_FAILED,
                 error_class=str(error["class"]) if error.get("class") else None,
             )
+        elif self.report.network:
+            self._network_warning()
+
+    def _network_closed(self) -> bool:
+        """Whether the model ran with no network: the containment's network measure held."""
+        held = (self.report.containment or {}).get("network") or {}
+        return bool(held.get("held"))
+
+    def _network_warning(self) -> None:
+        """A model that passed although it reached for the network: said, not failed."""
+        from envkit.sandbox.outcome import network_text
+
+        hosts = network_text(self.report.network)
+        if self._network_closed():
+            text = f"the model tried to reach the network ({hosts}) and went on without it"
+        else:
+            text = (
+                f"the model reached the network ({hosts}) while it ran: a deployment with no "
+                "network would differ (validate without --no-contain runs it with none)"
+            )
+        self.report.warnings.append(text)
 
     def _fail(
         self,

@@ -45,6 +45,8 @@ def uv_environment() -> dict[str, str]:
     for pip_name, uv_name in _PIP_TO_UV.items():
         if env.get(pip_name) and not env.get(uv_name):
             env[uv_name] = env[pip_name]
+            if uv_name == "UV_FIND_LINKS":  # pip separates them with spaces, uv with commas
+                env[uv_name] = ",".join(env[pip_name].split())
     if not env.get("SSL_CERT_FILE") and not env.get("UV_NATIVE_TLS"):
         for name in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
             if env.get(name) and os.path.isfile(env[name]):

@@ -104,8 +104,10 @@ def test_uv_gets_pips_index_and_certificate_settings(monkeypatch, tmp_path):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PIP_INDEX_URL", "https://mirror.invalid/simple")
     monkeypatch.setenv("PIP_CERT", str(cert))
+    monkeypatch.setenv("PIP_FIND_LINKS", "/opt/wheels  file:///srv/more")
     env = uv_environment()
     assert env["UV_INDEX_URL"] == "https://mirror.invalid/simple"
+    assert env["UV_FIND_LINKS"] == "/opt/wheels,file:///srv/more"  # pip: spaces, uv: commas
     assert env["SSL_CERT_FILE"] == str(cert)
     assert env["UV_PYTHON_DOWNLOADS"] == "never"
 

@@ -203,3 +203,17 @@ def test_the_interpreter_row_never_claims_a_recorded_version_the_model_lacks():
         "assumed": "the model records no Python version",
     }
     assert _interpreter_row(report) == "Python 3.11.7 (the model records no Python version)"
+
+
+def test_the_runner_records_remote_hosts_and_not_loopback_or_unix_sockets():
+    """The audit hook's parsing of the events' arguments (PEP 578 signatures)."""
+    from envkit.sandbox.runner import _remote_host
+
+    assert _remote_host("socket.getaddrinfo", ("huggingface.co", 443, 0, 1, 0)) == "huggingface.co"
+    assert _remote_host("socket.connect", (object(), ("10.1.2.3", 443))) == "10.1.2.3"
+    assert _remote_host("socket.gethostbyname", (b"example.com",)) == "example.com"
+    assert _remote_host("socket.getaddrinfo", ("localhost", 80, 0, 1, 0)) is None
+    assert _remote_host("socket.connect", (object(), ("127.0.0.1", 8080))) is None
+    assert _remote_host("socket.connect", (object(), ("::1", 8080, 0, 0))) is None
+    assert _remote_host("socket.connect", (object(), "/run/some.sock")) is None
+    assert _remote_host("socket.getaddrinfo", (None, 80, 0, 1, 0)) is None
