@@ -161,6 +161,10 @@ def mlflow_runs(
     env["PATH"] = f"{mlflow_py.parent}{os.pathsep}{env.get('PATH', '')}"
     # MLflow 3 refuses the statsmodels and pmdarima pickles without it (our own models).
     env["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"
+    # A pin with a local label (torch==2.13.0+cpu, the Hugging Face flavors) is found where pip
+    # finds it, as envkit's uv backend does (without it, MLflow's uv cannot resolve it)
+    if env.get("PIP_FIND_LINKS") and not env.get("UV_FIND_LINKS"):
+        env["UV_FIND_LINKS"] = ",".join(env["PIP_FIND_LINKS"].split())  # uv's separator
     times = []
     for _ in range(runs):
         seconds, proc = timed(

@@ -122,8 +122,9 @@ def _build_venv(
         ],
         capture_output=True,
         text=True,
-        env=_uv_env(),
+        env=_uv_environment(),
         timeout=1200,
+        env=_uv_environment(),
     )  # fmt: skip
     if proc.returncode != 0:
         shutil.rmtree(target, ignore_errors=True)
@@ -131,12 +132,13 @@ def _build_venv(
     (target / ".complete").write_text(json.dumps(requirements))
 
 
-def _uv_env() -> dict[str, str]:
-    """This environment, with pip's find-links given to uv when uv has none (outside a test
-    session too: benchmarks/validate.py): ``torch==2.13.0+cpu`` is found in /opt/wheels."""
+def _uv_environment() -> dict[str, str]:
+    """This environment, with pip's find-links given to uv too (as envkit's uv backend does):
+    a wheel pinned with a local label (``torch==2.13.0+cpu`` from /opt/wheels) is found there
+    instead of failing, and never replaced by PyPI's multi-GB CUDA build."""
     env = dict(os.environ)
     if env.get("PIP_FIND_LINKS") and not env.get("UV_FIND_LINKS"):
-        env["UV_FIND_LINKS"] = ",".join(env["PIP_FIND_LINKS"].split())
+        env["UV_FIND_LINKS"] = ",".join(env["PIP_FIND_LINKS"].split())  # uv's separator
     return env
 
 
@@ -389,6 +391,21 @@ def mlflow_h2o_python() -> Path:
     if sys.version_info < (3, 10):
         pytest.skip(f"MLflow {MLFLOW_VERSION} needs Python >= 3.10")
     return mlflow_venv_with("mlflow-h2o", ("h2o", "pandas", "numpy"))
+
+
+# The Hugging Face flavors (envkit.transformers, envkit.sentence_transformers): MLflow beside
+# this interpreter's torch (2.13.0+cpu, from PIP_FIND_LINKS), transformers and
+# sentence-transformers, in a virtualenv of their own (~1 GB that only these tests need).
+HF_LIBRARIES = ("torch", "transformers", "sentence-transformers", "tokenizers", "safetensors")
+
+
+@pytest.fixture(scope="session")
+def mlflow_hf_python() -> Path:
+    """Python of a virtualenv with MLflow and this interpreter's Hugging Face stack
+    (:data:`HF_LIBRARIES`, :func:`mlflow_venv_with`)."""
+    if sys.version_info < (3, 10):
+        pytest.skip(f"MLflow {MLFLOW_VERSION} needs Python >= 3.10")
+    return mlflow_venv_with("mlflow-hf", HF_LIBRARIES)
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,9 @@ STDLIB = "stdlib"
 DIST = "dist"
 LOCAL = "local"  # a file that no installed distribution owns (a script, a source tree)
 NONE = "none"  # no file: a namespace package, a builtin, a C-level alias
+# Modules a library writes to a temporary directory and imports while it runs: its own, never
+# a requirement (torch.distributed.nn's RemoteModule template, imported with torch.distributed)
+RUNTIME_GENERATED = frozenset({"_remote_module_non_scriptable"})
 
 
 @dataclass(frozen=True)
@@ -172,8 +175,8 @@ class DistributionIndex:
         """Who provides ``module``, imported from ``file``."""
         if self.is_stdlib(module, file):
             return Owner(STDLIB)
-        if file is None or not os.path.isabs(file):
-            # No file, or one that names no place (torch.ops: "_ops.py"): its package says who
+        # A relative __file__ names no file (torch.ops and torch.classes say "_ops.py")
+        if file is None or not os.path.isabs(file) or module in RUNTIME_GENERATED:
             return Owner(NONE)
         path = _norm(file)
         top = module.partition(".")[0]

@@ -35,6 +35,8 @@ _BUILTIN_FLAVORS = {
     "onnx": "envkit.onnx",
     "spark": "envkit.spark",
     "h2o": "envkit.h2o",
+    "transformers": "envkit.transformers",
+    "sentence_transformers": "envkit.sentence_transformers",
 }
 
 # MLflow loader modules envkit can stand in for, and envkit's replacement.

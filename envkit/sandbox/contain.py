@@ -105,7 +105,7 @@ def contained_command(
     hiding = _plan_hiding(needed, Path(writable[0]), namespaced=namespace is None)
     containment.measures["home"] = hiding.measure
     wrapped = list(argv)
-    user = _user_measure(needed, hiding)
+    user = _user_measure(needed, hiding, [p for p in read_only if p.is_dir()])
     setpriv = _setpriv()
     if user.held and os.geteuid() == 0 and setpriv is not None:
         wrapped = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *wrapped]
@@ -289,10 +289,11 @@ def _plan_hiding(needed: Sequence[Path], work: Path, *, namespaced: bool) -> Hid
     return Hiding(hide, keep, measure, [b for b in blocked if b in hide])
 
 
-def _user_measure(paths: Sequence[Path], hiding: Hiding) -> Measure:
+def _user_measure(paths: Sequence[Path], hiding: Hiding, inputs: Sequence[Path] = ()) -> Measure:
     """Whether the model can run as ``nobody``: only as root, and only where nobody can read
     the model and the environment (a 0700 directory on the way keeps it out, unless it is
-    hidden and the needed paths mounted back into an open one)."""
+    hidden and the needed paths mounted back into an open one) and every file of the model's
+    directories ``inputs`` (safetensors writes its weights 0600)."""
     if os.geteuid() != 0:
         return Measure(True, f"runs as this user (uid {os.geteuid()}), not root")
     if _setpriv() is None:
@@ -303,7 +304,24 @@ def _user_measure(paths: Sequence[Path], hiding: Hiding) -> Measure:
             return Measure(
                 False, f"runs as root: {blocked} is not readable by an unprivileged user"
             )
+    for directory in inputs:
+        closed = _closed_file_inside(directory)
+        if closed is not None:
+            return Measure(False, f"runs as root: {closed} is not readable by an unprivileged user")
     return Measure(True, f"runs as nobody (uid {NOBODY}), not root")
+
+
+def _closed_file_inside(directory: Path) -> Path | None:
+    """The first file or directory under ``directory`` that others cannot read (or enter)."""
+    for root, dirs, files in os.walk(directory):
+        for name in (*dirs, *files):
+            path = Path(root, name)
+            if path.is_symlink():
+                continue
+            needed = 0o005 if path.is_dir() else 0o004
+            if path.stat().st_mode & needed != needed:
+                return path
+    return None
 
 
 def _first_blocked(path: Path) -> Path | None:

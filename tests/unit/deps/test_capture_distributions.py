@@ -234,6 +234,11 @@ def test_owner_of_stdlib_installed_and_local_modules(tmp_path):
     local.write_text("")
     assert index.owner("yaml", str(local)).kind == "local"
     assert sys.modules["yaml"] is yaml
+    # not a file of the model's: a relative __file__ (torch.ops: "_ops.py"), and a module a
+    # library generates in a temporary directory (torch.distributed's RemoteModule template)
+    assert index.owner("yaml.ops", "_ops.py").kind == "none"
+    generated = tmp_path / "_remote_module_non_scriptable.py"
+    assert index.owner("_remote_module_non_scriptable", str(generated)).kind == "none"
 
 
 def test_a_flavor_requirement_with_a_local_label_keeps_it(fake_site, tmp_path, index_settings):

@@ -85,3 +85,19 @@ def test_as_root_a_closed_directory_outside_the_home_is_hidden_too(home, tmp_pat
     bare = _plan_hiding(needed, work, namespaced=False)
     measure = _user_measure(needed, bare)
     assert not measure.held and str(closed) in measure.detail
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as another user, the user measure is not root's")
+def test_as_root_a_model_file_closed_to_others_keeps_the_run_as_root(tmp_path):
+    model = tmp_path / "model"
+    (model / "weights").mkdir(parents=True)
+    weights = model / "weights" / "model.safetensors"  # safetensors writes 0600
+    weights.write_bytes(b"\0")
+    weights.chmod(0o600)
+    work = tmp_path / "work"
+    work.mkdir()
+    hiding = _plan_hiding([model], work, namespaced=True)
+    measure = _user_measure([model], hiding, [model])
+    assert not measure.held and str(weights) in measure.detail
+    weights.chmod(0o644)
+    assert _user_measure([model], hiding, [model]).held
