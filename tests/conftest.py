@@ -122,7 +122,6 @@ def _build_venv(
         ],
         capture_output=True,
         text=True,
-        env=_uv_environment(),
         timeout=1200,
         env=_uv_environment(),
     )  # fmt: skip
