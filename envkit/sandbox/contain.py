@@ -105,7 +105,7 @@ def contained_command(
     hiding = _plan_hiding(needed, Path(writable[0]), namespaced=namespace is None)
     containment.measures["home"] = hiding.measure
     wrapped = list(argv)
-    user = _user_measure(needed, hiding, [p for p in read_only if p.is_dir()])
+    user = _user_measure(needed, hiding)
     setpriv = _setpriv()
     if user.held and os.geteuid() == 0 and setpriv is not None:
         wrapped = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *wrapped]
@@ -289,11 +289,12 @@ def _plan_hiding(needed: Sequence[Path], work: Path, *, namespaced: bool) -> Hid
     return Hiding(hide, keep, measure, [b for b in blocked if b in hide])
 
 
-def _user_measure(paths: Sequence[Path], hiding: Hiding, inputs: Sequence[Path] = ()) -> Measure:
+def _user_measure(paths: Sequence[Path], hiding: Hiding) -> Measure:
     """Whether the model can run as ``nobody``: only as root, and only where nobody can read
     the model and the environment (a 0700 directory on the way keeps it out, unless it is
-    hidden and the needed paths mounted back into an open one) and every file of the model's
-    directories ``inputs`` (safetensors writes its weights 0600)."""
+    hidden and the needed paths mounted back into an open one). Files of the model closed to
+    others never keep the run as root (a model could ship one to get root): the caller runs a
+    copy opened to reading (:func:`readable_copy`)."""
     if os.geteuid() != 0:
         return Measure(True, f"runs as this user (uid {os.geteuid()}), not root")
     if _setpriv() is None:
@@ -304,15 +305,13 @@ def _user_measure(paths: Sequence[Path], hiding: Hiding, inputs: Sequence[Path] 
             return Measure(
                 False, f"runs as root: {blocked} is not readable by an unprivileged user"
             )
-    for directory in inputs:
-        closed = _closed_file_inside(directory)
-        if closed is not None:
-            return Measure(False, f"runs as root: {closed} is not readable by an unprivileged user")
     return Measure(True, f"runs as nobody (uid {NOBODY}), not root")
 
 
-def _closed_file_inside(directory: Path) -> Path | None:
-    """The first file or directory under ``directory`` that others cannot read (or enter)."""
+def closed_files_inside(directory: Path) -> list[Path]:
+    """The files and directories under ``directory`` that others cannot read (or enter):
+    safetensors writes its weights 0600, so MLflow's transformers models have some."""
+    closed = []
     for root, dirs, files in os.walk(directory):
         for name in (*dirs, *files):
             path = Path(root, name)
@@ -320,8 +319,28 @@ def _closed_file_inside(directory: Path) -> Path | None:
                 continue
             needed = 0o005 if path.is_dir() else 0o004
             if path.stat().st_mode & needed != needed:
-                return path
-    return None
+                closed.append(path)
+    return closed
+
+
+def drops_root(policy: ContainmentPolicy) -> bool:
+    """Whether a contained run may switch to ``nobody`` (envkit runs as root, setpriv exists)."""
+    return policy.enabled and os.geteuid() == 0 and _setpriv() is not None
+
+
+def readable_copy(model_dir: Path, target: Path) -> Path:
+    """A copy of ``model_dir`` at ``target`` (a new directory) that others can read: what a
+    contained run as ``nobody`` loads when the model has files closed to others. The copy's
+    parents are opened to entering; symlinks stay links (the model's own are checked before)."""
+    shutil.copytree(model_dir, target, symlinks=True)
+    target.parent.chmod(0o755)
+    for root, _dirs, files in os.walk(target):
+        Path(root).chmod(0o755)
+        for name in files:
+            path = Path(root, name)
+            if not path.is_symlink():
+                path.chmod(path.stat().st_mode | 0o444)
+    return target
 
 
 def _first_blocked(path: Path) -> Path | None:

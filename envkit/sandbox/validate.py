@@ -86,12 +86,15 @@ class _Session:
         # Created just before the model runs, so that a build killed halfway leaves no
         # temporary directory behind.
         self.workdir: Path | None = None
+        self.model_copy: Path | None = None  # a readable copy of the model (see run_model)
         self.ready: ProvisionedEnvironment | None = None
         self.predictions: dict[str, Any] | None = None
 
     def close(self) -> None:
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.model_copy is not None:
+            shutil.rmtree(self.model_copy, ignore_errors=True)
         if self.ready is not None:
             self.ready.close()
 
@@ -136,7 +139,8 @@ class _Session:
         from envkit.sandbox.tempdirs import make_tempdir
 
         workdir = self.workdir = make_tempdir("run")
-        request = _runner_request(self.model_dir, ready, workdir, input_path, content_type)
+        model_dir = self._model_for_nobody(ready)
+        request = _runner_request(model_dir, ready, workdir, input_path, content_type)
         request.update(stream=stream, loader=self.options.loader)
         if want_predictions:
             request["predictions_path"] = str(workdir / "predictions.json")
@@ -149,7 +153,7 @@ class _Session:
             cwd=workdir,
             timeout=self.timeout,
             extra_env=self.extra_env,
-            paths=[self.model_dir] + ([input_path] if input_path else []),
+            paths=[model_dir] + ([input_path] if input_path else []),
             writable_paths=[workdir],
             contain=self.options.contain,
         )
@@ -166,6 +170,29 @@ class _Session:
         self._judge(ready, outcome, data)
         if data.get("imported"):
             report.timings["compile"] = ready.compile_bytecode(data["imported"])
+
+    def _model_for_nobody(self, ready: ProvisionedEnvironment) -> Path:
+        """The model directory the run loads: the model's own, or, when the contained run drops
+        root and some of its files are closed to others (safetensors writes weights 0600), a
+        copy opened to reading, said in the report. Such files never keep the run as root: a
+        model could ship one to get it."""
+        from envkit.sandbox.contain import closed_files_inside, drops_root, readable_copy
+        from envkit.sandbox.tempdirs import make_tempdir
+
+        if not ready.isolated or not drops_root(self.options.contain):
+            return self.model_dir
+        closed = closed_files_inside(self.model_dir)
+        if not closed:
+            return self.model_dir
+        self.model_copy = make_tempdir("model")
+        copy = readable_copy(self.model_dir, self.model_copy / self.model_dir.name)
+        names = ", ".join(p.relative_to(self.model_dir).as_posix() for p in closed[:3])
+        more = f" and {len(closed) - 3} more" if len(closed) > 3 else ""
+        self.report.warnings.append(
+            f"{names}{more} of the model cannot be read by other users: it ran, as an "
+            "unprivileged user, from a copy that they can read"
+        )
+        return copy
 
     def _judge(self, ready: ProvisionedEnvironment, outcome: Outcome, data: dict[str, Any]) -> None:
         """Fail the report for a timeout, a crash before reporting, or what the runner caught."""

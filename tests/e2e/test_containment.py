@@ -147,3 +147,31 @@ def test_no_contain_opts_out_and_the_report_says_what_held(probe_model, shared_c
     argv.append("--no-contain")
     report = json.loads(subprocess.run(argv, capture_output=True, text=True, env=env).stdout)
     assert report["containment"] == {"contained": {"held": False, "detail": "--no-contain"}}
+
+
+def test_a_model_file_closed_to_others_runs_from_a_readable_copy_never_as_root(
+    probe_model, shared_cache, tmp_path
+):
+    """safetensors writes weights 0600 (MLflow's transformers models have such files): the run
+    still drops root, loading a copy others can read, and the report says so. A closed file
+    must not buy a model root."""
+    import shutil
+
+    model = tmp_path / "closed"
+    shutil.copytree(probe_model / "probe", model)
+    closed = next(model.rglob("probe_code.py"))
+    closed.chmod(0o600)
+    env = {**os.environ, "ENVKIT_HOME": str(shared_cache)}
+    argv = [sys.executable, "-m", "envkit", "validate", str(model), "--input",
+            str(probe_model / "payload.json"), "--format", "json"]  # fmt: skip
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0, report["headline"]
+    assert report["containment"]["user"]["held"], report["containment"]["user"]
+    if os.geteuid() == 0:
+        name = closed.relative_to(model).as_posix()
+        assert (
+            f"{name} of the model cannot be read by other users: it ran, as an unprivileged "
+            "user, from a copy that they can read"
+        ) in report["warnings"]
+    assert closed.stat().st_mode & 0o777 == 0o600

@@ -87,17 +87,23 @@ def test_as_root_a_closed_directory_outside_the_home_is_hidden_too(home, tmp_pat
     assert not measure.held and str(closed) in measure.detail
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="as another user, the user measure is not root's")
-def test_as_root_a_model_file_closed_to_others_keeps_the_run_as_root(tmp_path):
+def test_a_model_file_closed_to_others_is_found_and_the_copy_opens_it(tmp_path):
+    """safetensors writes weights 0600: such a file never keeps the run as root (a model could
+    ship one to get root); the run loads a copy opened to reading instead."""
+    from envkit.sandbox.contain import closed_files_inside, readable_copy
+
     model = tmp_path / "model"
     (model / "weights").mkdir(parents=True)
-    weights = model / "weights" / "model.safetensors"  # safetensors writes 0600
+    weights = model / "weights" / "model.safetensors"
     weights.write_bytes(b"\0")
     weights.chmod(0o600)
+    (model / "MLmodel").write_text("flavors: {}\n")
     work = tmp_path / "work"
     work.mkdir()
-    hiding = _plan_hiding([model], work, namespaced=True)
-    measure = _user_measure([model], hiding, [model])
-    assert not measure.held and str(weights) in measure.detail
-    weights.chmod(0o644)
-    assert _user_measure([model], hiding, [model]).held
+    if os.geteuid() == 0:
+        assert _user_measure([model], _plan_hiding([model], work, namespaced=True)).held
+    assert closed_files_inside(model) == [weights]
+    copy = readable_copy(model, tmp_path / "private" / "model")
+    assert closed_files_inside(copy) == []
+    assert (copy / "weights" / "model.safetensors").read_bytes() == b"\0"
+    assert weights.stat().st_mode & 0o777 == 0o600  # the model itself is left as it is
