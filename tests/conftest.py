@@ -434,6 +434,17 @@ def venv_factory() -> Callable[..., Path]:
 
 
 @pytest.fixture(scope="session")
+def mlflow_spacy_python() -> Path:
+    """Python of a virtualenv with MLflow and this spaCy (:func:`mlflow_venv_with`)."""
+    pytest.importorskip("spacy")
+    if sys.version_info < (3, 10):
+        pytest.skip(f"MLflow {MLFLOW_VERSION} needs Python >= 3.10")
+    from flavor_models.spacy import MLFLOW_LIBRARIES
+
+    return mlflow_venv_with("mlflow-spacy", MLFLOW_LIBRARIES)
+
+
+@pytest.fixture(scope="session")
 def mlflow_torch_python(_sdist_wheels) -> Path:
     """Python of a virtualenv with MLflow and this interpreter's torch (:func:`mlflow_venv_with`):
     ``torch==2.13.0+cpu``, the CPU build uv finds in the find-links (``/opt/wheels``). Skipped

@@ -29,6 +29,7 @@ _BUILTIN_FLAVORS = {
     "lightgbm": "envkit.lightgbm",
     "catboost": "envkit.catboost",
     "statsmodels": "envkit.statsmodels",
+    "spacy": "envkit.spacy",
     "prophet": "envkit.prophet",
     "pmdarima": "envkit.pmdarima",
     "diviner": "envkit.diviner",
@@ -37,6 +38,7 @@ _BUILTIN_FLAVORS = {
     "h2o": "envkit.h2o",
     "transformers": "envkit.transformers",
     "sentence_transformers": "envkit.sentence_transformers",
+    "pytorch": "envkit.pytorch",
 }
 
 # MLflow loader modules envkit can stand in for, and envkit's replacement.

@@ -10,6 +10,7 @@ model as a pyfunc to check the example and runs the capture of :mod:`envkit.deps
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import warnings
@@ -75,7 +76,11 @@ def save_model_directory(
 
     ``conda_env`` (a mapping or a conda YAML file, as MLflow) becomes ``conda.yaml``; its pip
     section is the model's requirements (requirements.txt, python_env.yaml)."""
-    from envkit.deps.capture import capture_environment, check_user_requirements
+    from envkit.deps.capture import (
+        capture_disabled,
+        capture_environment,
+        check_user_requirements,
+    )
     from envkit.pyfunc.code import model_code_on_path
 
     strict = strict_mode(strict)
@@ -128,16 +133,20 @@ def save_model_directory(
                     staging, model, writer, input_example, signature, strict
                 )
         model.model_size_bytes = directory_size(staging) - (staging / "MLmodel").stat().st_size
-        env = capture_environment(
-            staging,
-            model,
-            default_requirements=writer.default_requirements(),
-            user_requirements=user_reqs,
-            code_dir=code_dir,
-            # A failing example was reported already; capture only what loading imports.
-            has_input_example=example_info is not None and example_failure is None,
-            strict=strict,
-        )
+        # A model with no python_function flavor (a spacy pipeline without a text categorizer)
+        # cannot be loaded by the capture process: its flavor's requirements, said as skipped.
+        skip = contextlib.nullcontext() if pyfunc_conf is not None else capture_disabled(_NO_PYFUNC)
+        with skip:
+            env = capture_environment(
+                staging,
+                model,
+                default_requirements=writer.default_requirements(),
+                user_requirements=user_reqs,
+                code_dir=code_dir,
+                # A failing example was reported already; capture only what loading imports.
+                has_input_example=example_info is not None and example_failure is None,
+                strict=strict,
+            )
         if example_failure is not None and env.provenance is not None:
             _example_failed_in_capture(env.provenance.capture, example_failure)
         env.write(staging, model)
@@ -150,6 +159,12 @@ def save_model_directory(
 
         copy_metadata(staging)
     return model
+
+
+_NO_PYFUNC = (
+    "the model has no python_function flavor for the capture process to load: the flavor's "
+    "requirements"
+)
 
 
 def _example_failed_in_capture(capture: Any, failure: str) -> None:
