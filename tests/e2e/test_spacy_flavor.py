@@ -103,6 +103,37 @@ def test_not_a_pipeline_is_a_usage_error(tmp_path):
     assert not (tmp_path / "m").exists()
 
 
+def test_code_paths_go_into_code_named_by_both_sections(tmp_path, nlp):
+    module = tmp_path / "textcat_labels.py"
+    module.write_text("LABELS = ('POSITIVE', 'NEGATIVE')\n")
+    path = tmp_path / "with-code"
+    envkit.spacy.save_model(nlp, path, code_paths=[module], pip_requirements=["spacy"])
+    flavors = _mlmodel(path)["flavors"]
+    assert flavors["spacy"]["code"] == flavors["python_function"]["code"] == "code"
+    assert (path / "code" / "textcat_labels.py").is_file()
+    frame = spacy_models.texts(2)
+    assert _cats(envkit.spacy.load_model(path), frame) == _cats(nlp, frame)
+
+
+def test_log_model_saves_into_the_run_and_loads_by_runs_uri(tmp_path, nlp):
+    envkit.set_tracking_dir(tmp_path / "runs")
+    try:
+        with envkit.start_run():
+            info = envkit.spacy.log_model(nlp, name="textcat", pip_requirements=["spacy"])
+        assert info.model_uri.startswith("runs:/") and "spacy" in info.flavors
+        frame = spacy_models.texts(3)
+        assert _cats(envkit.spacy.load_model(info.model_uri), frame) == _cats(nlp, frame)
+        predicted = envkit.pyfunc.load_model(info.model_uri).predict(frame)
+        assert list(predicted["predictions"]) == _cats(nlp, frame)
+    finally:
+        envkit.set_tracking_dir(None)
+
+
+def test_importing_the_flavor_imports_no_spacy():
+    code = "import sys, envkit.spacy; assert 'spacy' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
 def test_capture_records_spacy_and_not_the_other_heavy_libraries(spacy_model):
     lines = (spacy_model / "requirements.txt").read_text().splitlines()
     assert f"spacy=={spacy.__version__}" in lines
