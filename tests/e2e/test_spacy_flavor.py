@@ -115,6 +115,46 @@ def test_code_paths_go_into_code_named_by_both_sections(tmp_path, nlp):
     assert _cats(envkit.spacy.load_model(path), frame) == _cats(nlp, frame)
 
 
+CUSTOM_COMPONENT = """
+from spacy.language import Language
+
+@Language.component("shout_marker")
+def shout_marker(doc):
+    doc.user_data["shout"] = doc.text.isupper()
+    return doc
+"""
+
+
+def test_a_custom_component_in_code_paths_is_not_imported_at_load(tmp_path):
+    """As MLflow's loader (the README says so): code/ is put on sys.path, and spaCy imports
+    nothing from it, so the factory is missing in a fresh process."""
+    (tmp_path / "shout.py").write_text(CUSTOM_COMPONENT)
+    save = (
+        "import sys, warnings; sys.path.insert(0, sys.argv[1]); import shout, envkit.spacy\n"
+        "from flavor_models.spacy import pipeline\n"
+        "nlp = pipeline(); nlp.add_pipe('shout_marker')\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    here = sys.argv[1]\n"
+        "    envkit.spacy.save_model(nlp, here + '/m', code_paths=[here + '/shout.py'])\n"
+        "print([type(w.message).__name__ for w in caught])\n"
+    )  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
+    saved = subprocess.run(
+        [sys.executable, "-c", save, str(tmp_path)], capture_output=True, text=True, env=env,
+        timeout=300,
+    )  # fmt: skip
+    assert saved.returncode == 0, saved.stderr[-2000:]
+    assert "CaptureWarning" in saved.stdout  # the capture process could not load it
+    assert (tmp_path / "m" / "code" / "shout.py").is_file()
+    load = "import sys, envkit.spacy; envkit.spacy.load_model(sys.argv[1])"
+    loaded = subprocess.run(
+        [sys.executable, "-c", load, str(tmp_path / "m")], capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert loaded.returncode != 0 and "E002" in loaded.stderr
+
+
 def test_log_model_saves_into_the_run_and_loads_by_runs_uri(tmp_path, nlp):
     envkit.set_tracking_dir(tmp_path / "runs")
     try:
