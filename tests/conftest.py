@@ -445,6 +445,19 @@ def mlflow_spacy_python() -> Path:
 
 
 @pytest.fixture(scope="session")
+def mlflow_tf_python() -> Path:
+    """Python of a virtualenv with MLflow and this TensorFlow and Keras (:func:`mlflow_venv_with`:
+    tensorflow-cpu, whose wheels uv keeps in its cache after the first environment)."""
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("keras")
+    if sys.version_info < (3, 10):
+        pytest.skip(f"MLflow {MLFLOW_VERSION} needs Python >= 3.10")
+    from flavor_models.keras import MLFLOW_LIBRARIES
+
+    return mlflow_venv_with("mlflow-tf", MLFLOW_LIBRARIES)
+
+
+@pytest.fixture(scope="session")
 def mlflow_torch_python(_sdist_wheels) -> Path:
     """Python of a virtualenv with MLflow and this interpreter's torch (:func:`mlflow_venv_with`):
     ``torch==2.13.0+cpu``, the CPU build uv finds in the find-links (``/opt/wheels``). Skipped

@@ -39,6 +39,8 @@ _BUILTIN_FLAVORS = {
     "transformers": "envkit.transformers",
     "sentence_transformers": "envkit.sentence_transformers",
     "pytorch": "envkit.pytorch",
+    "keras": "envkit.keras",
+    "tensorflow": "envkit.tensorflow",
 }
 
 # MLflow loader modules envkit can stand in for, and envkit's replacement.

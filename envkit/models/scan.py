@@ -21,6 +21,7 @@ Globals are classified as
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import pickletools
@@ -322,6 +323,54 @@ def scan_zip_members(path: Path, relative: str, trust: ModelTrust) -> list[FileS
     ]
 
 
+# A Keras 3 ``.keras`` file (a zip: config.json, metadata.json, model.weights.h5) carries no
+# pickle, but a Lambda layer built from a Python lambda keeps its marshalled bytecode in the
+# config (``{"class_name": "__lambda__", "config": {"code": ...}}``), run when it is loaded:
+# Keras' safe_mode refuses it, and the scan reports it as this dangerous global.
+KERAS_LAMBDA = "keras.layers.Lambda"
+_KERAS_CONFIG = "config.json"
+_KERAS_MARKERS = frozenset({"config.json", "metadata.json"})
+
+
+def scan_keras_config(path: Path, relative: str, trust: ModelTrust) -> list[FileScan]:
+    """A scan of the config of a Keras archive (``<file>:config.json``): :data:`KERAS_LAMBDA`
+    for each layer holding Python bytecode; none for another zip archive or a config without."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            if not names >= _KERAS_MARKERS:
+                return []
+            info = archive.getinfo(_KERAS_CONFIG)
+            if info.file_size > MAX_ZIP_MEMBER_BYTES:
+                raise ValueError(f"its {_KERAS_CONFIG} is {info.file_size} bytes uncompressed")
+            config = json.loads(archive.read(info))
+    except (OSError, zipfile.BadZipFile, RuntimeError, ValueError) as exc:
+        return [
+            FileScan(f"{relative}:{_KERAS_CONFIG}", error=f"not a readable Keras config ({exc})")
+        ]
+    result = FileScan(f"{relative}:{_KERAS_CONFIG}")
+    if _has_python_lambda(config):
+        verdict = "safe" if trust.trusts(KERAS_LAMBDA) else "dangerous"
+        getattr(result, verdict).append(KERAS_LAMBDA)
+    return [result]
+
+
+def _has_python_lambda(node: Any) -> bool:
+    """Whether a Keras config holds a ``__lambda__`` (Python bytecode) anywhere."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get("class_name") == "__lambda__":
+                return True
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def _zip_pickles(archive: Any, where: str, depth: int) -> list[tuple[str, bytes]]:
     """``(name, bytes)`` of the ``*.pkl`` members of ``archive``, and, ``depth`` levels down,
     of the zip archives it holds."""
@@ -475,6 +524,7 @@ def scan_model(
     files = [scan_file(p, p.relative_to(root).as_posix(), trust) for p in pickle_files(root)]
     for archive in zip_files(root):
         files += scan_zip_members(archive, archive.relative_to(root).as_posix(), trust)
+        files += scan_keras_config(archive, archive.relative_to(root).as_posix(), trust)
     files += _scan_embedded(root, trust)
     return ModelScan(str(root), files, scanner, strict)
 
@@ -546,7 +596,7 @@ def _refuse_dangerous(scan: ModelScan) -> None:
         first = bad[0]
         raise UnsafeModelError(
             f"refusing to load {first.path}: it calls {', '.join(first.dangerous)}, which can "
-            "run commands or code on this machine while it is unpickled; if you trust this "
+            "run commands or code on this machine while it is loaded; if you trust this "
             "model, pass --trust-model (trust_model=True), or --trust-type NAME "
             "(trusted_types=[...]) for a global you vouch for; envkit scan MODEL lists them",
             path=first.path,

@@ -178,7 +178,14 @@ def test_capture_records_spacy_and_not_the_other_heavy_libraries(spacy_model):
     lines = (spacy_model / "requirements.txt").read_text().splitlines()
     assert f"spacy=={spacy.__version__}" in lines
     names = {line.split("==")[0].lower() for line in lines}
-    assert not names & {"torch", "transformers", "tensorflow", "scikit-learn"}
+    assert not names & {
+        "torch",
+        "transformers",
+        "tensorflow",
+        "tensorflow-cpu",
+        "keras",
+        "scikit-learn",
+    }
 
 
 # --- MLflow, both ways ---------------------------------------------------------------------------

@@ -385,3 +385,61 @@ def test_torch_data_globals_are_safe_and_nothing_else_of_torch(module, name, ver
     from envkit.models.scan import classify
 
     assert classify(module, name, False, ModelTrust()) == verdict
+
+
+def _keras_archive(path: Path, layers: list[dict]) -> Path:
+    """A ``.keras`` file as Keras 3 writes it (config.json, metadata.json, model.weights.h5),
+    written by hand: the scan reads its config, never loads it."""
+    import zipfile
+
+    config = {"class_name": "Sequential", "config": {"layers": layers}}
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("metadata.json", json.dumps({"keras_version": "3.15.1"}))
+        archive.writestr("config.json", json.dumps(config))
+        archive.writestr("model.weights.h5", b"\x89HDF\r\n\x1a\n")
+    return path
+
+
+_LAMBDA_LAYER = {
+    "module": "keras.layers",
+    "class_name": "Lambda",
+    "config": {"function": {"class_name": "__lambda__", "config": {"code": "4wEAAAAA"}}},
+}
+_DENSE_LAYER = {"module": "keras.layers", "class_name": "Dense", "config": {"units": 2}}
+
+
+def test_a_keras_lambdas_bytecode_is_dangerous_and_can_be_trusted_by_name(tmp_path):
+    from envkit.models.scan import KERAS_LAMBDA
+
+    (tmp_path / "data").mkdir()
+    _keras_archive(tmp_path / "data" / "model.keras", [_DENSE_LAYER, _LAMBDA_LAYER])
+    scan = scan_model(tmp_path)
+    assert scan.verdict == "dangerous" and scan.exit_code == 1
+    assert [(f.path, f.dangerous) for f in scan.files] == [
+        ("data/model.keras:config.json", [KERAS_LAMBDA])
+    ]
+    with pytest.raises(UnsafeModelError, match=r"data/model\.keras:config\.json"):
+        ensure_safe(tmp_path, ModelTrust())
+    assert scan_model(tmp_path, [KERAS_LAMBDA]).verdict == "safe"
+    ensure_safe(tmp_path, ModelTrust(trusted_types=(KERAS_LAMBDA,)))
+
+
+def test_a_keras_archive_without_lambdas_is_safe_and_other_zips_are_not_read_as_keras(tmp_path):
+    import zipfile
+
+    _keras_archive(tmp_path / "model.keras", [_DENSE_LAYER])
+    with zipfile.ZipFile(tmp_path / "other.zip", "w") as archive:
+        archive.writestr("config.json", json.dumps({"class_name": "__lambda__"}))  # no metadata
+    scan = scan_model(tmp_path)
+    assert scan.verdict == "safe"
+    assert [f.path for f in scan.files] == ["model.keras:config.json"]
+
+
+def test_a_keras_config_that_is_not_json_is_unreadable(tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "model.keras", "w") as archive:
+        archive.writestr("metadata.json", "{}")
+        archive.writestr("config.json", "{not json")
+    scan = scan_model(tmp_path)
+    assert scan.verdict == "unreadable" and scan.exit_code == 2
