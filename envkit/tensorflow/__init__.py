@@ -381,11 +381,17 @@ class _TF1Wrapper:
 
         tf = _tf()
         if isinstance(data, dict):
-            feed = {key: tf.constant(value) for key, value in data.items()}
+            columns = dict(data)
         elif isinstance(data, pd.DataFrame):
-            feed = {str(col): tf.constant(np.array(data[col].to_list())) for col in data.columns}
+            columns = {str(col): np.array(data[col].to_list()) for col in data.columns}
         else:
             raise TypeError("a TF1 estimator predicts on a dict or a DataFrame")
+        # each input as the signature declares it (a DataFrame's floats are float64)
+        specs = self.infer.structured_input_signature[1]
+        feed = {
+            key: tf.constant(value, dtype=getattr(specs.get(key), "dtype", None))
+            for key, value in columns.items()
+        }
         raw = self.infer(**feed)
         out: dict[str, Any] = {}
         for key in raw:

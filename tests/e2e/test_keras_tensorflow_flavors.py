@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import platform
 import shutil
 import subprocess
 import sys
@@ -522,3 +523,44 @@ def test_validate_and_serve_rebuild_tensorflow_cpu(keras_model, tf_module_model,
         np.testing.assert_allclose(body["predictions"], expected[:4], rtol=1e-5)
     finally:
         assert server.stop() == 0, server.output()
+
+
+# --- MLflow 1.x's TF1 estimator models -----------------------------------------------------------
+
+TF1_MLMODEL = """\
+artifact_path: model
+flavors:
+  python_function:
+    env: conda.yaml
+    loader_module: mlflow.tensorflow
+    python_version: 3.8.10
+  tensorflow:
+    meta_graph_tags:
+    - serve
+    saved_model_dir: tfmodel
+    signature_def_key: predict
+utc_time_created: '2021-06-01 10:00:00.000000'
+"""
+
+
+def test_an_mlflow_1_estimator_model_loads_by_its_signature(tmp_path):
+    """MLflow 1.x wrote no model_type: a SavedModel read by its tags and signature key, its
+    pyfunc fed the signature's named inputs from a DataFrame's columns (or a dict)."""
+    import pandas as pd
+
+    class Doubler(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+        def predict(self, x):
+            return {"y": x * 2.0, "pair": tf.stack([x, x + 1.0], axis=1)}
+
+    module = Doubler()
+    tf.saved_model.save(module, str(tmp_path / "tfmodel"), signatures={"predict": module.predict})
+    here = platform.python_version()  # (a model of another Python gets a mismatch warning)
+    (tmp_path / "MLmodel").write_text(TF1_MLMODEL.replace("3.8.10", here))
+    (tmp_path / "conda.yaml").write_text(f"name: mlflow-env\ndependencies:\n- python={here}\n")
+
+    predicted = envkit.pyfunc.load_model(tmp_path).predict(pd.DataFrame({"x": [1.0, 2.5]}))
+    assert predicted["y"].tolist() == [2.0, 5.0]
+    assert predicted["pair"].tolist() == [[1.0, 2.0], [2.5, 3.5]]
+    infer = envkit.tensorflow.load_model(tmp_path)
+    assert infer(x=tf.constant([3.0]))["y"].numpy().tolist() == [6.0]
