@@ -334,23 +334,26 @@ _KERAS_MARKERS = frozenset({"config.json", "metadata.json"})
 
 def scan_keras_config(path: Path, relative: str, trust: ModelTrust) -> list[FileScan]:
     """A scan of the config of a Keras archive (``<file>:config.json``): :data:`KERAS_LAMBDA`
-    for each layer holding Python bytecode; none for another zip archive or a config without."""
+    for each layer holding Python bytecode; none for another zip archive (one that cannot be
+    opened is reported by :func:`scan_zip_members`)."""
     import zipfile
 
+    where = f"{relative}:{_KERAS_CONFIG}"
     try:
         with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
-            if not names >= _KERAS_MARKERS:
+            if not set(archive.namelist()) >= _KERAS_MARKERS:
                 return []
             info = archive.getinfo(_KERAS_CONFIG)
             if info.file_size > MAX_ZIP_MEMBER_BYTES:
-                raise ValueError(f"its {_KERAS_CONFIG} is {info.file_size} bytes uncompressed")
-            config = json.loads(archive.read(info))
-    except (OSError, zipfile.BadZipFile, RuntimeError, ValueError) as exc:
-        return [
-            FileScan(f"{relative}:{_KERAS_CONFIG}", error=f"not a readable Keras config ({exc})")
-        ]
-    result = FileScan(f"{relative}:{_KERAS_CONFIG}")
+                return [FileScan(where, error=f"{info.file_size} bytes uncompressed: not read")]
+            raw = archive.read(info)
+    except (OSError, zipfile.BadZipFile, RuntimeError, ValueError):
+        return []
+    try:
+        config = json.loads(raw)
+    except ValueError as exc:
+        return [FileScan(where, error=f"not a readable Keras config ({exc})")]
+    result = FileScan(where)
     if _has_python_lambda(config):
         verdict = "safe" if trust.trusts(KERAS_LAMBDA) else "dangerous"
         getattr(result, verdict).append(KERAS_LAMBDA)
