@@ -108,10 +108,10 @@ def get_default_pip_requirements() -> list[str]:
 def get_default_conda_env() -> dict[str, Any]:
     """The ``conda.yaml`` mapping of a model of this flavor: this Python, envkit and
     :func:`get_default_pip_requirements`."""
-    from envkit._version import __version__
     from envkit.deps.envfiles import conda_env_dict
+    from envkit.pyfunc.flavor_kit import with_envkit
 
-    return conda_env_dict([f"envkit=={__version__}", *get_default_pip_requirements()])
+    return conda_env_dict(with_envkit(get_default_pip_requirements()))
 
 
 def save_model(
@@ -139,6 +139,7 @@ def save_model(
     ``save_model_kwargs`` go to ``model.save``."""
     keras = import_keras()
     from envkit.errors import UsageError
+    from envkit.pyfunc.flavor_kit import with_envkit
     from envkit.pyfunc.save import FlavorWriter, save_model_directory
 
     if not isinstance(model, keras.Model):
@@ -179,7 +180,7 @@ def save_model(
         path,
         FlavorWriter(
             write=write,
-            default_requirements=lambda: _with_envkit(_requirements(backend)),
+            default_requirements=lambda: with_envkit(_requirements(backend)),
             pyfunc_impl=pyfunc_impl,
         ),
         envkit_model=envkit_model,
@@ -193,12 +194,6 @@ def save_model(
         strict=strict,
         conda_env=conda_env,
     )
-
-
-def _with_envkit(requirements: list[str]) -> list[str]:
-    from envkit._version import __version__
-
-    return [f"envkit=={__version__}", *requirements]
 
 
 def _export_specs(model: Any, signature: Any) -> list[tuple[list[int | None], str]]:

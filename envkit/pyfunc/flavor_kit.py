@@ -28,6 +28,7 @@ __all__ = [
     "open_flavor",
     "pin_library",
     "pyfunc_flavor_directory",
+    "with_envkit",
 ]
 
 
@@ -142,6 +143,14 @@ def log_flavor_model(
     return Model.log(artifact_path, sys.modules[module_name], name=name, **kwargs)
 
 
+def with_envkit(requirements: list[str]) -> list[str]:
+    """``requirements`` after envkit pinned to this version: a model's requirements without
+    capture (a flavor whose default requirements depend on the model: keras and its backend)."""
+    from envkit._version import __version__
+
+    return [f"envkit=={__version__}", *requirements]
+
+
 @dataclass(frozen=True)
 class LibraryRequirements:
     """A flavor's default environment: its libraries (distribution names) pinned to the
@@ -158,9 +167,7 @@ class LibraryRequirements:
 
     def with_envkit(self) -> list[str]:
         """:meth:`pip` and envkit: a model's requirements without capture."""
-        from envkit._version import __version__
-
-        return [f"envkit=={__version__}", *self.pip()]
+        return with_envkit(self.pip())
 
     def conda_env(self) -> dict[str, Any]:
         """The ``conda.yaml`` mapping: this Python, envkit and the libraries."""

@@ -97,14 +97,9 @@ def get_default_conda_env() -> dict[str, Any]:
     """The ``conda.yaml`` mapping of a model of this flavor: this Python, envkit and
     :func:`get_default_pip_requirements`."""
     from envkit.deps.envfiles import conda_env_dict
+    from envkit.pyfunc.flavor_kit import with_envkit
 
-    return conda_env_dict(_with_envkit(get_default_pip_requirements()))
-
-
-def _with_envkit(requirements: list[str]) -> list[str]:
-    from envkit._version import __version__
-
-    return [f"envkit=={__version__}", *requirements]
+    return conda_env_dict(with_envkit(get_default_pip_requirements()))
 
 
 def save_model(
@@ -131,6 +126,7 @@ def save_model(
     ``tf.saved_model.save`` of a module."""
     tf = _tf()
     from envkit.errors import UsageError
+    from envkit.pyfunc.flavor_kit import with_envkit
     from envkit.pyfunc.save import FlavorWriter, save_model_directory
 
     if isinstance(model, tf.keras.Model):
@@ -168,7 +164,7 @@ def save_model(
         path,
         FlavorWriter(
             write=write,
-            default_requirements=lambda: _with_envkit(get_default_pip_requirements(pickles)),
+            default_requirements=lambda: with_envkit(get_default_pip_requirements(pickles)),
             pyfunc_impl=lambda staging: impl,
         ),
         envkit_model=envkit_model,

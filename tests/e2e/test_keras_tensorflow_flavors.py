@@ -165,6 +165,11 @@ def test_the_capture_records_keras_and_the_tensorflow_build_it_runs_on(keras_mod
     assert not names & {"torch", "jax", "tensorflow"}  # the CPU build, by its own name
 
 
+def test_the_default_requirements_name_the_backend_mlflows_forget():
+    assert envkit.keras.get_default_pip_requirements() == [KERAS_PIN, TF_PIN]
+    assert envkit.tensorflow.get_default_pip_requirements() == [TF_PIN]
+
+
 def test_importing_the_flavors_imports_neither_keras_nor_tensorflow():
     code = (
         "import sys, envkit.keras, envkit.tensorflow\n"
