@@ -260,8 +260,7 @@ def load_model(
     saved_model_dir = opened.file("saved_model_dir")
     if model_type == MODEL_TYPE_TF2_MODULE:
         return _tf().saved_model.load(str(saved_model_dir), **(saved_model_kwargs or {}))
-    loaded = _load_tf1(saved_model_dir, opened.conf)
-    return loaded.signatures[opened.conf["signature_def_key"]]
+    return _load_tf1(saved_model_dir, opened.conf)[1]
 
 
 def _model_type(conf: dict[str, Any]) -> str:
@@ -333,9 +332,19 @@ def _custom_objects(directory: Path) -> dict[str, Any]:
     return merged
 
 
-def _load_tf1(saved_model_dir: Path, conf: dict[str, Any]) -> Any:
-    tags = conf.get("meta_graph_tags")
-    return _tf().saved_model.load(str(saved_model_dir), tags=tags)
+def _load_tf1(saved_model_dir: Path, conf: dict[str, Any]) -> tuple[Any, Any]:
+    """A TF1 estimator's SavedModel (loaded by its ``meta_graph_tags``) and the signature
+    function its ``signature_def_key`` names."""
+    from envkit.errors import ModelFormatError
+
+    loaded = _tf().saved_model.load(str(saved_model_dir), tags=conf.get("meta_graph_tags"))
+    key = conf.get("signature_def_key")
+    if key not in loaded.signatures:
+        raise ModelFormatError(
+            f"the tensorflow model has no signature {key!r} (it has: "
+            f"{', '.join(sorted(loaded.signatures.keys())) or 'none'})"
+        )
+    return loaded, loaded.signatures[key]
 
 
 class _TF2ModuleWrapper:
@@ -417,5 +426,4 @@ def _load_pyfunc(path: str, model_config: dict[str, Any] | None = None) -> Any:
     saved_model_dir = opened.file("saved_model_dir")
     if model_type == MODEL_TYPE_TF2_MODULE:
         return _TF2ModuleWrapper(_tf().saved_model.load(str(saved_model_dir)))
-    loaded = _load_tf1(saved_model_dir, opened.conf)
-    return _TF1Wrapper(loaded, loaded.signatures[opened.conf["signature_def_key"]])
+    return _TF1Wrapper(*_load_tf1(saved_model_dir, opened.conf))

@@ -569,3 +569,14 @@ def test_an_mlflow_1_estimator_model_loads_by_its_signature(tmp_path):
     assert predicted["pair"].tolist() == [[1.0, 2.0], [2.5, 3.5]]
     infer = envkit.tensorflow.load_model(tmp_path)
     assert infer(x=tf.constant([3.0]))["y"].numpy().tolist() == [6.0]
+    broken = tmp_path.parent / f"{tmp_path.name}-wrong-key"
+    shutil.copytree(tmp_path, broken)
+    (broken / "MLmodel").write_text(
+        (tmp_path / "MLmodel")
+        .read_text()
+        .replace("signature_def_key: predict", "signature_def_key: x")
+    )
+    from envkit.errors import ModelFormatError
+
+    with pytest.raises(ModelFormatError, match=r"no signature 'x' \(it has: predict\)"):
+        envkit.pyfunc.load_model(broken)
