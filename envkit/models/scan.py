@@ -305,8 +305,9 @@ def zip_files(model_dir: Path) -> Iterator[Path]:
 def scan_zip_members(path: Path, relative: str, trust: ModelTrust) -> list[FileScan]:
     """A scan of each ``*.pkl`` member of the zip archive ``path`` (torch's ``data.pkl``), and of
     those of the zip archives inside it (the ``sample_inputs/model.pt`` of a ``torch.export``
-    archive), each named ``<file>:<member>``; none for an archive without pickles. An archive
-    that cannot be read is one unreadable file."""
+    archive), each named ``<file>:<member>``, and of a Keras archive's config
+    (:func:`scan_keras_config`); none for an archive without either. An archive that cannot be
+    read is one unreadable file."""
     import io
     import zipfile
 
@@ -315,12 +316,14 @@ def scan_zip_members(path: Path, relative: str, trust: ModelTrust) -> list[FileS
     try:
         with zipfile.ZipFile(path) as archive:
             payloads = _zip_pickles(archive, relative, depth=2)
+            keras = scan_keras_config(archive, relative, trust)
     except (OSError, zipfile.BadZipFile, RuntimeError, ValueError) as exc:
         return [FileScan(relative, error=f"not a readable zip archive ({exc})")]
-    return [
+    pickles = [
         _scan_stream(io.BytesIO(data), where, trust, scan_pickle_bytes, SafetyLevel)
         for where, data in payloads
     ]
+    return pickles + keras
 
 
 # A Keras 3 ``.keras`` file (a zip: config.json, metadata.json, model.weights.h5) carries no
@@ -332,25 +335,18 @@ _KERAS_CONFIG = "config.json"
 _KERAS_MARKERS = frozenset({"config.json", "metadata.json"})
 
 
-def scan_keras_config(path: Path, relative: str, trust: ModelTrust) -> list[FileScan]:
-    """A scan of the config of a Keras archive (``<file>:config.json``): :data:`KERAS_LAMBDA`
-    for each layer holding Python bytecode; none for another zip archive (one that cannot be
-    opened is reported by :func:`scan_zip_members`)."""
-    import zipfile
-
-    where = f"{relative}:{_KERAS_CONFIG}"
-    try:
-        with zipfile.ZipFile(path) as archive:
-            if not set(archive.namelist()) >= _KERAS_MARKERS:
-                return []
-            info = archive.getinfo(_KERAS_CONFIG)
-            if info.file_size > MAX_ZIP_MEMBER_BYTES:
-                return [FileScan(where, error=f"{info.file_size} bytes uncompressed: not read")]
-            raw = archive.read(info)
-    except (OSError, zipfile.BadZipFile, RuntimeError, ValueError):
+def scan_keras_config(archive: Any, relative: str, trust: ModelTrust) -> list[FileScan]:
+    """A scan of the config of the open zip ``archive`` when it is a Keras archive
+    (``<file>:config.json``): :data:`KERAS_LAMBDA` for a layer holding Python bytecode; none
+    for another archive."""
+    if not set(archive.namelist()) >= _KERAS_MARKERS:
         return []
+    where = f"{relative}:{_KERAS_CONFIG}"
+    info = archive.getinfo(_KERAS_CONFIG)
+    if info.file_size > MAX_ZIP_MEMBER_BYTES:
+        return [FileScan(where, error=f"{info.file_size} bytes uncompressed: not read")]
     try:
-        config = json.loads(raw)
+        config = json.loads(archive.read(info))
     except ValueError as exc:
         return [FileScan(where, error=f"not a readable Keras config ({exc})")]
     result = FileScan(where)
@@ -527,7 +523,6 @@ def scan_model(
     files = [scan_file(p, p.relative_to(root).as_posix(), trust) for p in pickle_files(root)]
     for archive in zip_files(root):
         files += scan_zip_members(archive, archive.relative_to(root).as_posix(), trust)
-        files += scan_keras_config(archive, archive.relative_to(root).as_posix(), trust)
     files += _scan_embedded(root, trust)
     return ModelScan(str(root), files, scanner, strict)
 
