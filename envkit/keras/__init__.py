@@ -306,8 +306,9 @@ def _load(model_dir: Path, conf: dict[str, Any], **kwargs: Any) -> Any:
 
 class KerasModelWrapper:
     """pyfunc adapter (MLflow's): a DataFrame in, its values to ``model.predict``, a DataFrame
-    with the input's index out; an array, a list, a tuple or a dict of arrays in, a numpy array
-    out. An exported model predicts through its ``serve`` endpoint."""
+    with the input's index out; an array (or a tensor of any backend), a list, a tuple or a dict
+    of arrays in, a numpy array out. An exported model predicts through its ``serve``
+    endpoint."""
 
     def __init__(self, model: Any, exported: bool = False) -> None:
         self.model = model
@@ -329,10 +330,12 @@ class KerasModelWrapper:
 
             return pd.DataFrame(_to_numpy(self._call(data.to_numpy())), index=data.index)
         if not isinstance(data, (np.ndarray, list, tuple, dict)):
-            raise TypeError(
-                "a keras model predicts on a pandas DataFrame, a numpy array, a list, a tuple "
-                f"or a dict of arrays, not {type(data).__name__}"
-            )
+            if not hasattr(data, "__array__"):
+                raise TypeError(
+                    "a keras model predicts on a pandas DataFrame, a numpy array (or a tensor), "
+                    f"a list, a tuple or a dict of arrays, not {type(data).__name__}"
+                )
+            data = np.asarray(data)  # a backend's tensor: torch's, TensorFlow's, JAX's
         return _to_numpy(self._call(data))
 
 

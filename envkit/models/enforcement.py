@@ -484,7 +484,7 @@ def _enforce_tensor_schema(data: Any, schema: Schema) -> Any:
         if isinstance(data, dict):
             out = {}
             for spec in schema.inputs:
-                value = data.get(spec.name)
+                value = _tensor_as_array(data.get(spec.name), f"tensor {spec.name!r}")
                 if not isinstance(value, np.ndarray):
                     raise SchemaEnforcementError(
                         f"tensor {spec.name!r}: expected a numpy array "
@@ -515,12 +515,29 @@ def _enforce_tensor_schema(data: Any, schema: Schema) -> Any:
                 f"{len(data.columns)} columns (which fits (-1, {len(data.columns)}))"
             )
         return _enforce_tensor_spec(data.to_numpy(), spec, "the tensor input")
+    data = _tensor_as_array(data, "the tensor input")
     if isinstance(data, np.ndarray) or _is_sparse(data):
         return _enforce_tensor_spec(data, spec, "the tensor input")
     raise SchemaEnforcementError(
         f"the tensor input: expected a numpy array ({spec.type.name}, shape "
         f"{_shape(spec.shape)}), got {type(data).__name__}"
     )
+
+
+def _tensor_as_array(value: Any, label: str) -> Any:
+    """A framework's tensor (torch, TensorFlow, JAX: anything with numpy's array protocol, not
+    a list) as a numpy array, so a tensor signature checks it as MLflow checks arrays; anything
+    else as it is."""
+    import numpy as np
+
+    if isinstance(value, np.ndarray) or _is_sparse(value) or not hasattr(value, "__array__"):
+        return value
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError, RuntimeError) as exc:  # e.g. a torch tensor needing grad
+        raise SchemaEnforcementError(
+            f"{label}: the {type(value).__name__} cannot be read as a numpy array ({exc})"
+        ) from None
 
 
 def _is_sparse(x: Any) -> bool:

@@ -348,8 +348,8 @@ def _load_tf1(saved_model_dir: Path, conf: dict[str, Any]) -> tuple[Any, Any]:
 
 
 class _TF2ModuleWrapper:
-    """pyfunc adapter of a ``tf.Module`` (MLflow's): an array or a list in, converted to a
-    tensor and called, a numpy array out."""
+    """pyfunc adapter of a ``tf.Module`` (MLflow's): an array, a list or a tensor in, converted
+    to a tensor and called, a numpy array out."""
 
     def __init__(self, model: Any) -> None:
         self.model = model
@@ -361,9 +361,10 @@ class _TF2ModuleWrapper:
         import numpy as np
 
         tf = _tf()
-        if not isinstance(data, (np.ndarray, list)):
+        if not isinstance(data, (np.ndarray, list, tf.Tensor)):
             raise TypeError(
-                f"a tf.Module predicts on a numpy array or a list, not {type(data).__name__}"
+                "a tf.Module predicts on a numpy array, a list or a tf.Tensor, not "
+                f"{type(data).__name__}"
             )
         result = self.model(tf.convert_to_tensor(data))
         return result.numpy() if isinstance(result, tf.Tensor) else result

@@ -120,6 +120,13 @@ def test_keras_load_model_and_the_pyfunc_predict_as_the_model(keras_model, net, 
     np.testing.assert_allclose(loaded.predict(X, verbose=0), expected, rtol=1e-6)
     pyfunc = envkit.pyfunc.load_model(keras_model)
     np.testing.assert_allclose(pyfunc.predict(X[:5]), expected[:5], rtol=1e-6)
+    # a tf.Tensor passes the tensor signature as its array, and the loaded implementation
+    # (no signature to check) takes it too
+    np.testing.assert_allclose(pyfunc.predict(tf.constant(X[:5])), expected[:5], rtol=1e-6)
+    raw = envkit.keras._load_pyfunc(str(keras_model))
+    np.testing.assert_allclose(raw.predict(tf.constant(X[:5])), expected[:5], rtol=1e-6)
+    with pytest.raises(TypeError, match="not str"):
+        raw.predict("x")
 
 
 def test_the_keras_pyfunc_keeps_a_dataframes_index(keras_model, expected):
@@ -267,8 +274,48 @@ def test_a_tf_module_is_a_savedmodel_and_its_pyfunc_calls_it(tf_module_model):
     assert (tf_module_model / "tf2model" / "saved_model.pb").is_file()
     loaded = envkit.tensorflow.load_model(tf_module_model)
     np.testing.assert_allclose(loaded(tf.constant(X[:3])).numpy(), _module_expected(X[:3]))
-    predicted = envkit.pyfunc.load_model(tf_module_model).predict(X[:4])
+    pyfunc = envkit.pyfunc.load_model(tf_module_model)
+    np.testing.assert_allclose(pyfunc.predict(X[:4]), _module_expected(X[:4]), rtol=1e-6)
+    predicted = pyfunc.predict(tf.constant(X[:4]))
     np.testing.assert_allclose(predicted, _module_expected(X[:4]), rtol=1e-6)
+
+
+H5_MLMODEL = """
+flavors:
+  python_function:
+    data: data
+    env:
+      virtualenv: python_env.yaml
+    loader_module: mlflow.tensorflow
+    python_version: {python}
+  tensorflow:
+    code: null
+    data: data
+    keras_version: {keras}
+    model_type: keras
+    save_format: h5
+mlflow_version: 2.9.2
+utc_time_created: '2023-12-01 10:00:00.000000'
+"""
+
+
+def test_an_mlflow_2_keras_model_in_the_h5_format_loads(tmp_path, net, expected):
+    """MLflow 2.x wrote a Keras model as data/model.h5 with save_format.txt 'h5' when asked
+    (save_format="h5"); Keras 3 still reads that legacy format."""
+    data = tmp_path / "data"
+    data.mkdir()
+    net.save(data / "model.h5")
+    (data / "keras_module.txt").write_text("tensorflow.keras")
+    (data / "save_format.txt").write_text("h5")
+    python = platform.python_version()
+    (tmp_path / "MLmodel").write_text(H5_MLMODEL.format(python=python, keras=keras.__version__))
+    (tmp_path / "python_env.yaml").write_text(f"python: {python}\nbuild_dependencies: []\n")
+    (tmp_path / "requirements.txt").write_text(f"{TF_PIN}\n{KERAS_PIN}\n")
+
+    loaded = envkit.tensorflow.load_model(tmp_path)
+    np.testing.assert_allclose(loaded.predict(X, verbose=0), expected, rtol=1e-5)
+    predicted = envkit.pyfunc.load_model(tmp_path).predict(X[:5])
+    np.testing.assert_allclose(predicted, expected[:5], rtol=1e-5)
 
 
 CUSTOM_SAVE = """

@@ -30,7 +30,7 @@ from test_validate import envkit_cli, json_report  # noqa: E402
 
 import envkit.pyfunc  # noqa: E402
 import envkit.pytorch  # noqa: E402
-from envkit.errors import UnsafeModelError  # noqa: E402
+from envkit.errors import SchemaEnforcementError, UnsafeModelError  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
@@ -119,7 +119,12 @@ def test_pyfunc_predicts_arrays_and_tensors(torch_array_model, torch_net):
     array = X.to_numpy(dtype=np.float32)
     pyfunc = envkit.pyfunc.load_model(torch_array_model, model_config={"device": "cpu"})
     np.testing.assert_allclose(pyfunc.predict(array), _expected(torch_net, array), rtol=1e-6)
-    # the loaded implementation takes a torch.Tensor as it is (MLflow's takes arrays only)
+    # a tensor passes the tensor signature as its array (MLflow's takes arrays only) ...
+    tensor = torch.tensor(array)
+    np.testing.assert_allclose(pyfunc.predict(tensor), _expected(torch_net, array), rtol=1e-6)
+    with pytest.raises(SchemaEnforcementError, match="cannot be read as a numpy array"):
+        pyfunc.predict(tensor.clone().requires_grad_())
+    # ... and the loaded implementation takes it as it is
     raw = envkit.pytorch._load_pyfunc(str(torch_array_model), {"device": "cpu"})
     np.testing.assert_allclose(
         raw.predict(torch.tensor(array)), _expected(torch_net, array), rtol=1e-6

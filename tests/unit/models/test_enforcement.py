@@ -223,6 +223,34 @@ def test_tensors_dtype_and_shape():
     assert check(frame, s).shape == (1, 3)
 
 
+class _ArrayProtocol:
+    """An object that is not an ndarray but converts to one, as a torch, TensorFlow or JAX
+    tensor does (the heavy flavor tests pass those libraries' own tensors)."""
+
+    def __init__(self, values, error=None):
+        self.values, self.error = values, error
+
+    def __array__(self, dtype=None, copy=None):
+        if self.error:
+            raise RuntimeError(self.error)
+        return np.asarray(self.values, dtype=dtype)
+
+
+def test_a_tensor_of_another_library_is_checked_as_its_array():
+    s = ModelSignature(Schema([TensorSpec(np.dtype("float32"), (-1, 3))]))
+    out = check(_ArrayProtocol(np.ones((2, 3), dtype=np.float32)), s)
+    assert isinstance(out, np.ndarray) and out.shape == (2, 3)
+    with pytest.raises(SchemaEnforcementError, match="got shape \\(2, 4\\)"):
+        check(_ArrayProtocol(np.ones((2, 4), dtype=np.float32)), s)
+    with pytest.raises(SchemaEnforcementError) as info:
+        check(_ArrayProtocol(None, error="needs grad"), s)
+    assert str(info.value) == (
+        "the tensor input: the _ArrayProtocol cannot be read as a numpy array (needs grad)"
+    )
+    named = ModelSignature(Schema([TensorSpec(np.dtype("int64"), (-1,), "ids")]))
+    assert check({"ids": _ArrayProtocol(np.array([1, 2]))}, named)["ids"].tolist() == [1, 2]
+
+
 def test_named_tensors():
     s = ModelSignature(
         Schema(
