@@ -18,7 +18,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, TypeVar
+from typing import Any, Callable, Protocol, TypeVar
 
 from envkit.errors import ModelExistsError, UsageError
 
@@ -166,6 +166,26 @@ def log_model_directory(
     model_cls: ModelClass[InfoT], name: str, flavor: Any, save_kwargs: dict[str, Any]
 ) -> InfoT:
     """Save a model with ``flavor.save_model`` and put it into the active run's artifacts."""
+    infos: list[InfoT] = []
+
+    def write(local: Path, run_id: str, dest: Path | None) -> None:
+        envkit_model = model_cls(artifact_path=name, run_id=run_id)
+        flavor.save_model(path=local, envkit_model=envkit_model, **save_kwargs)
+        infos.append(model_cls.load(local).get_model_info(dest))
+
+    run_id = log_directory(name, write, what="model")
+    info = infos[0]
+    info.model_uri = f"runs:/{run_id}/{_check_artifact_name(name)}"
+    return info
+
+
+def log_directory(
+    name: str, write: Callable[[Path, str, Path | None], None], *, what: str = "artifact"
+) -> str:
+    """Put the directory ``write(local, run_id, dest)`` fills into the active run's artifacts
+    as ``name`` (MLflow's active run when there is one; else envkit's, started and ended here
+    when none is active) and return the run's id. The directory appears whole or not at all.
+    """
     name = _check_artifact_name(name)
     mlflow_run = _active_mlflow_run()
     own_run = None
@@ -180,29 +200,18 @@ def log_model_directory(
     try:
         with tempfile.TemporaryDirectory(prefix="envkit-log-") as tmp:
             local = Path(tmp) / "model"
-            envkit_model = model_cls(artifact_path=name, run_id=run_id)
-            flavor.save_model(path=local, envkit_model=envkit_model, **save_kwargs)
-            if run is None:
+            dest = None if run is None else run.artifact_dir / name
+            if dest is not None and dest.exists():
+                raise ModelExistsError(
+                    f"run {run_id} already has {_article(what)} {what} named {name!r}; "
+                    "choose another name"
+                )
+            write(local, run_id, dest)
+            if dest is None:
                 sys.modules["mlflow"].log_artifacts(str(local), artifact_path=name)
-                dest = None
             else:
-                dest = run.artifact_dir / name
-                if dest.exists():
-                    raise ModelExistsError(
-                        f"run {run_id} already has a model named {name!r}; choose another name"
-                    )
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-                try:
-                    shutil.copytree(local, staging, dirs_exist_ok=True)
-                    os.replace(staging, dest)
-                except BaseException:
-                    shutil.rmtree(staging, ignore_errors=True)
-                    raise
-            saved = model_cls.load(local)
-        info = saved.get_model_info(dest)
-        info.model_uri = f"runs:/{run_id}/{name}"
-        return info
+                _publish(local, dest)
+        return run_id
     except BaseException:
         if own_run is not None:
             end_run("FAILED", run=own_run)
@@ -211,3 +220,19 @@ def log_model_directory(
     finally:
         if own_run is not None:
             end_run("FINISHED", run=own_run)
+
+
+def _article(noun: str) -> str:
+    return "an" if noun[:1] in "aeiou" else "a"
+
+
+def _publish(local: Path, dest: Path) -> None:
+    """``local`` copied to ``dest`` through a sibling staging directory and one rename."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        shutil.copytree(local, staging, dirs_exist_ok=True)
+        os.replace(staging, dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -63,6 +63,7 @@ __all__ = [
     "load_model",
     "load_state_dict",
     "log_model",
+    "log_state_dict",
     "save_model",
     "save_state_dict",
 ]
@@ -327,6 +328,20 @@ def save_state_dict(state_dict: Any, path: str | os.PathLike[str], **kwargs: Any
     target = Path(path)
     target.mkdir(parents=True, exist_ok=True)
     torch.save(state_dict, str(target / _STATE_DICT_FILE_NAME), **kwargs)
+
+
+def log_state_dict(state_dict: Any, artifact_path: str, **kwargs: Any) -> str:
+    """Save ``state_dict`` into the active run's artifacts as ``artifact_path/state_dict.pth``
+    (see :func:`envkit.start_run`; MLflow's active run when there is one), as MLflow's
+    ``log_state_dict``; returns its URI, ``runs:/<run_id>/<artifact_path>``, which
+    :func:`load_state_dict` reads. ``kwargs`` go to ``torch.save``."""
+    from envkit.models.tracking import log_directory
+
+    def write(local: Path, run_id: str, dest: Path | None) -> None:
+        save_state_dict(state_dict, local, **kwargs)
+
+    run_id = log_directory(artifact_path, write, what="state dict")
+    return f"runs:/{run_id}/{artifact_path.strip('/')}"
 
 
 def load_state_dict(state_dict_uri: str | os.PathLike[str], **kwargs: Any) -> Any:

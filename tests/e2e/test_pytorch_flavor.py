@@ -160,6 +160,30 @@ def test_a_state_dict_round_trips_into_a_fresh_module(tmp_path, torch_net):
     np.testing.assert_allclose(_expected(fresh.eval(), X), _expected(torch_net, X), rtol=1e-6)
 
 
+def test_log_state_dict_logs_into_the_run_and_loads_by_runs_uri(tmp_path, torch_net):
+    from envkit.errors import ModelExistsError, UsageError
+
+    envkit.set_tracking_dir(tmp_path / "runs")
+    try:
+        with envkit.start_run() as run:
+            uri = envkit.pytorch.log_state_dict(torch_net.state_dict(), "weights")
+            with pytest.raises(ModelExistsError, match="already has a state dict named"):
+                envkit.pytorch.log_state_dict(torch_net.state_dict(), "weights")
+            with pytest.raises(UsageError, match="must be a dict"):
+                envkit.pytorch.log_state_dict([1, 2], "broken")
+        assert uri == f"runs:/{run.run_id}/weights"
+        assert sorted(p.name for p in run.artifact_dir.iterdir()) == ["weights"]  # no "broken"
+        fresh = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+        fresh.load_state_dict(envkit.pytorch.load_state_dict(uri))
+        np.testing.assert_allclose(_expected(fresh.eval(), X), _expected(torch_net, X), rtol=1e-6)
+        # outside a run, one is started for the state dict and ended
+        alone = envkit.pytorch.log_state_dict(torch_net.state_dict(), "weights")
+        assert alone != uri and envkit.active_run() is None
+        assert sorted(envkit.pytorch.load_state_dict(alone)) == sorted(torch_net.state_dict())
+    finally:
+        envkit.set_tracking_dir(None)
+
+
 def test_log_model_saves_into_the_run_and_loads_by_runs_uri(tmp_path, torch_net):
     envkit.set_tracking_dir(tmp_path / "runs")
     try:
