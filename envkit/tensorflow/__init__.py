@@ -304,9 +304,33 @@ def _load_keras(data: Path, conf: dict[str, Any], **kwargs: Any) -> Any:
     candidates = [stem.with_name(stem.name + ".h5")] if save_format == "h5" else []
     candidates += [stem.with_name(stem.name + ".keras"), stem]
     for candidate in candidates:
+        if candidate.is_dir():
+            _check_savedmodel_readable(keras, candidate)
         if candidate.exists():
             return keras.models.load_model(str(candidate), custom_objects=custom, **kwargs)
     raise ModelFormatError(f"the tensorflow model has no {stem.name}.keras in {directory.name}/")
+
+
+def _check_savedmodel_readable(keras: Any, candidate: Path) -> None:
+    """A Keras model saved as a SavedModel directory (Keras 2's ``save_format="tf"``, MLflow
+    2.x's default) cannot be read by Keras 3, which reads ``.keras`` and H5 files only: say so
+    and what to do, rather than Keras' "File format not supported"."""
+    from packaging.version import InvalidVersion, Version
+
+    from envkit.errors import ModelFormatError
+
+    try:
+        major = Version(str(getattr(keras, "__version__", "0"))).major
+    except InvalidVersion:
+        return
+    if major >= 3:
+        raise ModelFormatError(
+            f"the Keras model in {candidate.parent.name}/{candidate.name}/ is a SavedModel "
+            f"written by Keras 2, which Keras {keras.__version__} cannot read (it reads .keras "
+            "and .h5 files): load it where its requirements are installed (envkit validate / "
+            "envkit predict rebuild them; TensorFlow 2.15 or older, or tf-keras with "
+            "TF_USE_LEGACY_KERAS=1)"
+        )
 
 
 def _save_format(directory: Path, conf: dict[str, Any]) -> str:

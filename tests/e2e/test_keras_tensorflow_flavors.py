@@ -318,6 +318,28 @@ def test_an_mlflow_2_keras_model_in_the_h5_format_loads(tmp_path, net, expected)
     np.testing.assert_allclose(predicted, expected[:5], rtol=1e-5)
 
 
+def test_a_keras_2_savedmodel_on_keras_3_is_a_format_error_that_says_what_to_do(tmp_path):
+    """MLflow 2.x's default for a Keras model was Keras 2's SavedModel directory (data/model/,
+    save_format.txt 'tf'), which Keras 3 cannot read; the layout is written here with
+    tf.saved_model (Keras 3 cannot write Keras 2's)."""
+    from envkit.errors import ModelFormatError
+
+    data = tmp_path / "data"
+    tf.saved_model.save(tf_models.module(), str(data / "model"))
+    (data / "keras_module.txt").write_text("tensorflow.keras")
+    (data / "save_format.txt").write_text("tf")
+    python = platform.python_version()
+    mlmodel = H5_MLMODEL.format(python=python, keras="2.12.0").replace("h5", "tf")
+    (tmp_path / "MLmodel").write_text(mlmodel)
+    (tmp_path / "python_env.yaml").write_text(f"python: {python}\nbuild_dependencies: []\n")
+    (tmp_path / "requirements.txt").write_text("tensorflow==2.12.0\n")
+    message = r"data/model/ is a SavedModel written by Keras 2, which Keras 3\.\d+\.\d+ cannot"
+    with pytest.raises(ModelFormatError, match=message):
+        envkit.tensorflow.load_model(tmp_path)
+    with pytest.raises(ModelFormatError, match="TensorFlow 2.15 or older"):
+        envkit.pyfunc.load_model(tmp_path)
+
+
 CUSTOM_SAVE = """
 import sys
 import keras, numpy as np
