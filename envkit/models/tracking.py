@@ -28,6 +28,7 @@ class _HasModelUri(Protocol):
 
 
 InfoT = TypeVar("InfoT", bound=_HasModelUri, covariant=True)
+T = TypeVar("T")
 
 
 class _SavedModel(Protocol[InfoT]):
@@ -166,25 +167,24 @@ def log_model_directory(
     model_cls: ModelClass[InfoT], name: str, flavor: Any, save_kwargs: dict[str, Any]
 ) -> InfoT:
     """Save a model with ``flavor.save_model`` and put it into the active run's artifacts."""
-    infos: list[InfoT] = []
 
-    def write(local: Path, run_id: str, dest: Path | None) -> None:
+    def write(local: Path, run_id: str, dest: Path | None) -> InfoT:
         envkit_model = model_cls(artifact_path=name, run_id=run_id)
         flavor.save_model(path=local, envkit_model=envkit_model, **save_kwargs)
-        infos.append(model_cls.load(local).get_model_info(dest))
+        return model_cls.load(local).get_model_info(dest)
 
-    run_id = log_directory(name, write, what="model")
-    info = infos[0]
-    info.model_uri = f"runs:/{run_id}/{_check_artifact_name(name)}"
+    info, uri = log_directory(name, write, what="model")
+    info.model_uri = uri
     return info
 
 
 def log_directory(
-    name: str, write: Callable[[Path, str, Path | None], None], *, what: str = "artifact"
-) -> str:
+    name: str, write: Callable[[Path, str, Path | None], T], *, what: str = "artifact"
+) -> tuple[T, str]:
     """Put the directory ``write(local, run_id, dest)`` fills into the active run's artifacts
     as ``name`` (MLflow's active run when there is one; else envkit's, started and ended here
-    when none is active) and return the run's id. The directory appears whole or not at all.
+    when none is active); returns what ``write`` returned and the directory's URI,
+    ``runs:/<run_id>/<name>``. The directory appears whole or not at all.
     """
     name = _check_artifact_name(name)
     mlflow_run = _active_mlflow_run()
@@ -206,12 +206,12 @@ def log_directory(
                     f"run {run_id} already has {_article(what)} {what} named {name!r}; "
                     "choose another name"
                 )
-            write(local, run_id, dest)
+            written = write(local, run_id, dest)
             if dest is None:
                 sys.modules["mlflow"].log_artifacts(str(local), artifact_path=name)
             else:
                 _publish(local, dest)
-        return run_id
+        return written, f"runs:/{run_id}/{name}"
     except BaseException:
         if own_run is not None:
             end_run("FAILED", run=own_run)
