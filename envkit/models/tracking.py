@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Callable, Protocol, TypeVar
 
+from envkit._fs import staged_directory
 from envkit.errors import ModelExistsError, UsageError
 
 
@@ -173,45 +173,38 @@ def log_model_directory(
         flavor.save_model(path=local, envkit_model=envkit_model, **save_kwargs)
         return model_cls.load(local).get_model_info(dest)
 
-    info, uri = log_directory(name, write, what="model")
+    info, uri = log_directory(name, write, what="a model")
     info.model_uri = uri
     return info
 
 
 def log_directory(
-    name: str, write: Callable[[Path, str, Path | None], T], *, what: str = "artifact"
+    name: str, write: Callable[[Path, str, Path | None], T], *, what: str = "an artifact"
 ) -> tuple[T, str]:
     """Put the directory ``write(local, run_id, dest)`` fills into the active run's artifacts
     as ``name`` (MLflow's active run when there is one; else envkit's, started and ended here
     when none is active); returns what ``write`` returned and the directory's URI,
-    ``runs:/<run_id>/<name>``. The directory appears whole or not at all.
+    ``runs:/<run_id>/<name>``. The directory appears whole or not at all; ``what`` names it in
+    the error for a name the run already has.
     """
     name = _check_artifact_name(name)
     mlflow_run = _active_mlflow_run()
-    own_run = None
-    run: Run | None = None
     if mlflow_run is not None:
         run_id = mlflow_run.info.run_id
-    else:
-        run = active_run()
-        if run is None:
-            run = own_run = start_run()
-        run_id = run.run_id
+        return _log_into_mlflow(name, write, run_id), f"runs:/{run_id}/{name}"
+    own_run = None
+    run = active_run()
+    if run is None:
+        run = own_run = start_run()
     try:
-        with tempfile.TemporaryDirectory(prefix="envkit-log-") as tmp:
-            local = Path(tmp) / "model"
-            dest = None if run is None else run.artifact_dir / name
-            if dest is not None and dest.exists():
-                raise ModelExistsError(
-                    f"run {run_id} already has {_article(what)} {what} named {name!r}; "
-                    "choose another name"
-                )
-            written = write(local, run_id, dest)
-            if dest is None:
-                sys.modules["mlflow"].log_artifacts(str(local), artifact_path=name)
-            else:
-                _publish(local, dest)
-        return written, f"runs:/{run_id}/{name}"
+        dest = run.artifact_dir / name
+        if dest.exists():
+            raise ModelExistsError(
+                f"run {run.run_id} already has {what} named {name!r}; choose another name"
+            )
+        with staged_directory(dest) as staging:  # written in place, renamed in when whole
+            written = write(staging, run.run_id, dest)
+        return written, f"runs:/{run.run_id}/{name}"
     except BaseException:
         if own_run is not None:
             end_run("FAILED", run=own_run)
@@ -222,17 +215,9 @@ def log_directory(
             end_run("FINISHED", run=own_run)
 
 
-def _article(noun: str) -> str:
-    return "an" if noun[:1] in "aeiou" else "a"
-
-
-def _publish(local: Path, dest: Path) -> None:
-    """``local`` copied to ``dest`` through a sibling staging directory and one rename."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-    try:
-        shutil.copytree(local, staging, dirs_exist_ok=True)
-        os.replace(staging, dest)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+def _log_into_mlflow(name: str, write: Callable[[Path, str, Path | None], T], run_id: str) -> T:
+    with tempfile.TemporaryDirectory(prefix="envkit-log-") as tmp:
+        local = Path(tmp) / "model"
+        written = write(local, run_id, None)
+        sys.modules["mlflow"].log_artifacts(str(local), artifact_path=name)
+    return written

@@ -340,7 +340,7 @@ def log_state_dict(state_dict: Any, artifact_path: str, **kwargs: Any) -> str:
     def write(local: Path, run_id: str, dest: Path | None) -> None:
         save_state_dict(state_dict, local, **kwargs)
 
-    return log_directory(artifact_path, write, what="state dict")[1]
+    return log_directory(artifact_path, write, what="a state dict")[1]
 
 
 def load_state_dict(state_dict_uri: str | os.PathLike[str], **kwargs: Any) -> Any:
